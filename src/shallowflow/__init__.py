@@ -1,0 +1,1 @@
+"""shallowflow: gradient flow of mean-field shallow ReLU networks (see SPEC.md)."""

@@ -1,0 +1,404 @@
+"""The generic sweep runner: cells in, one table of runs out, resumable.
+
+A sweep is a list of :class:`Cell` (one point of a protocol: a frozen
+mapping of JSON knobs such as ``{"figure": "fig3", "n": 1700, "runs": 80,
+"seed": 0}``). :func:`run_sweep` simulates each cell once with a
+user-supplied batch simulator and stores it under ``out_dir``::
+
+    out_dir/sweep.json              manifest: the cells, in order
+    out_dir/cells/<cell_id>.parquet one file per finished cell
+    out_dir/runs.parquet            all cells concatenated, in cell order
+
+Each file is written atomically (:mod:`shallowflow.storage`), so a kill
+loses at most the cells in flight, and ``resume=True`` picks up where it
+stopped. Results do not depend on execution order or executor as long as the
+simulator draws its randomness from :func:`cell_seed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments.executors import BatchSimulator, Executor, make_executor
+from shallowflow.storage import (
+    TMP_SUFFIX,
+    read_json,
+    read_parquet,
+    remove_temporaries,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+
+__all__ = ["MANIFEST_FORMAT", "Cell", "cell_seed", "run_sweep"]
+
+MANIFEST_FORMAT = "shallowflow-sweep/1"
+_ID_COLUMN = "cell_id"
+_ID_LENGTH = 16
+
+
+def _normalise(value: Any, where: str) -> Any:
+    """Knob value → canonical JSON-compatible value (sequences become tuples)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            raise ShallowflowInputError(where, f"must be a finite number, got {value!r}")
+        return float(value)
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(_normalise(v, where) for v in value)
+    raise ShallowflowInputError(
+        where,
+        f"knob values must be JSON scalars (str, int, float, bool, None) or lists of them; "
+        f"got {type(value).__name__} {value!r}",
+    )
+
+
+class Cell(Mapping[str, Any]):
+    """One point of a sweep: an immutable mapping of JSON-serialisable knobs.
+
+    ``cell_id`` is the first 16 hex digits of the SHA-1 of the canonical JSON
+    (sorted keys, no spaces), so equal knobs give equal ids whatever their key
+    order. Note that ``1`` and ``1.0`` are different knobs. Sequences are
+    stored as tuples; the name ``cell_id`` is reserved.
+    """
+
+    __slots__ = ("_knobs", "_json", "_id")
+
+    def __init__(self, knobs: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kw: Any):
+        items = dict(knobs, **kw)
+        normalised: dict[str, Any] = {}
+        for key, value in items.items():
+            if not isinstance(key, str):
+                raise ShallowflowInputError("cells", f"knob names must be strings, got {key!r}")
+            if key == _ID_COLUMN:
+                raise ShallowflowInputError("cells", f"the knob name {_ID_COLUMN!r} is reserved")
+            normalised[key] = _normalise(value, f"cells[{key!r}]")
+        self._knobs = dict(sorted(normalised.items()))
+        self._json = json.dumps(self._knobs, sort_keys=True, separators=(",", ":"))
+        self._id = hashlib.sha1(self._json.encode("utf-8")).hexdigest()[:_ID_LENGTH]
+
+    @property
+    def cell_id(self) -> str:
+        """Stable short id: ``sha1(canonical_json(knobs))[:16]``."""
+        return self._id
+
+    @property
+    def canonical_json(self) -> str:
+        return self._json
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh plain ``dict`` of the knobs (what the batch simulator receives)."""
+        return dict(self._knobs)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._knobs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._knobs)
+
+    def __len__(self) -> int:
+        return len(self._knobs)
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Cell):
+            return self._json == other._json
+        if isinstance(other, Mapping):
+            try:
+                return self._json == Cell(other)._json
+            except ShallowflowInputError:
+                return False
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Cell({self._knobs!r})"
+
+
+def cell_seed(sweep_seed: int, cell: Cell | Mapping[str, Any] | str) -> int:
+    """Per-cell seed in ``[0, 2**32)``: the first 4 bytes of ``sha256(f"{sweep_seed}:{cell_id}")``.
+
+    Depends only on the sweep seed and the cell's knobs, never on the order
+    or the process in which cells run.
+    """
+    if isinstance(sweep_seed, bool) or not isinstance(sweep_seed, int | np.integer):
+        raise ShallowflowInputError("sweep_seed", f"must be an integer, got {sweep_seed!r}")
+    if isinstance(cell, str):
+        cell_id = cell
+    else:
+        cell_id = (cell if isinstance(cell, Cell) else Cell(cell)).cell_id
+    digest = hashlib.sha256(f"{int(sweep_seed)}:{cell_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+# --- sweep directory ----------------------------------------------------------------------
+
+
+def _as_cells(cells: Iterable[Cell | Mapping[str, Any]]) -> list[Cell]:
+    if isinstance(cells, Mapping | str):
+        raise ShallowflowInputError("cells", "expected a list of cells (mappings of knobs)")
+    out = []
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Mapping):
+            raise ShallowflowInputError("cells", f"cell {i} is not a mapping: {cell!r}")
+        out.append(cell if isinstance(cell, Cell) else Cell(cell))
+    if not out:
+        raise ShallowflowInputError("cells", "the sweep has no cells; give at least one")
+    seen: dict[str, int] = {}
+    for i, cell in enumerate(out):
+        if cell.cell_id in seen:
+            raise ShallowflowInputError(
+                "cells", f"cells {seen[cell.cell_id]} and {i} are identical: {cell!r}"
+            )
+        seen[cell.cell_id] = i
+    return out
+
+
+def _manifest(cells: Sequence[Cell]) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "cells": [{"cell_id": c.cell_id, "knobs": json.loads(c.canonical_json)} for c in cells],
+    }
+
+
+def _cell_path(out_dir: Path, cell_id: str) -> Path:
+    return out_dir / "cells" / f"{cell_id}.parquet"
+
+
+def _lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Exclusive advisory lock on ``out_dir`` (released by the kernel on kill)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        with open(out_dir / ".lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ShallowflowInputError(
+                    "out_dir", f"another sweep is running in {str(out_dir)!r}"
+                ) from None
+            yield
+
+    return held()
+
+
+def _prepare(out_dir: Path, manifest: dict[str, Any], resume: bool) -> None:
+    """Check ``out_dir`` against ``manifest``; clear old results unless resuming."""
+    manifest_path = out_dir / "sweep.json"
+    others = [
+        p
+        for p in out_dir.iterdir()
+        if p.name != ".lock" and not (p.name.startswith(".") and p.name.endswith(TMP_SUFFIX))
+    ]
+    if others and not manifest_path.exists():
+        raise ShallowflowInputError(
+            "out_dir", f"{str(out_dir)!r} is not empty and is not a sweep directory (no sweep.json)"
+        )
+    if manifest_path.exists() and not resume:
+        try:
+            old = read_json(manifest_path)
+        except (OSError, ValueError):
+            old = None
+        if old != manifest:
+            raise ShallowflowInputError(
+                "out_dir",
+                f"{str(out_dir)!r} holds a different sweep; choose another out_dir, "
+                "or pass resume=True (--resume) to reuse its finished cells",
+            )
+    write_json_atomic(manifest, manifest_path)
+    cells_dir = out_dir / "cells"
+    cells_dir.mkdir(exist_ok=True)
+    remove_temporaries(cells_dir)
+    remove_temporaries(out_dir)
+    with contextlib.suppress(FileNotFoundError):  # exists only once its sweep has finished
+        (out_dir / "runs.parquet").unlink()
+    if not resume:
+        for path in cells_dir.glob("*.parquet"):
+            path.unlink()
+
+
+def _is_valid(path: Path, cell_id: str) -> bool:
+    try:
+        df = read_parquet(path)
+    except Exception:
+        return False
+    return _ID_COLUMN in df.columns and bool((df[_ID_COLUMN] == cell_id).all())
+
+
+def _finished(out_dir: Path, cells: Sequence[Cell]) -> set[str]:
+    """Ids of cells with a readable file; unreadable (corrupt) files are deleted."""
+    done = set()
+    for cell in cells:
+        path = _cell_path(out_dir, cell.cell_id)
+        if not path.exists():
+            continue
+        if _is_valid(path, cell.cell_id):
+            done.add(cell.cell_id)
+        else:
+            path.unlink()
+    return done
+
+
+# --- batching and results -----------------------------------------------------------------
+
+
+def _batches(
+    cells: Sequence[Cell], batch_key: Callable[[Cell], Hashable] | None, max_batch: int
+) -> list[list[Cell]]:
+    """Group cells by ``batch_key`` (first-appearance order), chunks of ``max_batch``."""
+    if batch_key is None:
+        return [[c] for c in cells]
+    groups: dict[Hashable, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(batch_key(cell), []).append(cell)
+    return [g[i : i + max_batch] for g in groups.values() for i in range(0, len(g), max_batch)]
+
+
+def _knob_column(value: Any) -> Any:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, tuple) else value
+
+
+def _with_knobs(df: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    """``cell_id`` and the knobs as leading columns (knob values override same-named columns)."""
+    rest = df.drop(columns=[c for c in df.columns if c in cell or c == _ID_COLUMN])
+    head = {_ID_COLUMN: cell.cell_id} | {k: _knob_column(v) for k, v in cell.items()}
+    front = pd.DataFrame({k: [v] * len(df) for k, v in head.items()}, index=rest.index)
+    return pd.concat([front, rest], axis=1).reset_index(drop=True)
+
+
+def _check_results(results: Any, batch: Sequence[Cell]) -> list[pd.DataFrame]:
+    if not isinstance(results, list | tuple) or len(results) != len(batch):
+        raise ShallowflowInputError(
+            "simulate_batch",
+            f"must return a list of {len(batch)} DataFrames (one per cell), got {results!r:.200}",
+        )
+    for cell, df in zip(batch, results, strict=True):
+        if not isinstance(df, pd.DataFrame):
+            raise ShallowflowInputError(
+                "simulate_batch", f"returned {type(df).__name__} for cell {cell!r}, not a DataFrame"
+            )
+    return list(results)
+
+
+def _progress(enabled: bool, total: int, completed: int) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("cells"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal and not console.is_dumb_terminal),
+    )
+    task = progress.add_task("sweep", total=total, completed=completed)
+    return progress, task
+
+
+def _execute(
+    runner: Executor,
+    simulate_batch: BatchSimulator,
+    batches: Sequence[list[Cell]],
+    out_dir: Path,
+    advance: Callable[[int], None],
+) -> None:
+    """Run ``batches`` and write each cell's file as soon as its batch returns."""
+    finished = runner.run(simulate_batch, [[c.to_dict() for c in b] for b in batches])
+    try:
+        for index, results in finished:
+            batch = batches[index]
+            for cell, df in zip(batch, _check_results(results, batch), strict=True):
+                write_parquet_atomic(_with_knobs(df, cell), _cell_path(out_dir, cell.cell_id))
+            advance(len(batch))
+    finally:
+        close = getattr(finished, "close", None)
+        if close is not None:  # stops a generator's remaining work (e.g. cancels Ray tasks)
+            close()
+
+
+# --- the runner ---------------------------------------------------------------------------
+
+
+def run_sweep(
+    cells: Iterable[Cell | Mapping[str, Any]],
+    simulate_batch: BatchSimulator,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    executor: str | Executor = "local",
+    batch_key: Callable[[Cell], Hashable] | None = None,
+    max_batch: int = 32,
+    progress: bool = True,
+    ray_address: str | None = None,
+) -> pd.DataFrame:
+    """Simulate every cell once, storing each under ``out_dir``; return all runs.
+
+    ``simulate_batch(list[dict]) -> list[DataFrame]`` gets the knobs of up to
+    ``max_batch`` cells sharing a ``batch_key(cell)`` (default: each cell
+    alone) and returns one table of runs per cell, in the same order. With
+    ``executor="ray"`` it must be picklable by reference: a module-level
+    function, or a ``functools.partial`` of one.
+
+    The returned table (also written to ``out_dir/runs.parquet``) has columns
+    ``cell_id``, the knobs (sequence knobs as JSON strings), then the
+    simulator's columns, cells in the given order. ``resume=True`` reuses the
+    readable cell files already in ``out_dir``; without it, ``out_dir`` must be
+    empty, new, or hold the same sweep (which is then recomputed).
+    """
+    cell_list = _as_cells(cells)
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ShallowflowInputError("max_batch", f"must be an integer >= 1, got {max_batch!r}")
+    if batch_key is not None and not callable(batch_key):
+        raise ShallowflowInputError("batch_key", f"must be callable or None, got {batch_key!r}")
+    if not callable(simulate_batch):
+        raise ShallowflowInputError("simulate_batch", "must be callable")
+    runner = make_executor(executor, ray_address=ray_address)
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ShallowflowInputError("out_dir", f"{str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with _lock(out):
+        _prepare(out, _manifest(cell_list), resume)
+        done = _finished(out, cell_list) if resume else set()
+        todo = [c for c in cell_list if c.cell_id not in done]
+        batches = _batches(todo, batch_key, max_batch)
+        bar, task = _progress(progress, len(cell_list), len(done))
+        with bar:
+            _execute(runner, simulate_batch, batches, out, lambda k: bar.advance(task, k))
+        frames = [read_parquet(_cell_path(out, c.cell_id)) for c in cell_list]
+        runs = pd.concat(frames, ignore_index=True)
+        write_parquet_atomic(runs, out / "runs.parquet")
+    return runs

@@ -1,0 +1,90 @@
+"""Data geometries: how pre-activations ⟨w_j, x_i⟩ are computed (SPEC §3).
+
+``dw_j/dt`` always lies in span{x_i}, so with Q (d×m) an orthonormal basis of the
+span, ``v_j = Qᵀ w_j`` follows the same flow with data ``z_i = Qᵀ x_i`` and the
+off-span part of ``w_j`` never moves. The geometries are:
+
+- ``dense``: z = X, v = W (no reduction; O(ndp) per step);
+- ``reduced``: z = Qᵀ X (n×m, m = rank ≤ min(n, d)); O(nmp) per step;
+- ``diagonal``: orthogonal data, Qᵀ x_i = ‖x_i‖ e_i; z holds the norms (n,), v is
+  p×n and the pre-activations are ``v * z``; O(np) per step;
+- ``implicit``: the reduced geometry, with z and v sampled directly in reduced
+  coordinates for rotation-invariant laws (see :mod:`shallowflow.implicit`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+GEOMETRIES = ("dense", "reduced", "diagonal", "implicit")
+
+PRECISIONS = {
+    "highest": jax.lax.Precision.HIGHEST,
+    "high": jax.lax.Precision.HIGH,
+    "default": jax.lax.Precision.DEFAULT,
+}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How to compute P = (⟨w_j, x_i⟩)_{j,i} and pull a (p, n) matrix back to v-space.
+
+    ``precision`` is the matmul precision: ``highest`` (full float32, no TF32) by
+    default; ``high``/``default`` are faster on GPUs and only used on request.
+    """
+
+    kind: str = "dense"
+    precision: str = "highest"
+
+    @property
+    def diagonal(self) -> bool:
+        return self.kind == "diagonal"
+
+    def preact(self, v: jax.Array, z: jax.Array) -> jax.Array:
+        """P[j, i] = ⟨v_j, z_i⟩ (or v[j, i]·z[i] for the diagonal geometry)."""
+        if self.diagonal:
+            return v * z[None, :]
+        return jnp.matmul(v, z.T, precision=PRECISIONS[self.precision])
+
+    def pullback(self, m: jax.Array, z: jax.Array) -> jax.Array:
+        """Σ_i m[j, i] z_i for each j: the v-space image of a (p, n) weight matrix."""
+        if self.diagonal:
+            return m * z[None, :]
+        return jnp.matmul(m, z, precision=PRECISIONS[self.precision])
+
+    def sq_norms(self, z: jax.Array) -> jax.Array:
+        """‖x_i‖² for every example (rotation invariant, so exact in any geometry)."""
+        return z * z if self.diagonal else jnp.sum(z * z, axis=-1)
+
+
+def to_working(kind: str, X: jax.Array, W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Map explicit data X (n, d) and first layer W (p, d) to working coordinates.
+
+    Returns ``(z, v, off2)`` where ``off2[j] = ‖w_j − Q Qᵀ w_j‖²`` is the squared
+    norm of the off-span part, constant along the flow, so that
+    ``‖w_j‖² = ‖v_j‖² + off2[j]`` (SPEC §3).
+    """
+    if kind == "dense":
+        return X, W, jnp.zeros(W.shape[0], W.dtype)
+    if kind == "diagonal":
+        s = jnp.linalg.norm(X, axis=1)
+        q = X.T / s[None, :]
+    elif kind in ("reduced", "implicit"):
+        q, _ = jnp.linalg.qr(X.T, mode="reduced")
+    else:
+        raise ValueError(f"geometry: unknown kind {kind!r}; allowed: {GEOMETRIES}")
+    hi = PRECISIONS["highest"]
+    v = jnp.matmul(W, q, precision=hi)
+    off = W - jnp.matmul(v, q.T, precision=hi)
+    off2 = jnp.sum(off * off, axis=1)
+    z = s if kind == "diagonal" else jnp.matmul(X, q, precision=hi)
+    return z, v, off2
+
+
+def to_dense(kind: str, z: jax.Array, n: int) -> jax.Array:
+    """Explicit data matrix in working coordinates (n, m): the diagonal geometry's
+    ``diag(z)``, otherwise ``z`` itself. Used by observables needing Gram entries."""
+    return jnp.diag(z) if kind == "diagonal" else z

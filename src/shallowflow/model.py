@@ -1,0 +1,87 @@
+"""The mean-field network, its loss and its gradient flow (SPEC §1).
+
+Everything here works in *working coordinates* (see :mod:`shallowflow.geometry`):
+the data are ``z`` and the first layer is ``v``; the pre-activations
+``P[j, i] = ⟨w_j, x_i⟩`` are computed by the geometry. In the dense geometry
+``z = X`` and ``v = W``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from shallowflow.geometry import Geometry
+
+
+class State(NamedTuple):
+    """Parameters θ = (a, v): ``a`` (p,), ``v`` (p, m) in working coordinates."""
+
+    a: jax.Array
+    v: jax.Array
+
+
+class Problem(NamedTuple):
+    """One run's data in working coordinates: ``z`` (n, m) or (n,) for the diagonal
+    geometry, labels ``y`` (n,)."""
+
+    z: jax.Array
+    y: jax.Array
+
+
+def activation(u: jax.Array, slope: float = 0.0) -> jax.Array:
+    """σ(u) = max(u, slope·u): ReLU for slope 0 (SPEC §1), leaky ReLU otherwise."""
+    return jnp.where(u > 0, u, slope * u)
+
+
+def activation_grad(u: jax.Array, slope: float = 0.0) -> jax.Array:
+    """σ'(u), with σ'(0) = slope (0 for ReLU, as SPEC §1 fixes)."""
+    return jnp.where(u > 0, jnp.ones_like(u), slope * jnp.ones_like(u))
+
+
+class Forward(NamedTuple):
+    """Quantities of one forward pass: pre-activations, outputs, residuals, loss."""
+
+    pre: jax.Array  # (p, n) ⟨w_j, x_i⟩
+    h: jax.Array  # (n,) h_θ(x_i)
+    r: jax.Array  # (n,) y_i − h_θ(x_i)
+    loss: jax.Array  # () (1/2n) Σ r_i²
+
+
+def forward(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> Forward:
+    """h_θ(x) = (1/p) Σ_j a_j σ(⟨w_j, x⟩), r = y − h, L = (1/2n) Σ r² (SPEC §1)."""
+    pre = geom.preact(state.v, prob.z)
+    p = state.a.shape[0]
+    h = state.a @ activation(pre, slope) / p
+    r = prob.y - h
+    loss = 0.5 * jnp.mean(r * r)
+    return Forward(pre, h, r, loss)
+
+
+def field_from_forward(
+    geom: Geometry, state: State, prob: Problem, fw: Forward, slope: float = 0.0
+) -> State:
+    """The flow F(θ) = −p∇L(θ) (SPEC §1):
+    da_j/dt = (1/n) Σ_i r_i σ(⟨w_j,x_i⟩),  dw_j/dt = (a_j/n) Σ_i r_i σ'(⟨w_j,x_i⟩) x_i."""
+    n = prob.y.shape[0]
+    da = activation(fw.pre, slope) @ fw.r / n
+    m = (state.a[:, None] / n) * (fw.r[None, :] * activation_grad(fw.pre, slope))
+    dv = geom.pullback(m, prob.z)
+    return State(da, dv)
+
+
+def vector_field(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> State:
+    """F(θ) = −p∇L(θ), the mean-field gradient flow of SPEC §1."""
+    return field_from_forward(geom, state, prob, forward(geom, state, prob, slope), slope)
+
+
+def loss(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.Array:
+    """L(θ) = (1/2n) Σ_i (y_i − h_θ(x_i))² (SPEC §1)."""
+    return forward(geom, state, prob, slope).loss
+
+
+def sq_norm(tree: State) -> jax.Array:
+    """Squared Euclidean norm of a parameter pytree."""
+    return sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(tree))

@@ -1,0 +1,91 @@
+"""What the theory talks about, measured at a state (SPEC §2).
+
+All functions are pure and jit-able; ``measure`` returns a dict of scalars, the
+per-record observables of a run.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from shallowflow.geometry import Geometry
+from shallowflow.model import Forward, Problem, State, field_from_forward, forward, sq_norm
+
+
+def balance(state: State) -> jax.Array:
+    """a_j² − ‖v_j‖² per neuron; equals a_j² − ‖w_j‖² up to the constant off-span
+    part, so its change is the change of Lemma 1's conserved quantity."""
+    return state.a**2 - jnp.sum(state.v**2, axis=1)
+
+
+def mu_from(fw: Forward, field: State, p: int) -> jax.Array:
+    """μ = p‖∇L‖²/L = ‖F‖²/(p L) with F = −p∇L the exact flow (SPEC §2)."""
+    return sq_norm(field) / (p * fw.loss)
+
+
+def mu(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.Array:
+    """Local PL curvature μ(θ) = p‖∇L(θ)‖²/L(θ) from the exact gradient (SPEC §2)."""
+    fw = forward(geom, state, prob, slope)
+    return mu_from(fw, field_from_forward(geom, state, prob, fw, slope), state.a.shape[0])
+
+
+def coverage(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None = None):
+    """Number of covered examples: i with some j, a_j y_i > 0 and ⟨w_j, x_i⟩ > 0."""
+    pre = geom.preact(state.v, prob.z) if pre is None else pre
+    hit = (state.a[:, None] * prob.y[None, :] > 0) & (pre > 0)
+    return jnp.sum(jnp.any(hit, axis=0))
+
+
+def energies(state: State, pre: jax.Array) -> jax.Array:
+    """E_i = (1/p) Σ_j a_j² 1[⟨w_j, x_i⟩ > 0] (SPEC §2)."""
+    return (state.a**2) @ (pre > 0).astype(state.a.dtype) / state.a.shape[0]
+
+
+def orthogonal_bounds(geom: Geometry, state: State, prob: Problem, pre: jax.Array):
+    """(μ_low, μ_upp) = ((2/n) min_i ‖x_i‖² E_i, (4/n) max_i ‖x_i‖² E_i): bounds on μ
+    for pairwise orthogonal data under Assumption 1 (SPEC §2)."""
+    n = prob.y.shape[0]
+    xe = geom.sq_norms(prob.z) * energies(state, pre)
+    return 2.0 * jnp.min(xe) / n, 4.0 * jnp.max(xe) / n
+
+
+def assumption1(state: State, off2: jax.Array) -> jax.Array:
+    """Assumption 1: |a_j| ≥ ‖w_j‖ for every j, with ‖w_j‖² = ‖v_j‖² + off2_j."""
+    return jnp.all(state.a**2 >= jnp.sum(state.v**2, axis=1) + off2)
+
+
+def measure(
+    geom: Geometry,
+    state: State,
+    prob: Problem,
+    balance0: jax.Array,
+    scale0: jax.Array,
+    slope: float = 0.0,
+) -> dict[str, jax.Array]:
+    """All per-record observables of SPEC §2 at θ, in one forward/backward pass:
+    loss, μ, balance drift max_j |Δ(a_j² − ‖w_j‖²)| (absolute, and relative to
+    ``scale0`` = max_j (a_j(0)² + ‖w_j(0)‖²)), coverage, energies range, the
+    orthogonal-data μ bounds and the empirical Theorem-1 constant
+    n μ / min_i (h_θ(x_i)/y_i)."""
+    fw = forward(geom, state, prob, slope)
+    field = field_from_forward(geom, state, prob, fw, slope)
+    p, n = state.a.shape[0], prob.y.shape[0]
+    m = mu_from(fw, field, p)
+    drift = jnp.max(jnp.abs(balance(state) - balance0))
+    e = energies(state, fw.pre)
+    lo, hi = orthogonal_bounds(geom, state, prob, fw.pre)
+    fit = jnp.min(fw.h / prob.y)
+    return {
+        "loss": fw.loss,
+        "mu": m,
+        "balance_drift": drift,
+        "balance_drift_rel": drift / scale0,
+        "coverage": coverage(geom, state, prob, fw.pre),
+        "energy_min": jnp.min(e),
+        "energy_max": jnp.max(e),
+        "mu_low": lo,
+        "mu_upp": hi,
+        "min_fit": fit,
+        "thm1_const": n * m / fit,
+    }

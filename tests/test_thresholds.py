@@ -1,0 +1,263 @@
+"""Tests for experiments/thresholds.py: Hoeffding bars and the threshold N(d, p)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from scipy import special
+
+from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments import thresholds as th
+from shallowflow.experiments.thresholds import (
+    adaptive_threshold,
+    fit_threshold,
+    hoeffding_halfwidth,
+    success_bars,
+)
+
+# Fig. 3's grid and runs, with a planted logistic threshold.
+GRID = np.arange(1300, 2101, 50)
+RUNS = 80
+PLANTED, SCALE = 1700.0, 50.0
+N_REPS, N_BOOT = 200, 300
+
+
+def planted_probability(n):
+    return special.expit(-(np.asarray(n, dtype=float) - PLANTED) / SCALE)
+
+
+def simulate(n: int, runs: int, rng_seed: int) -> int:
+    return int(np.random.default_rng(rng_seed).binomial(runs, planted_probability(n)))
+
+
+@pytest.fixture(scope="module")
+def grid_fits():
+    fits = []
+    for seed in range(N_REPS):
+        k = np.random.default_rng(seed).binomial(RUNS, planted_probability(GRID))
+        fits.append(fit_threshold(GRID, k, RUNS, n_boot=N_BOOT, seed=seed))
+    return fits
+
+
+# --------------------------------------------------------------------------- Hoeffding bars
+
+
+def test_hoeffding_halfwidth_formulas():
+    r = np.array([20, 80, 500])
+    np.testing.assert_allclose(hoeffding_halfwidth(r), np.sqrt(np.log(2 / 0.05) / (2 * r)))
+    np.testing.assert_allclose(
+        hoeffding_halfwidth(r, 0.05, one_sided=True), np.sqrt(np.log(1 / 0.05) / (2 * r))
+    )
+    assert hoeffding_halfwidth(80, alpha=0.1) == pytest.approx(np.sqrt(np.log(20) / 160))
+    assert isinstance(hoeffding_halfwidth(80), float)
+
+
+def test_success_bars_clipped_and_one_sided():
+    k, r = np.array([0, 1, 40, 79, 80]), 80
+    lower, upper = success_bars(k, r)
+    two, one = np.sqrt(np.log(40) / 160), np.sqrt(np.log(20) / 160)
+    np.testing.assert_allclose([lower[0], upper[0]], [0.0, one])
+    np.testing.assert_allclose([lower[-1], upper[-1]], [1.0 - one, 1.0])
+    np.testing.assert_allclose([lower[2], upper[2]], [0.5 - two, 0.5 + two])
+    assert lower[1] == 0.0 and upper[1] == pytest.approx(1 / 80 + two)  # clipped below
+    assert upper[3] == 1.0 and lower[3] == pytest.approx(79 / 80 - two)  # clipped above
+
+
+@given(runs=st.integers(1, 500), data=st.data())
+def test_success_bars_bracket_fraction(runs, data):
+    k = data.draw(st.integers(0, runs))
+    lower, upper = success_bars([k], [runs])
+    assert 0.0 <= lower[0] <= k / runs <= upper[0] <= 1.0
+
+
+# --------------------------------------------------------------------------- threshold fit
+
+
+def test_fit_recovers_planted_threshold(grid_fits):
+    covered = np.mean([f.ci_low <= PLANTED <= f.ci_high for f in grid_fits])
+    estimates = np.array([f.threshold for f in grid_fits])
+    slopes = np.array([f.slope for f in grid_fits])
+    print(
+        f"coverage {covered:.3f}, bias {estimates.mean() - PLANTED:+.2f}, sd {estimates.std():.2f}"
+    )
+    assert covered >= 0.85
+    assert abs(estimates.mean() - PLANTED) < 4 * estimates.std() / np.sqrt(N_REPS) + 0.5
+    assert abs(np.median(slopes) * SCALE - 1.0) < 0.1
+    assert all(f.converged and f.n_runs == RUNS * GRID.size for f in grid_fits)
+
+
+def test_fit_curve_is_consistent():
+    k = np.random.default_rng(7).binomial(RUNS, planted_probability(GRID))
+    fit = fit_threshold(GRID, k, RUNS, n_boot=50)
+    assert fit.predict(fit.threshold) == pytest.approx(0.5)
+    assert fit.intercept == pytest.approx(fit.slope * fit.threshold)
+    assert fit.ci_low < fit.threshold < fit.ci_high
+    assert fit.ci_width == pytest.approx(fit.ci_high - fit.ci_low)
+
+
+def test_point_and_bootstrap_optimisers_agree():
+    k = np.random.default_rng(3).binomial(RUNS, planted_probability(GRID)).astype(float)
+    z = (GRID - GRID.mean()) / GRID.std()
+    r = np.full(GRID.size, float(RUNS))
+    beta, converged = th._fit_point(z, k, r)
+    batch = th._fit_batch(z, k[None, :], r, np.zeros((1, 2)))
+    assert converged
+    np.testing.assert_allclose(batch[0], beta, atol=1e-6)
+
+
+def test_increasing_curve_gives_negative_slope():
+    k = np.random.default_rng(5).binomial(RUNS, 1.0 - planted_probability(GRID))
+    fit = fit_threshold(GRID, k, RUNS, n_boot=50)
+    assert fit.slope < 0 and abs(fit.threshold - PLANTED) < 30
+
+
+def test_flat_data_has_no_threshold():
+    fit = fit_threshold(GRID, np.full(GRID.size, 40), RUNS, n_boot=20)
+    assert np.isnan(fit.threshold) and fit.slope == pytest.approx(0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(2, 12),
+    data=st.data(),
+    runs=st.integers(1, 100),
+    step=st.sampled_from([1.0, 10.0, 50.0]),
+)
+def test_separated_data_threshold_in_gap(size, data, runs, step):
+    gap = data.draw(st.integers(1, size - 1))
+    n = 1000.0 + step * np.arange(size)
+    k = np.where(np.arange(size) < gap, runs, 0)
+    fit = fit_threshold(n, k, runs, n_boot=30)
+    assert fit.converged
+    assert n[gap - 1] <= fit.threshold <= n[gap]
+    if runs >= 2:  # the penalised estimate itself sits well inside the gap
+        middle = 0.5 * (n[gap - 1] + n[gap])
+        assert abs(fit.threshold - middle) < 0.1 * step
+
+
+def test_separated_fig3_grid():
+    k = np.where(GRID <= 1650, RUNS, 0)
+    fit = fit_threshold(GRID, k, RUNS, n_boot=200)
+    assert fit.converged and fit.threshold == pytest.approx(1675.0, abs=0.5)
+    assert 1650 <= fit.ci_low < fit.ci_high <= 1700
+    assert fit.slope > 0
+
+
+def test_single_run_separation_is_clipped_with_infinite_interval():
+    n = 1000.0 + np.arange(10)
+    fit = fit_threshold(n, np.r_[1, np.zeros(9)], 1, n_boot=200)
+    assert 1000.0 <= fit.threshold <= 1001.0
+    assert fit.ci_low == -np.inf and np.isfinite(fit.ci_high)
+
+
+counts = st.lists(st.tuples(st.integers(1, 60), st.floats(0, 1)), min_size=3, max_size=10)
+
+
+def _data(rows):
+    runs = np.array([r for r, _ in rows])
+    return runs, np.floor(runs * np.array([f for _, f in rows])).astype(int)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=counts, shift=st.floats(-1e4, 1e4), scale=st.floats(0.1, 100))
+def test_threshold_equivariant_under_affine_n(rows, shift, scale):
+    runs, k = _data(rows)
+    n = np.arange(len(rows)) * 10.0
+    base = fit_threshold(n, k, runs, n_boot=20, seed=1)
+    assume(np.isfinite(base.threshold) and abs(base.threshold) < 1e4)
+    moved = fit_threshold(scale * n + shift, k, runs, n_boot=20, seed=1)
+    tol = 1e-5 * (abs(shift) + scale * (abs(base.threshold) + 100))
+    assert moved.threshold == pytest.approx(scale * base.threshold + shift, abs=tol)
+    assert moved.slope == pytest.approx(base.slope / scale, rel=1e-4, abs=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=counts)
+def test_threshold_reflects_with_success_failure_swap(rows):
+    runs, k = _data(rows)
+    n = np.arange(len(rows)) * 10.0
+    fit = fit_threshold(n, k, runs, n_boot=20)
+    assume(np.isfinite(fit.threshold) and abs(fit.threshold) < 1e4)
+    mirror = fit_threshold(-n, runs - k, runs, n_boot=20)
+    assert mirror.threshold == pytest.approx(-fit.threshold, abs=1e-4 * (abs(fit.threshold) + 10))
+    assert mirror.slope == pytest.approx(fit.slope, rel=1e-4, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- adaptive design
+
+
+def test_adaptive_matches_grid_width_with_fewer_runs(grid_fits):
+    target = float(np.median([f.ci_width for f in grid_fits]))
+    grid_runs = RUNS * GRID.size
+    results = [
+        adaptive_threshold(simulate, 1300, 2100, 20, target, grid_runs, seed=s, n_boot=200)
+        for s in range(30)
+    ]
+    used = np.array([res.total_runs for res in results])
+    covered = np.mean([res.fit.ci_low <= PLANTED <= res.fit.ci_high for res in results])
+    print(f"target {target:.1f}, runs {used.mean():.0f} vs {grid_runs}, coverage {covered:.2f}")
+    assert all(res.reached_target and res.fit.ci_width <= target for res in results)
+    assert used.max() < grid_runs and used.mean() < 0.6 * grid_runs
+    assert covered >= 0.8
+    for res in results:
+        assert res.total_runs == sum(r for _, r, _ in res.evaluations) == res.fit.n_runs
+        assert all(1300 <= n <= 2100 and 0 <= k <= r for n, r, k in res.evaluations)
+
+
+def test_adaptive_respects_budget_and_step():
+    res = adaptive_threshold(simulate, 1300, 2100, 30, 1e-3, 400, seed=1, n_step=50, n_boot=50)
+    assert not res.reached_target and res.total_runs == 400
+    assert all((n - 1300) % 50 == 0 for n, _, _ in res.evaluations)
+    assert res.evaluations[-1][1] == 400 - 13 * 30  # last batch cut to the budget
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _fit(**kw):
+    args = dict(n=GRID[:3], successes=[5, 3, 1], runs=6)
+    return lambda: fit_threshold(**(args | kw))
+
+
+def _adapt(**kw):
+    args = dict(
+        simulate=simulate, n_min=1300, n_max=2100, runs_per_point=10, target_width=10.0
+    ) | dict(max_runs=200)
+    return lambda: adaptive_threshold(**(args | kw))
+
+
+@pytest.mark.parametrize(
+    ("call", "param"),
+    [
+        (lambda: hoeffding_halfwidth(0), "runs"),
+        (lambda: hoeffding_halfwidth([]), "runs"),
+        (lambda: hoeffding_halfwidth(10, alpha=0.0), "alpha"),
+        (lambda: success_bars([], []), "successes"),
+        (lambda: success_bars([3], [2]), "successes"),
+        (lambda: success_bars([-1], [2]), "successes"),
+        (lambda: success_bars([1, 2], [2, 2, 2]), "runs"),
+        (_fit(n=[], successes=[], runs=[]), "n"),
+        (_fit(n=[1, 1, 1]), "n"),
+        (_fit(n=[1, 2, np.nan]), "n"),
+        (_fit(successes=[7, 3, 1]), "successes"),
+        (_fit(successes=[-1, 3, 1]), "successes"),
+        (_fit(successes=[1.5, 3, 1]), "successes"),
+        (_fit(successes=[5, 3]), "successes"),
+        (_fit(runs=0), "runs"),
+        (_fit(n_boot=0), "n_boot"),
+        (_fit(level=1.0), "level"),
+        (_fit(bootstrap="jackknife"), "bootstrap"),
+        (_adapt(n_max=1300), "n_max"),
+        (_adapt(n_step=0), "n_step"),
+        (_adapt(runs_per_point=0), "runs_per_point"),
+        (_adapt(target_width=0.0), "target_width"),
+        (_adapt(max_runs=10), "max_runs"),
+        (_adapt(simulate=lambda n, r, s: r + 1), "simulate"),
+    ],
+)
+def test_bad_input_names_parameter(call, param):
+    with pytest.raises(ShallowflowInputError) as err:
+        call()
+    assert err.value.param == param
