@@ -11,7 +11,8 @@ explicit method can meet a tolerance. The step is therefore floored at ``dtmin``
 error is that of a step ``dtmin``. Orthogonal data never slide (an inactive neuron
 receives no gradient along that example), so there the solve is exact to tolerance.
 
-The solve terminates at the first step where the loss is ≤ ``stop_loss`` (converged), or non-finite / above
+The solve terminates at the first step where the loss is ≤ ``stop_loss`` (converged),
+or non-finite / above
 ``diverge_factor``·L(0) (diverged). It shares :func:`shallowflow.model.vector_field`
 with GD.
 """

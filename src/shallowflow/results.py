@@ -1,0 +1,69 @@
+"""Tidy tables from engine results, and a short summary (no plotting, no files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from shallowflow.engine import SimResult
+from shallowflow.solvers.common import OUTCOMES
+
+KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
+
+
+def runs_table(res: SimResult) -> pd.DataFrame:
+    """One row per run: knobs, seed index, outcome, final loss, steps and measures."""
+    cfg = res.cfg
+    df = pd.DataFrame({f"final_{k}": v for k, v in res.final.items() if k != "status"})
+    df = df.rename(columns={"final_t_final": "t_final", "final_steps": "steps",
+                            "final_mu_tail": "mu_tail", "final_mu_mean": "mu_mean"})
+    df.insert(0, "run", np.arange(res.runs))
+    df["outcome"] = [OUTCOMES[int(s)] for s in res.final["status"]]
+    df["success"] = df["outcome"] == "converged"
+    for k, v in res.init.items():
+        df[k] = v
+    df["p"] = cfg.width
+    df["geometry"] = cfg.resolved_geometry
+    for k in KNOBS:
+        df[k] = getattr(cfg, k)
+    return df
+
+
+def trajectory_table(res: SimResult) -> pd.DataFrame:
+    """One row per run × recorded time (t ≤ stop time), plus each run's final row
+    (``final`` = True) at its stop time."""
+    r, k = res.valid.shape
+    rows = {"run": np.repeat(np.arange(r), k), "t": np.tile(res.times, r)}
+    rows.update({name: v.reshape(-1) for name, v in res.records.items()})
+    df = pd.DataFrame(rows)[res.valid.reshape(-1)]
+    df["final"] = False
+    fin = pd.DataFrame({"run": np.arange(r), "t": res.final["t_final"]})
+    for name in res.records:
+        fin[name] = res.final[name]
+    fin["final"] = True
+    out = pd.concat([df, fin], ignore_index=True).sort_values(["run", "t", "final"])
+    out["p"] = res.cfg.width
+    for kn in KNOBS:
+        out[kn] = getattr(res.cfg, kn)
+    return out.reset_index(drop=True)
+
+
+def summary(res: SimResult) -> dict:
+    """Success fraction, outcome counts, median final loss and median μ at the end."""
+    runs = runs_table(res)
+    return {
+        "runs": int(res.runs),
+        "n": res.cfg.n,
+        "d": res.cfg.d,
+        "p": res.cfg.width,
+        "solver": res.cfg.solver,
+        "geometry": res.cfg.resolved_geometry,
+        "success_fraction": float(runs["success"].mean()),
+        "outcomes": {k: int(v) for k, v in runs["outcome"].value_counts().items()},
+        "median_final_loss": float(np.median(runs["final_loss"])),
+        "median_mu_end": float(np.median(runs["final_mu"])),
+        "median_mu_tail": float(np.median(runs["mu_tail"])),
+        "median_steps": float(np.median(runs["steps"])),
+        "assumption1_fraction": float(np.mean(runs["assumption1"])),
+        "fully_covered_fraction": float(np.mean(runs["coverage0"] == res.cfg.n)),
+    }
