@@ -1,1 +1,61 @@
-"""shallowflow: gradient flow of mean-field shallow ReLU networks (see SPEC.md)."""
+"""shallowflow: gradient flow of mean-field shallow ReLU networks (see SPEC.md).
+
+The public API, re-exported flat: configure (:func:`make_config`), simulate
+(:func:`simulate`), tabulate (:func:`runs_table`, :func:`trajectory_table`,
+:func:`summary`), save (:func:`save`), and the pure building blocks (model, flow,
+observables) for your own experiments.
+"""
+
+from shallowflow.api import load_user, run_simulation, save
+from shallowflow.config import SimConfig, horizon_steps, make_config
+from shallowflow.engine import SimResult, record_grid, simulate
+from shallowflow.errors import ShallowflowInputError
+from shallowflow.geometry import Geometry, to_working
+from shallowflow.model import Problem, State, activation, forward, loss, vector_field
+from shallowflow.observables import (
+    assumption1,
+    balance,
+    coverage,
+    energies,
+    measure,
+    mu,
+    orthogonal_bounds,
+)
+from shallowflow.problem import UserArrays, make_run
+from shallowflow.results import runs_table, summary, trajectory_table
+from shallowflow.theory.width import coverage_failure_bound, width
+
+__all__ = [
+    "Geometry",
+    "Problem",
+    "ShallowflowInputError",
+    "SimConfig",
+    "SimResult",
+    "State",
+    "UserArrays",
+    "activation",
+    "assumption1",
+    "balance",
+    "coverage",
+    "coverage_failure_bound",
+    "energies",
+    "forward",
+    "horizon_steps",
+    "load_user",
+    "loss",
+    "make_config",
+    "make_run",
+    "measure",
+    "mu",
+    "orthogonal_bounds",
+    "record_grid",
+    "run_simulation",
+    "runs_table",
+    "save",
+    "simulate",
+    "summary",
+    "to_working",
+    "trajectory_table",
+    "vector_field",
+    "width",
+]

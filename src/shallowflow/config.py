@@ -147,14 +147,8 @@ def make_config(**knobs) -> SimConfig:
         return SimConfig(**knobs)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or _param_from_msg(err["msg"])
-        raise ShallowflowInputError(loc, _clean(err["msg"])) from None
-
-
-def _param_from_msg(msg: str) -> str:
-    msg = _clean(msg)
-    return msg.split(":", 1)[0] if ":" in msg else "config"
-
-
-def _clean(msg: str) -> str:
-    return msg.removeprefix("Value error, ")
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in err["loc"])
+        if not loc:  # model-level checks write "param: message"
+            loc, _, msg = msg.partition(": ") if ": " in msg else ("config", "", msg)
+        raise ShallowflowInputError(loc, msg) from None

@@ -1,0 +1,88 @@
+"""The small Python API: configure, simulate, tabulate, save.
+
+>>> from shallowflow import make_config, simulate, trajectory_table
+>>> res = simulate(make_config(n=200, d=100, runs=4))      # doctest: +SKIP
+>>> trajectory_table(res).groupby("t").loss.median()        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from shallowflow.config import SimConfig, make_config
+from shallowflow.engine import SimResult, simulate
+from shallowflow.errors import ShallowflowInputError, require
+from shallowflow.io import load_data, load_state
+from shallowflow.problem import UserArrays
+from shallowflow.results import runs_table, summary, trajectory_table
+from shallowflow.storage import write_json_atomic, write_parquet_atomic
+
+
+def load_user(knobs: dict) -> tuple[dict, UserArrays]:
+    """Read ``data_file`` / ``state_file`` named in ``knobs``: n and d come from the
+    data file, p from the state file; shapes are checked against each other."""
+    knobs = dict(knobs)
+    X = y = W = a = None
+    if knobs.get("data_file"):
+        X, y = load_data(knobs["data_file"])
+        knobs["n"], knobs["d"] = X.shape
+        if y is None and knobs.get("labels") == "file":
+            raise ShallowflowInputError("labels", "'file' needs y in the data file")
+        if y is not None and knobs.get("labels", "paper") == "paper":
+            knobs["labels"] = "file"
+        require(knobs.get("init") != "group" or _orthogonal(X), "init",
+                "'group' needs pairwise orthogonal data")
+    if knobs.get("state_file"):
+        W, a = load_state(knobs["state_file"])
+        require(W.shape[1] == knobs.get("d", W.shape[1]), "state",
+                f"W has {W.shape[1]} columns but the data have d = {knobs.get('d')}")
+        require(knobs.get("p") in (None, W.shape[0]), "p",
+                f"--p {knobs.get('p')} differs from the state's p = {W.shape[0]}")
+        knobs["p"] = W.shape[0]
+    return knobs, UserArrays(X, y, W, a)
+
+
+def _orthogonal(X: np.ndarray) -> bool:
+    g = X @ X.T
+    off = g - np.diag(np.diag(g))
+    return bool(np.max(np.abs(off)) <= 1e-9 * np.max(np.diag(g)))
+
+
+def run_simulation(
+    out: Path | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **knobs,
+) -> dict:
+    """Load any user files, simulate, and (if ``out``) write ``config.json``,
+    ``runs.parquet`` (one row per run × recorded time, with each run's outcome),
+    ``final.parquet`` (one row per run) and ``summary.json``. Returns the summary."""
+    knobs, user = load_user(knobs)
+    cfg = make_config(**knobs)
+    res = simulate(cfg, user, progress)
+    summ = summary(res)
+    if out is not None:
+        save(res, out)
+    return summ
+
+
+def save(res: SimResult, out: Path | str) -> None:
+    """Write a result's files into ``out`` (atomically, file by file)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(res.cfg.model_dump(mode="json"), out / "config.json")
+    per_run = runs_table(res)
+    traj = trajectory_table(res)
+    run_cols = ["run", "outcome", "success", "steps", "t_final", "assumption1", "coverage0",
+                "mu_tail", "mu_mean", "geometry"]
+    traj = traj.merge(per_run[run_cols], on="run", how="left")
+    write_parquet_atomic(traj, out / "runs.parquet")
+    write_parquet_atomic(per_run, out / "final.parquet")
+    write_json_atomic(summary(res), out / "summary.json")
+    if res.states is not None:
+        np.savez(out / "state.npz", **res.states)
+
+
+__all__ = ["SimConfig", "load_user", "run_simulation", "save"]

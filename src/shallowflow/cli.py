@@ -1,0 +1,183 @@
+"""The command line: ``shallowflow simulate | check-data | reproduce | sweep | verify``.
+
+Side effects live here: reading files, writing results, progress bars, printing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from shallowflow.errors import ShallowflowInputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Gradient flow of mean-field shallow ReLU networks on weakly interacting data "
+    "(Dana, Bach, Pillaud-Vivien, NeurIPS 2025): simulate, reproduce, verify.",
+)
+console = Console(stderr=True)
+
+DATA_NAMES = ("sphere", "orthogonal", "gaussian", "correlated")
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error[/red] {exc}")
+    raise typer.Exit(2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+@app.command()
+def simulate(
+    data: Annotated[
+        str,
+        typer.Option(
+            help="sphere | orthogonal | gaussian | correlated, "
+            "or a file (.npz with X[, y]; .npy; .csv)"
+        ),
+    ] = "sphere",
+    n: Annotated[int, typer.Option(help="number of examples (ignored with a data file)")] = 1700,
+    d: Annotated[int, typer.Option(help="input dimension (ignored with a data file)")] = 100,
+    p: Annotated[str, typer.Option(help="width, or 'auto' = p(n, eps)")] = "auto",
+    eps: Annotated[float, typer.Option(help="ε in p(n, ε) = ⌊log(n/ε)/log(4/3)⌋+1")] = 0.05,
+    labels: Annotated[str, typer.Option(help="paper (±U[1,2]) | teacher | file")] = "paper",
+    rho: Annotated[float, typer.Option(help="pairwise correlation for --data correlated")] = 0.0,
+    init: Annotated[str, typer.Option(help="asymmetric | balanced | gaussian | group")] = (
+        "asymmetric"
+    ),
+    state: Annotated[Path | None, typer.Option(help="initial state .npz: W (p×d), a (p)")] = None,
+    w_law: Annotated[str, typer.Option(help="first-layer law: uniform | gaussian")] = "uniform",
+    sigma: Annotated[float, typer.Option(help="scale of --init gaussian")] = 1.0,
+    w_scale: Annotated[float, typer.Option(help="factor on W after drawing a")] = 1.0,
+    require_coverage: Annotated[bool, typer.Option(help="redraw until all covered")] = False,
+    activation_slope: Annotated[float, typer.Option(help="leaky-ReLU slope (0 = ReLU)")] = 0.0,
+    solver: Annotated[str, typer.Option(help="gd (step --lr) | flow (adaptive RK)")] = "gd",
+    lr: Annotated[float, typer.Option(help="GD step η")] = 1.0,
+    rtol: Annotated[float, typer.Option(help="flow: relative tolerance")] = 1e-5,
+    atol: Annotated[float, typer.Option(help="flow: absolute tolerance")] = 1e-7,
+    horizon: Annotated[float | None, typer.Option(help="time horizon (default T(n,p))")] = None,
+    stop_loss: Annotated[float | None, typer.Option(help="stop below (default 1/(2n))")] = None,
+    record: Annotated[int, typer.Option(help="number of recorded times")] = 50,
+    grid: Annotated[str, typer.Option(help="recorded times: linear | log")] = "linear",
+    runs: Annotated[int, typer.Option(help="independent runs")] = 16,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    geometry: Annotated[str, typer.Option(help="auto | dense | reduced | diagonal | implicit")] = (
+        "auto"
+    ),
+    x64: Annotated[bool, typer.Option("--x64", help="float64 instead of float32")] = False,
+    precision: Annotated[str, typer.Option(help="matmul precision: highest | high | default")] = (
+        "highest"
+    ),
+    keep_state: Annotated[bool, typer.Option(help="save final states (state.npz)")] = False,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/simulate"),
+) -> None:
+    """Simulate R runs of one cell (a default Fig. 3 cell) and write config.json,
+    runs.parquet (one row per run × recorded time) and summary.json into --out."""
+    from shallowflow.api import run_simulation
+
+    knobs = dict(
+        n=n,
+        d=d,
+        eps=eps,
+        labels=labels,
+        rho=rho,
+        init=init,
+        w_law=w_law,
+        sigma=sigma,
+        w_scale=w_scale,
+        require_coverage=require_coverage,
+        activation_slope=activation_slope,
+        solver=solver,
+        lr=lr,
+        rtol=rtol,
+        atol=atol,
+        horizon=horizon,
+        stop_loss=stop_loss,
+        record=record,
+        grid=grid,
+        runs=runs,
+        seed=seed,
+        geometry=geometry,
+        x64=x64,
+        precision=precision,
+        keep_state=keep_state,
+    )
+    try:
+        knobs["p"] = None if p == "auto" else _int_or_fail("p", p)
+        if data in DATA_NAMES:
+            knobs["data"] = data
+        elif not Path(data).exists():
+            raise ShallowflowInputError(
+                "data", f"{data!r} is neither a generator {DATA_NAMES} nor an existing file"
+            )
+        else:
+            knobs["data"], knobs["data_file"] = "file", data
+        if state is not None:
+            knobs["init"], knobs["state_file"] = "file", str(state)
+        with _progress() as bar:
+            task = bar.add_task("simulating", total=runs)
+            t0 = time.perf_counter()
+            summ = run_simulation(
+                out, progress=lambda k, tot: bar.update(task, completed=k), **knobs
+            )
+    except ShallowflowInputError as exc:
+        _fail(exc)
+    wall = time.perf_counter() - t0
+    typer.echo(
+        f"{summ['runs']} runs, n={summ['n']} d={summ['d']} p={summ['p']} "
+        f"({summ['solver']}, {summ['geometry']}) in {wall:.1f} s\n"
+        f"success fraction {summ['success_fraction']:.3f}  "
+        f"median final loss {summ['median_final_loss']:.3e}  "
+        f"median mu at end {summ['median_mu_end']:.3e}\n"
+        f"results in {out}/"
+    )
+
+
+def _int_or_fail(param: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ShallowflowInputError(
+            param, f"expected an integer >= 1 or 'auto', got {text!r}"
+        ) from None
+
+
+@app.command("check-data")
+def check_data_cmd(
+    file: Annotated[Path, typer.Argument(help=".npz with X[, y]; .npy; .csv")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Describe a data set against the theory: n, d, rank, orthogonality, κ(X), n·κ,
+    the d that sub-Gaussian data would need, widths p(n, ε) and the prediction."""
+    from shallowflow.io import load_data
+    from shallowflow.theory.datacheck import check_data, format_report
+
+    try:
+        X, y = load_data(file)
+        res = check_data(X, y)
+    except ShallowflowInputError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(res) if as_json else format_report(res))
+
+
+def main() -> None:  # pragma: no cover
+    app(sys.argv[1:])
