@@ -33,14 +33,23 @@ def load_user(knobs: dict) -> tuple[dict, UserArrays]:
             raise ShallowflowInputError("labels", "'file' needs y in the data file")
         if y is not None and knobs.get("labels", "paper") == "paper":
             knobs["labels"] = "file"
-        require(knobs.get("init") != "group" or _orthogonal(X), "init",
-                "'group' needs pairwise orthogonal data")
+        require(
+            knobs.get("init") != "group" or _orthogonal(X),
+            "init",
+            "'group' needs pairwise orthogonal data",
+        )
     if knobs.get("state_file"):
         W, a = load_state(knobs["state_file"])
-        require(W.shape[1] == knobs.get("d", W.shape[1]), "state",
-                f"W has {W.shape[1]} columns but the data have d = {knobs.get('d')}")
-        require(knobs.get("p") in (None, W.shape[0]), "p",
-                f"--p {knobs.get('p')} differs from the state's p = {W.shape[0]}")
+        require(
+            W.shape[1] == knobs.get("d", W.shape[1]),
+            "state",
+            f"W has {W.shape[1]} columns but the data have d = {knobs.get('d')}",
+        )
+        require(
+            knobs.get("p") in (None, W.shape[0]),
+            "p",
+            f"--p {knobs.get('p')} differs from the state's p = {W.shape[0]}",
+        )
         knobs["p"] = W.shape[0]
     return knobs, UserArrays(X, y, W, a)
 
@@ -75,8 +84,18 @@ def save(res: SimResult, out: Path | str) -> None:
     write_json_atomic(res.cfg.model_dump(mode="json"), out / "config.json")
     per_run = runs_table(res)
     traj = trajectory_table(res)
-    run_cols = ["run", "outcome", "success", "steps", "t_final", "assumption1", "coverage0",
-                "mu_tail", "mu_mean", "geometry"]
+    run_cols = [
+        "run",
+        "outcome",
+        "success",
+        "steps",
+        "t_final",
+        "assumption1",
+        "coverage0",
+        "mu_tail",
+        "mu_mean",
+        "geometry",
+    ]
     traj = traj.merge(per_run[run_cols], on="run", how="left")
     write_parquet_atomic(traj, out / "runs.parquet")
     write_parquet_atomic(per_run, out / "final.parquet")

@@ -19,6 +19,7 @@ from shallowflow.errors import ShallowflowInputError
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="Gradient flow of mean-field shallow ReLU networks on weakly interacting data "
     "(Dana, Bach, Pillaud-Vivien, NeurIPS 2025): simulate, reproduce, verify.",
@@ -177,6 +178,89 @@ def check_data_cmd(
     except ShallowflowInputError as exc:
         _fail(exc)
     typer.echo(json.dumps(res) if as_json else format_report(res))
+
+
+FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig6", "all")
+
+
+@app.command()
+def reproduce(
+    figure: Annotated[str, typer.Argument(help="fig2 | fig3 | fig4 | fig5 | fig6 | all")],
+    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) | paper (SPEC §5)")] = "quick",
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/reproduce"),
+    resume: Annotated[bool, typer.Option(help="skip finished cells")] = False,
+    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="existing Ray cluster")] = None,
+    solver: Annotated[str, typer.Option(help="gd (the paper's η = 1) | flow")] = "gd",
+    adaptive: Annotated[bool, typer.Option(help="adaptive threshold search")] = False,
+) -> None:
+    """Reproduce the paper's Figures 2–6: runs.parquet, points.parquet, PNG/PDF figures,
+    report.md and report.html in --out."""
+    from shallowflow.experiments.reproduce import reproduce as run
+
+    try:
+        if figure not in FIGURES:
+            raise ShallowflowInputError("figure", f"{figure!r}; allowed: {FIGURES}")
+        t0 = time.perf_counter()
+        res = run(
+            figure,
+            preset,
+            out,
+            resume=resume,
+            executor=executor,
+            ray_address=ray_address,
+            solver=solver,
+            adaptive=adaptive,
+            progress=console.is_terminal,
+        )
+    except ShallowflowInputError as exc:
+        _fail(exc)
+    typer.echo(_verdicts(res))
+    typer.echo(f"done in {time.perf_counter() - t0:.0f} s; report: {out}/report.md")
+
+
+def _verdicts(res: dict) -> str:
+    lines = []
+    for fig, info in res.items():
+        for v in info.get("verdicts", []) if isinstance(info, dict) else []:
+            lines.append(f"{fig}: {v}")
+    return "\n".join(lines)
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="sweep definition (.toml or .yaml)")],
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/sweep"),
+    resume: Annotated[bool, typer.Option(help="skip finished cells")] = False,
+    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="existing Ray cluster")] = None,
+) -> None:
+    """Run a user-defined sweep: [base] knobs × [grid] lists (see examples/sweep.toml)."""
+    from shallowflow.experiments.sweepfile import run_sweep_file
+
+    try:
+        df = run_sweep_file(file, out, resume=resume, executor=executor, ray_address=ray_address)
+    except ShallowflowInputError as exc:
+        _fail(exc)
+    typer.echo(f"{len(df)} runs; results in {out}/")
+
+
+@app.command()
+def verify(
+    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) | full (GPU)")] = "quick",
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/verify"),
+    only: Annotated[str | None, typer.Option(help="run only this check")] = None,
+) -> None:
+    """Check the paper's claims numerically; exit code 0 iff no check FAILs."""
+    from shallowflow.verify import run_verify
+
+    try:
+        ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
+    except ShallowflowInputError as exc:
+        _fail(exc)
+    typer.echo(ledger.table() if hasattr(ledger, "table") else str(ledger))
+    typer.echo(f"ledger: {out}/verify.md")
+    raise typer.Exit(0 if ledger.ok else 1)
 
 
 def main() -> None:  # pragma: no cover

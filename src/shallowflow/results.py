@@ -15,8 +15,14 @@ def runs_table(res: SimResult) -> pd.DataFrame:
     """One row per run: knobs, seed index, outcome, final loss, steps and measures."""
     cfg = res.cfg
     df = pd.DataFrame({f"final_{k}": v for k, v in res.final.items() if k != "status"})
-    df = df.rename(columns={"final_t_final": "t_final", "final_steps": "steps",
-                            "final_mu_tail": "mu_tail", "final_mu_mean": "mu_mean"})
+    df = df.rename(
+        columns={
+            "final_t_final": "t_final",
+            "final_steps": "steps",
+            "final_mu_tail": "mu_tail",
+            "final_mu_mean": "mu_mean",
+        }
+    )
     df.insert(0, "run", np.arange(res.runs))
     df["outcome"] = [OUTCOMES[int(s)] for s in res.final["status"]]
     df["success"] = df["outcome"] == "converged"

@@ -49,7 +49,7 @@ def solve(
         fw = forward(geom, state, prob, slope)
         bad = ~jnp.isfinite(fw.loss) | (fw.loss > diverge_factor * loss0)
         done = fw.loss <= stop_loss
-        status = jnp.where(bad, DIVERGED, jnp.where(done, CONVERGED, RUNNING))
+        status = jnp.where(bad, DIVERGED, jnp.where(done, CONVERGED, RUNNING)).astype(jnp.int32)
         field = field_from_forward(geom, state, prob, fw, slope)
         moved = jax.tree_util.tree_map(lambda x, f: x + lr * f, state, field)
         go = status == RUNNING
