@@ -1,0 +1,476 @@
+"""Engine benchmark: the batched JAX engine against a naive one-network-at-a-time loop.
+
+Run ``python benchmarks/engine.py`` (``--quick`` for a smoke version, ``--cells a``
+for one cell, ``--gpu-fig3`` for all 17 cells of Fig. 3 with 80 runs each on a GPU).
+See ``benchmarks/README.md`` for what is measured and how to read it.
+
+Cells (SPEC §5):
+
+- (a) a Fig. 3 cell: sphere data, d = 100, n = 1700, p = 37, 16 runs, GD η = 1,
+  horizon T(n, p), stop at L ≤ 1/(2n) (dense geometry, two matmuls per step);
+- (b) a Fig. 6 cell: orthogonal data, d = 2000, n = 1500, p = 36, 4 runs, horizon
+  10·T(n, p), w_scale = 0.01, data and init redrawn until covered, stop at
+  L < 10⁻⁶/(2n) (diagonal geometry: O(np) per step).
+
+FLOP model, per GD step of one network with working dimension m:
+``2·p·m·n`` (pre-activations P = V Zᵀ) + ``2·p·m·n`` (pullback M Z) + ``2·p·n``
+(a-gradient σ(P) r); element-wise work is not counted. For the diagonal geometry the
+"matmuls" are element-wise products (m = 1), so a FLOP fraction is not meaningful there;
+the dense-equivalent rate (m = d, what the baseline computes) is printed beside it.
+Steps are the steps each run actually took (``final["steps"]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# Load accounting: the machine is shared, so every measurement says how many
+# cores other processes used while it ran.
+
+
+def _busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine (all cores) from /proc/stat."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq = f[:7]
+    steal = f[7] if len(f) > 7 else 0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class Timing:
+    wall: float
+    own_cores: float  # average cores used by this process
+    other_cores: float  # average cores used by everything else
+
+    def note(self) -> str:
+        return (
+            f"[this process {self.own_cores:.2f} cores, others {self.other_cores:.2f} cores "
+            f"of {os.cpu_count()}, loadavg {os.getloadavg()[0]:.2f}]"
+        )
+
+
+class timed:
+    """Context manager: wall time plus own/other CPU use."""
+
+    def __enter__(self):
+        self._b, self._o, self._t = _busy_seconds(), _own_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self._t
+        own = _own_seconds() - self._o
+        busy = _busy_seconds() - self._b
+        w = max(wall, 1e-9)
+        self.t = Timing(wall, own / w, max(busy - own, 0.0) / w)
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    title: str
+    knobs: dict
+    baseline_runs: int  # full networks the baseline trains (0: fixed steps only)
+    baseline_steps: int  # steps per baseline network when timed on a fixed count
+    target_ratio: float
+    target_peak: float | None  # fraction of the matmul peak, or None
+
+
+def cells(quick: bool) -> dict[str, Cell]:
+    from shallowflow.config import horizon_steps
+
+    if quick:
+        a = dict(data="sphere", d=100, n=1700, p=37, runs=4, horizon=150.0)
+        b = dict(
+            data="orthogonal", d=600, n=400, p=28, runs=4, w_scale=0.01,
+            require_coverage=True, horizon=10.0 * horizon_steps(400, 28),
+            stop_loss=1e-6 / (2 * 400),
+        )  # fmt: skip
+        return {
+            "a": Cell("a", "Fig. 3 cell (quick: 4 runs, 150 steps)", a, 1, 0, 3.0, 0.5),
+            "b": Cell("b", "Fig. 6 cell (quick: d=600, n=400, p=28)", b, 0, 50, 1000.0, None),
+        }
+    a = dict(data="sphere", d=100, n=1700, p=37, runs=16)
+    b = dict(
+        data="orthogonal", d=2000, n=1500, p=36, runs=4, w_scale=0.01,
+        require_coverage=True, horizon_factor=10.0, stop_loss=1e-6 / (2 * 1500),
+    )  # fmt: skip
+    return {
+        "a": Cell("a", "Fig. 3 cell: sphere d=100 n=1700 p=37, 16 runs, T(n,p)", a, 2, 0, 3.0, 0.5),
+        "b": Cell(
+            "b",
+            "Fig. 6 cell: orthogonal d=2000 n=1500 p=36, 4 runs, 10·T(n,p)",
+            b,
+            0,
+            200,
+            1000.0,
+            None,
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Naive baseline: one network at a time, dense, eager NumPy (float32), as the
+# paper's PyTorch loop: forward W Xᵀ, ReLU, residual, loss check, gradients, update.
+
+
+def _baseline_problem(rng: np.random.Generator, cfg):
+    n, d, p = cfg.n, cfg.d, cfg.width
+    f32 = np.float32
+    while True:
+        if cfg.data == "sphere":
+            g = rng.standard_normal((n, d))
+            X = rng.uniform(1, 2, n)[:, None] * g / np.linalg.norm(g, axis=1, keepdims=True)
+        elif cfg.data == "orthogonal":
+            X = np.eye(n, d) * rng.uniform(1, 2, n)[:, None]
+        else:
+            raise ValueError(cfg.data)
+        y = rng.choice([-1.0, 1.0], n) * rng.uniform(1, 2, n)
+        b = 1.0 / math.sqrt(d)
+        W = rng.uniform(-b, b, (p, d))
+        a = rng.choice([-1.0, 1.0], p) * (np.linalg.norm(W, axis=1) + rng.exponential(1.0, p))
+        W = W * cfg.w_scale
+        if not cfg.require_coverage:
+            break
+        pre = W @ X.T
+        if np.all(np.any((a[:, None] * y[None, :] > 0) & (pre > 0), axis=0)):
+            break
+    return X.astype(f32), y.astype(f32), W.astype(f32), a.astype(f32)
+
+
+def baseline_train(X, y, W, a, lr: float, stop: float, max_steps: int):
+    """Eager GD on one network; returns (steps taken, final loss)."""
+    n, p = X.shape[0], W.shape[0]
+    lr = np.float32(lr)
+    loss = np.inf
+    for k in range(max_steps):
+        pre = W @ X.T  # (p, n)
+        act = np.maximum(pre, 0)
+        h = a @ act / p
+        r = y - h
+        loss = 0.5 * float(np.mean(r * r))
+        if loss <= stop:
+            return k, loss
+        da = act @ r / n
+        M = (a[:, None] / n) * (r[None, :] * (pre > 0))
+        dW = M @ X
+        a = a + lr * da
+        W = W + lr * dW
+    return max_steps, loss
+
+
+def _blas_threads(k: int | None) -> int | None:
+    """Set NumPy's OpenBLAS thread count (best effort); returns the previous count."""
+    import ctypes
+    import glob
+
+    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in glob.glob(os.path.join(libdir, "*openblas*")):
+        lib = ctypes.CDLL(path)
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None)
+            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                prev = int(get())
+                if k is not None:
+                    put(int(k))
+                return prev
+    return None
+
+
+@dataclass
+class BaselineResult:
+    networks: int
+    steps: int
+    timing: Timing
+    full: bool  # trained to the horizon/stop (networks/s is direct)
+    threads: str
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.timing.wall
+
+
+def run_baseline(cell: Cell, cfg, seed: int = 0) -> list[BaselineResult]:
+    """Time the eager loop with OpenBLAS on all cores and on one core (on a loaded
+    2-core machine multi-threaded BLAS can be several times slower); both returned,
+    fastest first (the ratio uses the fastest: conservative for the engine)."""
+    rng = np.random.default_rng(seed)
+    horizon = int(round(cfg.t_end / cfg.lr))
+    full = cell.baseline_runs > 0
+    nets = cell.baseline_runs if full else 1
+    max_steps = horizon if full else cell.baseline_steps
+    probs = [_baseline_problem(rng, cfg) for _ in range(nets)]
+    stop = cfg.threshold if full else -1.0  # fixed-step timing: never stop early
+    default = _blas_threads(None)
+    out = []
+    for threads in (default, 1) if default not in (None, 1) else (default,):
+        _blas_threads(threads)
+        X, y, W, a = probs[0]
+        baseline_train(X, y, W, a, cfg.lr, -1.0, 5)  # warm-up (BLAS threads, caches)
+        total = 0
+        with timed() as tm:
+            for X, y, W, a in probs:
+                k, _ = baseline_train(X, y, W, a, cfg.lr, stop, max_steps)
+                total += k
+        label = "?" if threads is None else str(threads)
+        out.append(BaselineResult(nets, total, tm.t, full, label))
+    _blas_threads(default)
+    return sorted(out, key=lambda b: -b.steps_per_s)
+
+
+# ---------------------------------------------------------------------------
+# Engine
+
+
+def flops_per_step(cfg) -> tuple[int, int]:
+    """(engine FLOPs, dense-equivalent FLOPs) per GD step of one network."""
+    p, n = cfg.width, cfg.n
+    geom = cfg.resolved_geometry
+    m = 1 if geom == "diagonal" else (cfg.d if geom == "dense" else min(cfg.n, cfg.d))
+    return 4 * p * m * n + 2 * p * n, 4 * p * cfg.d * n + 2 * p * n
+
+
+@dataclass
+class EngineResult:
+    first: Timing
+    second: Timing
+    steps: np.ndarray
+    status: np.ndarray
+    runs: int
+
+
+def run_engine(cfg) -> EngineResult:
+    from shallowflow.engine import simulate
+
+    with timed() as t1:
+        simulate(cfg)
+    with timed() as t2:
+        res = simulate(cfg)
+    return EngineResult(
+        t1.t, t2.t, np.asarray(res.final["steps"]), np.asarray(res.final["status"]), cfg.runs
+    )
+
+
+def matmul_peak(size: int, precision: str, reps: int = 7) -> tuple[float, Timing]:
+    """Best-of-``reps`` FLOP/s of a jit-compiled float32 size³ matmul."""
+    import jax
+    import jax.numpy as jnp
+
+    from shallowflow.geometry import PRECISIONS
+
+    ka, kb = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(ka, (size, size), jnp.float32)
+    y = jax.random.normal(kb, (size, size), jnp.float32)
+    f = jax.jit(lambda u, v: jnp.matmul(u, v, precision=PRECISIONS[precision]))
+    f(x, y).block_until_ready()
+    best = math.inf
+    with timed() as tm:
+        for _ in range(reps):
+            t = time.perf_counter()
+            f(x, y).block_until_ready()
+            best = min(best, time.perf_counter() - t)
+    return 2.0 * size**3 / best, tm.t
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> bool:
+    from shallowflow.config import make_config
+
+    cfg = make_config(**cell.knobs)
+    horizon = int(round(cfg.t_end / cfg.lr))
+    print(f"\n== ({cell.name}) {cell.title}")
+    print(
+        f"   geometry={cfg.resolved_geometry} d={cfg.d} n={cfg.n} p={cfg.width} runs={cfg.runs} "
+        f"horizon={horizon} steps stop={cfg.threshold:.3g} precision={cfg.precision}"
+    )
+    eng = run_engine(cfg)
+    steps = int(eng.steps.sum())
+    executed = int(eng.steps.max()) * eng.runs
+    compile_s = max(eng.first.wall - eng.second.wall, 0.0)
+    nps = eng.runs / eng.second.wall
+    sps = steps / eng.second.wall
+    outcomes = {
+        s: int((eng.status == c).sum())
+        for c, s in ((1, "converged"), (2, "horizon"), (3, "diverged"))
+    }
+    print(
+        f"   engine: 1st call {eng.first.wall:.2f} s, 2nd call {eng.second.wall:.2f} s "
+        f"(compile ≈ 1st − 2nd = {compile_s:.2f} s) {eng.second.note()}"
+    )
+    print(
+        f"   engine: {nps:.3g} networks/s; {sps:.4g} network-steps/s "
+        f"(steps taken: total {steps}, mean {steps / eng.runs:.1f}, max {eng.steps.max()}; "
+        f"executed under vmap ≈ {executed}); outcomes {outcomes}"
+    )
+    fl, fl_dense = flops_per_step(cfg)
+    rate = fl * steps / eng.second.wall
+    frac = rate / peak
+    note = ""
+    if cfg.resolved_geometry == "diagonal":
+        note = " (diagonal geometry: O(np) element-wise per step, fraction NOT meaningful)"
+    print(
+        f"   engine FLOP/s: {rate / 1e9:.3g} GFLOP/s = {100 * frac:.1f}% of matmul peak"
+        f"{note}; FLOPs/step/network = {fl:.4g} (4·p·m·n + 2·p·n)"
+    )
+    if cfg.resolved_geometry == "diagonal":
+        dense_rate = fl_dense * steps / eng.second.wall
+        print(f"   dense-equivalent rate (m = d): {dense_rate / 1e9:.4g} GFLOP/s")
+    ok = True
+    if bases:
+        base = bases[0]
+        b_sps = base.steps_per_s
+        mean_steps = steps / eng.runs
+        if base.full:
+            b_nps = base.networks / base.timing.wall
+            how = f"{base.networks} network(s) trained to stop/horizon ({base.steps} steps)"
+        else:
+            b_nps = b_sps / mean_steps
+            how = (
+                f"timed on {base.steps} fixed steps of 1 network, scaled per step; networks/s "
+                f"extrapolated at the engine's mean {mean_steps:.0f} steps/network"
+            )
+        print(f"   baseline (NumPy eager, dense, float32, one network at a time): {how}")
+        for b in bases:
+            print(
+                f"   baseline, {b.threads} BLAS thread(s): {b.timing.wall:.2f} s, "
+                f"{b.steps_per_s:.4g} network-steps/s, "
+                f"{fl_dense * b.steps_per_s / 1e9:.3g} GFLOP/s (dense) {b.timing.note()}"
+            )
+        print(
+            f"   baseline used for the ratio: the faster ({base.threads} thread(s)), "
+            f"{b_nps:.3g} networks/s"
+        )
+        ratio_steps = sps / b_sps
+        ratio_nets = nps / b_nps
+        ok_ratio = ratio_steps >= cell.target_ratio
+        print(
+            f"   RATIO engine/baseline: {ratio_steps:.3g}x per network-step"
+            f" (networks/s ratio {ratio_nets:.3g}x"
+            f"{'' if base.full else ', per-step scaled'}); target ≥ {_fmt(cell.target_ratio)}: "
+            f"{'MET' if ok_ratio else 'NOT MET'}"
+        )
+        ok &= ok_ratio
+    if cell.target_peak is not None:
+        ok_peak = frac >= cell.target_peak
+        print(
+            f"   PEAK fraction {100 * frac:.1f}%; target ≥ {100 * cell.target_peak:.0f}%: "
+            f"{'MET' if ok_peak else 'NOT MET'}"
+        )
+        ok &= ok_peak
+    return ok
+
+
+def gpu_fig3(peak: float) -> None:
+    """All 17 cells of Fig. 3 (n = 1300..2100 step 50, d = 100, p = p(n, 0.05)),
+    80 runs each; wall time per cell (first call, compile included) and in total."""
+    from shallowflow.config import make_config
+    from shallowflow.engine import simulate
+
+    print("\n== Fig. 3, all 17 cells, 80 runs each (first call per cell: compile included)")
+    total = 0.0
+    total_flops = 0.0
+    with timed() as tall:
+        for n in range(1300, 2101, 50):
+            cfg = make_config(data="sphere", d=100, n=n, runs=80)
+            with timed() as tm:
+                res = simulate(cfg)
+            steps = np.asarray(res.final["steps"])
+            fl = flops_per_step(cfg)[0] * steps.sum()
+            total += tm.t.wall
+            total_flops += fl
+            succ = float(np.mean(np.asarray(res.final["status"]) == 1))
+            print(
+                f"   n={n} p={cfg.width} wall {tm.t.wall:6.2f} s  success {succ:.2f}  "
+                f"mean steps {steps.mean():7.1f}  {fl / tm.t.wall / 1e9:7.3g} GFLOP/s "
+                f"({100 * fl / tm.t.wall / peak:.1f}% of peak)"
+            )
+    print(
+        f"   TOTAL wall {tall.t.wall:.1f} s for 17×80 = 1360 networks "
+        f"({1360 / tall.t.wall:.3g} networks/s, {total_flops / tall.t.wall / 1e9:.3g} GFLOP/s "
+        f"average, compile included) {tall.t.note()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fast smoke version")
+    ap.add_argument("--cells", default="a,b", help="comma-separated cells to run (a, b)")
+    ap.add_argument("--gpu-fig3", action="store_true", help="all 17 Fig. 3 cells, 80 runs each")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the NumPy baseline")
+    ap.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak")
+    args = ap.parse_args(argv)
+
+    import jax
+
+    from shallowflow.config import make_config
+
+    t0 = time.perf_counter()
+    table = cells(args.quick)
+    names = [c.strip() for c in args.cells.split(",") if c.strip()]
+    for name in names:
+        if name not in table:
+            ap.error(f"--cells: unknown cell {name!r}; allowed: {', '.join(table)}")
+    # Baselines first: right after JAX work, its idle worker threads compete with
+    # OpenBLAS's for a while and the eager loop slows down several-fold.
+    bases: dict[str, list[BaselineResult]] = {}
+    if not (args.gpu_fig3 or args.no_baseline):
+        for name in names:
+            bases[name] = run_baseline(table[name], make_config(**table[name].knobs))
+    dev = jax.devices()[0]
+    print(
+        f"shallowflow engine benchmark{' (quick)' if args.quick else ''}: jax {jax.__version__}, "
+        f"device {dev.platform}:{getattr(dev, 'device_kind', '?')}, {os.cpu_count()} CPU cores, "
+        f"numpy {np.__version__}, loadavg {os.getloadavg()[0]:.2f}"
+    )
+    if os.environ.get("XLA_FLAGS"):
+        print(f"XLA_FLAGS={os.environ['XLA_FLAGS']}")
+    size = args.peak_size or (1024 if args.quick else 2048)
+    precision = make_config().precision
+    peak, tp = matmul_peak(size, precision)
+    print(
+        f"matmul peak: {peak / 1e9:.4g} GFLOP/s (float32 {size}³, jit, precision={precision}, "
+        f"best of 7) {tp.note()}"
+    )
+    all_ok = True
+    if args.gpu_fig3:
+        gpu_fig3(peak)
+    else:
+        for name in names:
+            all_ok &= bench_cell(table[name], peak, bases.get(name))
+        print(f"\nAll targets met: {'yes' if all_ok else 'NO'}")
+    print(f"Benchmark wall time: {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
