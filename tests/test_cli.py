@@ -37,8 +37,18 @@ def test_simulate_user_files_replay_start(tmp_path):
     a = np.sign(rng.standard_normal(8)) * (np.linalg.norm(W, axis=1) + 1)
     save_data(tmp_path / "d.npz", X, y)
     save_state(tmp_path / "s.npz", W, a)
-    args = ["simulate", "--data", str(tmp_path / "d.npz"), "--state", str(tmp_path / "s.npz"),
-            "--runs", "2", "--record", "3", "--x64"]
+    args = [
+        "simulate",
+        "--data",
+        str(tmp_path / "d.npz"),
+        "--state",
+        str(tmp_path / "s.npz"),
+        "--runs",
+        "2",
+        "--record",
+        "3",
+        "--x64",
+    ]
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     final = pd.read_parquet(tmp_path / "o" / "final.parquet")
@@ -49,9 +59,14 @@ def test_simulate_user_files_replay_start(tmp_path):
 
 
 def test_bad_input_names_parameter(tmp_path):
-    for args, param in [(["--lr", "0"], "lr"), (["--p", "0"], "p"), (["--n", "0"], "n"),
-                        (["--data", "orthogonal", "--n", "50", "--d", "20"], "n"),
-                        (["--data", "nope"], "data"), (["--solver", "rk"], "solver")]:
+    for args, param in [
+        (["--lr", "0"], "lr"),
+        (["--p", "0"], "p"),
+        (["--n", "0"], "n"),
+        (["--data", "orthogonal", "--n", "50", "--d", "20"], "n"),
+        (["--data", "nope"], "data"),
+        (["--solver", "rk"], "solver"),
+    ]:
         res = runner.invoke(app, ["simulate", *args, "--out", str(tmp_path)])
         assert res.exit_code == 2, (args, res.output)
         assert f"{param}:" in res.output, (args, res.output)

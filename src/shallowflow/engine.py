@@ -2,8 +2,9 @@
 
 Each run gets its own key (split from ``cfg.seed``), draws its data and θ(0)
 (:mod:`shallowflow.problem`), is solved by GD or the flow (:mod:`shallowflow.solvers`)
-and measured at the recorded times (:mod:`shallowflow.observables`). Runs are
-``vmap``-ed and chunked to fit ``cfg.memory_gb``; the same code runs on CPU and GPU.
+and measured at the recorded times (:mod:`shallowflow.observables`). Runs are batched
+(``vmap`` on accelerators, ``lax.map`` inside one compiled call on CPU) and chunked
+to fit ``cfg.memory_gb``; the same code runs on CPU and GPU.
 The engine returns plain NumPy arrays; tables and files are made elsewhere.
 """
 
@@ -85,7 +86,7 @@ def _one_run(cfg: SimConfig, grid: jax.Array, key: jax.Array, user: UserArrays):
             stop_loss=cfg.threshold,
             diverge_factor=cfg.diverge_factor,
             slope=slope,
-            dtmin=cfg.dtmin,
+            dtmin=cfg.step_floor,
             method=cfg.method,
             t_end=float(record_grid(cfg)[-1]),
         )

@@ -1,0 +1,32 @@
+"""``shallowflow verify``: a ledger of the paper's claims, each a check with a stated
+numerical criterion and a verdict PASS / FAIL / INCONCLUSIVE (SPEC §1–§5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from shallowflow.verify.checks import CHECKS
+from shallowflow.verify.ledger import (
+    PRESETS,
+    Check,
+    CheckResult,
+    Ledger,
+    Verdict,
+    run_checks,
+)
+
+
+def run_verify(
+    preset: str = "quick",
+    out: str | Path | None = None,
+    only: str | Sequence[str] | None = None,
+    progress: bool = True,
+) -> Ledger:
+    """Run the checks of :data:`CHECKS` (all, or those named in ``only``) with the
+    ``preset``'s parameters; with ``out``, write verify.md / verify.html / verify.json
+    and the figures there. ``Ledger.ok`` is True iff no check FAILed."""
+    return run_checks(CHECKS, preset, out, only, progress)
+
+
+__all__ = ["CHECKS", "PRESETS", "Check", "CheckResult", "Ledger", "Verdict", "run_verify"]

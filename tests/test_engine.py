@@ -1,0 +1,162 @@
+"""Tests of the batched engine and result tables: stopping, divergence, determinism,
+chunking, dtypes, and the orthogonal-data μ bounds along real runs (SPEC §2, §5)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from shallowflow.config import horizon_steps, make_config
+from shallowflow.engine import chunk_size, record_grid, simulate
+from shallowflow.results import runs_table, summary, trajectory_table
+from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON
+
+BASE = dict(n=20, d=10, runs=4, record=10, seed=1)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return simulate(make_config(**BASE))
+
+
+def _leaves(res):
+    return jax.tree_util.tree_leaves((res.valid, res.records, res.final, res.init))
+
+
+def test_gd_stops_early_below_one_over_2n(base):
+    cfg = base.cfg
+    thr = 1 / (2 * cfg.n)
+    assert cfg.threshold == pytest.approx(thr)
+    horizon = horizon_steps(cfg.n, cfg.width)
+    assert cfg.t_end == horizon * cfg.lr
+    np.testing.assert_array_equal(base.times, record_grid(cfg) * cfg.lr)
+    status, steps = base.final["status"], base.final["steps"]
+    assert (status == CONVERGED).sum() >= 2
+    for r in range(base.runs):
+        np.testing.assert_array_equal(base.valid[r], base.times <= base.final["t_final"][r])
+        assert base.final["t_final"][r] == pytest.approx(steps[r] * cfg.lr)
+        before = base.valid[r] & (base.times < base.final["t_final"][r])
+        assert (base.records["loss"][r][before] > thr).all()
+        if status[r] == CONVERGED:
+            assert base.final["loss"][r] <= thr and steps[r] < horizon
+        else:
+            assert status[r] == HORIZON and steps[r] == horizon
+            assert base.final["loss"][r] > thr
+    assert (base.init["loss0"] == base.records["loss"][:, 0]).all()
+
+
+def test_same_seed_gives_identical_numbers_and_runs_differ(base):
+    again = simulate(make_config(**BASE))
+    for x, y in zip(_leaves(base), _leaves(again), strict=True):
+        np.testing.assert_array_equal(x, y)
+    loss0 = base.init["loss0"]
+    assert len(np.unique(loss0)) == base.runs  # each run draws its own problem
+
+
+def test_chunks_of_one_give_the_results_of_one_batch(base):
+    """memory_gb tiny forces chunks of one run: every run is then solved without the
+    others beside it in the batch (vmap on accelerators, lax.map on CPU), and must give
+    the same numbers."""
+    cfg = make_config(memory_gb=1e-9, **BASE)
+    assert chunk_size(cfg, len(record_grid(cfg))) == 1
+    assert chunk_size(base.cfg, len(record_grid(base.cfg))) == base.runs
+    calls = []
+    chunked = simulate(cfg, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, base.runs) for k in range(1, base.runs + 1)]
+    np.testing.assert_array_equal(chunked.valid, base.valid)
+    np.testing.assert_array_equal(chunked.final["status"], base.final["status"])
+    np.testing.assert_array_equal(chunked.final["steps"], base.final["steps"])
+    # float32: the same up to roundoff (under vmap XLA may fuse a batch of 1 differently)
+    for got, want in ((chunked.records, base.records), (chunked.final, base.final)):
+        for name in want:
+            scale = float(np.max(np.abs(want[name])))
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_huge_step_is_flagged_diverged_with_finite_records():
+    res = simulate(make_config(lr=1e4, **BASE))
+    assert (res.final["status"] == DIVERGED).all()
+    for name, rec in res.records.items():
+        assert np.isfinite(rec[res.valid]).all(), name
+    for name in ("loss", "mu", "t_final", "balance_drift"):
+        assert np.isfinite(res.final[name]).all(), name
+    assert (res.final["loss"] <= res.cfg.diverge_factor * res.init["loss0"]).all()
+    table = runs_table(res)
+    assert (table["outcome"] == "diverged").all() and not table["success"].any()
+
+
+def test_tables_have_one_row_per_run_and_per_record(base):
+    runs = runs_table(base)
+    assert len(runs) == base.runs
+    np.testing.assert_array_equal(runs["run"], np.arange(base.runs))
+    np.testing.assert_array_equal(runs["success"], base.final["status"] == CONVERGED)
+    np.testing.assert_allclose(runs["final_loss"], base.final["loss"])
+    assert (runs["p"] == base.cfg.width).all() and (runs["n"] == base.cfg.n).all()
+    num = runs.select_dtypes("number")
+    assert not num.isna().any().any()
+
+    traj = trajectory_table(base)
+    assert len(traj) == int(base.valid.sum()) + base.runs
+    assert traj["final"].sum() == base.runs
+    assert not traj.select_dtypes("number").isna().any().any()
+    for r in range(base.runs):
+        rows = traj[(traj["run"] == r) & ~traj["final"]]
+        np.testing.assert_allclose(rows["t"], base.times[base.valid[r]])
+        np.testing.assert_allclose(rows["loss"], base.records["loss"][r][base.valid[r]])
+        fin = traj[(traj["run"] == r) & traj["final"]]
+        assert fin["t"].item() == pytest.approx(base.final["t_final"][r])
+        assert fin["loss"].item() == pytest.approx(base.final["loss"][r])
+    s = summary(base)
+    assert s["runs"] == base.runs
+    assert s["success_fraction"] == pytest.approx(np.mean(base.final["status"] == CONVERGED))
+
+
+def _check_mu_bounds(res, rtol):
+    assert res.init["assumption1"].all()
+    v = res.valid
+    lo, mu, hi = (res.records[k][v] for k in ("mu_low", "mu", "mu_upp"))
+    assert (lo > 0).all()
+    assert (lo <= mu * (1 + rtol)).all(), np.min(mu / lo)
+    assert (mu <= hi * (1 + rtol)).all(), np.max(mu / hi)
+    f = res.final
+    assert (f["mu_low"] <= f["mu"] * (1 + rtol)).all() and (
+        f["mu"] <= f["mu_upp"] * (1 + rtol)
+    ).all()
+    # the paper's constants: μ_low ≥ (2/n) min E_i and μ_upp ≤ (16/n) max E_i, ‖x_i‖ ∈ [1, 2]
+    n = res.cfg.n
+    assert (lo >= 2 * res.records["energy_min"][v] / n * (1 - rtol)).all()
+    assert (hi <= 16 * res.records["energy_max"][v] / n * (1 + rtol)).all()
+
+
+def test_orthogonal_mu_bounds_along_gd_paper_protocol(orth_gd):
+    res = orth_gd
+    assert res.cfg.lr == 1.0 and res.cfg.w_scale == 0.01
+    assert (res.init["coverage0"] == res.cfg.n).all() and (res.init["draws"] >= 1).all()
+    assert (res.final["status"] == CONVERGED).all()
+    assert (res.final["loss"] <= res.cfg.threshold).all()
+    _check_mu_bounds(res, rtol=1e-9)
+
+
+def test_orthogonal_mu_bounds_along_the_flow(flow64):
+    _check_mu_bounds(flow64, rtol=1e-9)
+
+
+def test_float64_option_gives_float64_outputs(flow64, orth_gd):
+    for res in (flow64, orth_gd):
+        assert res.cfg.x64
+        for name in ("loss", "mu", "mu_low", "balance_drift"):
+            assert res.records[name].dtype == np.float64, name
+            assert res.final[name].dtype == np.float64, name
+        assert res.init["loss0"].dtype == np.float64
+    assert flow64.states["a"].dtype == np.float64
+
+
+def test_record_grid():
+    cfg = make_config(n=20, d=10, record=7, horizon=30, lr=0.5)
+    g = record_grid(cfg)
+    assert g[0] == 0 and g[-1] == 60 and len(g) == 7 and np.all(np.diff(g) > 0)
+    glog = record_grid(make_config(n=20, d=10, record=7, horizon=30, grid="log"))
+    assert glog[0] == 0 and glog[-1] == 30 and np.all(np.diff(glog) > 0)
+    gf = record_grid(make_config(n=20, d=10, record=5, horizon=3.0, solver="flow"))
+    np.testing.assert_allclose(gf, np.linspace(0, 3, 5))

@@ -1,0 +1,120 @@
+"""The paper preset of every protocol is SPEC §5 to the letter; quick keeps its shape."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from shallowflow.config import horizon_steps
+from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments.cells import cell_config, shape_key
+from shallowflow.experiments.protocols import FIGURES, protocol, protocols
+from shallowflow.experiments.runner import Cell
+from shallowflow.theory.width import width
+
+
+def configs(figure: str, preset: str = "paper", solver: str = "gd"):
+    return [(c, cell_config(c)) for c in protocol(figure, preset, solver).cells]
+
+
+def assert_common(cell: dict, cfg) -> None:
+    """SPEC §5 common: ±U[1,2] labels, asymmetric init, GD with η = 1, horizon T(n, p)."""
+    assert cfg.labels == "paper" and cfg.init == "asymmetric" and cfg.w_law == "uniform"
+    assert cfg.solver == "gd" and cfg.lr == 1.0
+    assert cell["seed"] == 0
+
+
+def test_fig3_paper():
+    cells = configs("fig3")
+    assert [cfg.n for _, cfg in cells] == list(range(1300, 2101, 50))
+    for cell, cfg in cells:
+        assert_common(cell, cfg)
+        assert cfg.d == 100 and cfg.data == "sphere" and cfg.runs == 80
+        assert (
+            cfg.width
+            == width(cfg.n, 0.05)
+            == math.floor(math.log(cfg.n / 0.05) / math.log(4 / 3)) + 1
+        )
+        assert cfg.t_end == horizon_steps(cfg.n, cfg.width)
+        assert cfg.threshold == 1 / (2 * cfg.n) and cfg.w_scale == 1.0
+
+
+def test_fig4_paper():
+    cells = configs("fig4")
+    ds = sorted({cfg.d for _, cfg in cells})
+    assert ds == list(range(10, 101, 10))
+    for d in ds:
+        ns = [cfg.n for _, cfg in cells if cfg.d == d]
+        assert ns == list(range(d, 30 * d - 200 + 1, d))
+    for cell, cfg in cells:
+        assert_common(cell, cfg)
+        assert cfg.width == 30 and cfg.runs == 20 and cfg.data == "sphere"
+        assert cfg.t_end == horizon_steps(cfg.n, 30) and cfg.threshold == 1 / (2 * cfg.n)
+
+
+def test_fig5_paper():
+    proto = protocol("fig5", "paper")
+    cells = configs("fig5")
+    assert sorted({cfg.width for _, cfg in cells}) == list(range(50, 401, 10))
+    assert proto.group == "p" and proto.notes
+    for p in range(50, 401, 10):
+        ns = sorted(cfg.n for _, cfg in cells if cfg.width == p)
+        assert len(ns) >= 5 and ns[0] < ns[-1]
+    for cell, cfg in cells:
+        assert_common(cell, cfg)
+        assert cfg.d == 30 and cfg.runs == 20 and cfg.data == "sphere"
+        assert cfg.t_end == horizon_steps(cfg.n, cfg.width) and cfg.threshold == 1 / (2 * cfg.n)
+
+
+def test_fig6_paper():
+    cells = configs("fig6")
+    assert [cfg.n for _, cfg in cells] == list(range(1000, 2001, 100))
+    for cell, cfg in cells:
+        assert_common(cell, cfg)
+        assert cfg.d == 2000 and cfg.data == "orthogonal" and cfg.runs == 500
+        assert cfg.width == width(cfg.n, 0.05)
+        assert cfg.w_scale == 0.01 and cfg.require_coverage
+        assert cfg.horizon_factor == 10 and cfg.t_end == 10 * horizon_steps(cfg.n, cfg.width)
+        assert cfg.threshold == pytest.approx(1e-6 / (2 * cfg.n), rel=1e-12)
+        assert cfg.resolved_geometry == "diagonal"
+
+
+def test_fig2_is_closed_form():
+    proto = protocol("fig2", "paper")
+    assert proto.kind == "closed_form"
+    assert proto.params["magnitudes"] == (1.0, 2.0)
+    assert max(proto.params["ns"]) == 1e18 and min(proto.params["ns"]) == 1e2
+
+
+@pytest.mark.parametrize("figure", FIGURES[1:])
+def test_quick_keeps_the_protocol_and_few_shapes(figure):
+    quick, paper = protocol(figure, "quick"), protocol(figure, "paper")
+    assert quick.plot == paper.plot and quick.claim == paper.claim and quick.group == paper.group
+    assert quick.shapes <= 15 and quick.total_runs < paper.total_runs
+    for cell in quick.cells:
+        cfg = cell_config(cell)
+        assert cfg.solver == "gd" and cfg.init == "asymmetric"
+        assert {k: v for k, v in cell.items() if k not in ("n", "d", "p", "runs", "stop_loss")} == {
+            k: v for k, v in paper.cells[0].items() if k not in ("n", "d", "p", "runs", "stop_loss")
+        }
+
+
+def test_cells_are_distinct_and_seeded_per_cell():
+    for proto in protocols("all", "paper"):
+        ids = {Cell(c).cell_id for c in proto.cells}
+        assert len(ids) == len(proto.cells)
+    a, b = protocol("fig3", "quick").cells[:2]
+    assert cell_config(a).seed != cell_config(b).seed
+    assert cell_config(a).seed == cell_config(dict(reversed(list(a.items())))).seed
+    assert shape_key(a) != shape_key(b)
+
+
+def test_flow_solver_and_bad_names():
+    assert all(cfg.solver == "flow" for _, cfg in configs("fig3", "quick", "flow"))
+    with pytest.raises(ShallowflowInputError, match="figure"):
+        protocol("fig7")
+    with pytest.raises(ShallowflowInputError, match="preset"):
+        protocol("fig3", "huge")
+    with pytest.raises(ShallowflowInputError, match="solver"):
+        protocol("fig3", "quick", "adam")
