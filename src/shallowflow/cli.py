@@ -221,7 +221,7 @@ def reproduce(
 
 def _verdicts(res: dict) -> str:
     lines = []
-    for fig, info in res.items():
+    for fig, info in res.get("figures", {}).items():
         for v in info.get("verdicts", []) if isinstance(info, dict) else []:
             lines.append(f"{fig}: {v}")
     return "\n".join(lines)
@@ -258,7 +258,8 @@ def verify(
         ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
     except ShallowflowInputError as exc:
         _fail(exc)
-    typer.echo(ledger.table() if hasattr(ledger, "table") else str(ledger))
+    for r in ledger.results:
+        typer.echo(f"{r.verdict.value:<13} {r.name:<18} {r.summary}")
     typer.echo(f"ledger: {out}/verify.md")
     raise typer.Exit(0 if ledger.ok else 1)
 

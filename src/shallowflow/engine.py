@@ -117,8 +117,14 @@ def _one_run(cfg: SimConfig, grid: jax.Array, key: jax.Array, user: UserArrays):
     return out
 
 
-@functools.lru_cache(maxsize=32)
 def _compiled(cfg: SimConfig) -> Callable:
+    """The compiled batch function; knobs that only act outside it (seed, number of
+    runs, memory budget) are normalised so that cells differing in them share it."""
+    return _compiled_for(cfg.model_copy(update={"seed": 0, "runs": 1, "memory_gb": 1.0}))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_for(cfg: SimConfig) -> Callable:
     fn = functools.partial(_one_run, cfg)
     if jax.default_backend() == "cpu":
         # On CPU, runs go one after another inside one compiled call: unbatched GEMMs

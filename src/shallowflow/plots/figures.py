@@ -87,7 +87,10 @@ def plot_fig3(points: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("n")
     ax.set_ylabel("probability / loss ratio")
-    ax.set_title(f"d = {int(points['d'].iloc[0])}, p = p(n, 0.05)")
+    title = f"d = {int(points['d'].iloc[0])}, p = p(n, 0.05)"
+    if rec := summary.get("adaptive"):
+        title += f"; adaptive: {rec['runs_used']} of {rec['grid_runs']} grid runs"
+    ax.set_title(title)
     ax.legend(loc="center right")
     return fig
 
@@ -123,6 +126,15 @@ def _threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str)
     right.errorbar(ok[group], ok["N"], yerr=err, fmt="ko", ms=4, label="N (95% bootstrap)")
     right.set_xlabel(group)
     right.set_ylabel(r"threshold $N$")
+    if rec := summary.get("adaptive"):
+        right.text(
+            0.02,
+            0.98,
+            f"adaptive: {rec['runs_used']} of {rec['grid_runs']} grid runs",
+            transform=right.transAxes,
+            va="top",
+            fontsize=7,
+        )
     return fig, left, right, ok
 
 

@@ -4,7 +4,9 @@
 relative path) and a self-contained ``out/report.html`` (PNG images embedded
 as base64). A summary is the dict returned by
 :func:`shallowflow.experiments.reproduce.run_protocol`: ``title``, ``claim``,
-``notes``, ``verdicts`` (lines), ``ok``, ``images`` (paths relative to ``out``).
+``notes``, ``verdicts`` (lines), ``ok``, ``images`` (paths relative to ``out``),
+and, for an adaptive threshold search, ``adaptive`` (runs used against the
+grid's, shown as its own line under the protocol).
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ def _verdict_word(ok: bool | None) -> str:
     return "reproduced" if ok else "not reproduced" if ok is not None else "n/a"
 
 
+def _adaptive(summary: dict[str, Any]) -> str | None:
+    """One line on the adaptive design: runs used against the full grid's, per group."""
+    rec = summary.get("adaptive")
+    if not rec:
+        return None
+    n = len(rec["groups"])
+    return (
+        f"Adaptive threshold search ({n} threshold{'s' if n > 1 else ''}, target: "
+        f"{rec.get('target', 'grid width')}): {rec['runs_used']} runs instead of "
+        f"{rec['grid_runs']} on the full n grid (saving {rec['saving']:.0%})."
+    )
+
+
 def _png(summary: dict[str, Any]) -> str | None:
     return next((p for p in summary.get("images", []) if p.endswith(".png")), None)
 
@@ -51,6 +66,8 @@ def markdown(summaries: Sequence[dict[str, Any]], preset: str = "") -> str:
         lines += [f"- {v}" for v in s["verdicts"]]
         extra = f"; {s['seconds']:.0f} s" if "seconds" in s else ""
         lines += ["", f"*Protocol:* {s.get('notes', '')} ({s.get('cells', 0)} cells{extra})"]
+        if adaptive := _adaptive(s):
+            lines += ["", f"*{adaptive}*"]
     return "\n".join(lines) + "\n"
 
 
@@ -74,11 +91,13 @@ def page(summaries: Sequence[dict[str, Any]], out: Path, preset: str = "") -> st
         ok = s.get("ok")
         cls = "ok" if ok else "no"
         items = "".join(f"<li>{esc(v)}</li>" for v in s["verdicts"])
+        adaptive = _adaptive(s)
+        extra = f'<p class="notes">{esc(adaptive)}</p>' if adaptive else ""
         parts.append(
             f"<h2>{esc(s['title'])}</h2><section>{_img_tag(out, _png(s))}<div>"
             f'<p class="claim"><b>Paper\'s claim.</b> {esc(s["claim"])}</p>'
             f'<p>Verdict: <span class="{cls}">{_verdict_word(ok)}</span></p><ul>{items}</ul>'
-            f'<p class="notes">Protocol: {esc(s.get("notes", ""))}</p></div></section>'
+            f'<p class="notes">Protocol: {esc(s.get("notes", ""))}</p>{extra}</div></section>'
         )
     parts.append("</body></html>")
     return "\n".join(parts)

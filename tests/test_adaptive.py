@@ -1,0 +1,119 @@
+"""Adaptive threshold search in ``reproduce`` (Figs. 3–5): fewer runs than the n grid.
+
+The engine runs on a tiny Fig. 3-like protocol (d = 10, n = 16..56 step 8,
+8 runs per n; the threshold sits near n ≈ 26) so that the few JAX compiles
+stay cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from shallowflow.cli import app
+from shallowflow.experiments import reproduce as rp
+from shallowflow.experiments.protocols import EPS, _cell, protocol
+from shallowflow.storage import read_json, read_parquet
+from shallowflow.theory.width import width
+
+NS = range(16, 57, 8)
+RUNS = 8
+
+
+def tiny_fig3(**params):
+    """Fig. 3's protocol on a tiny grid; ``params`` may fix the adaptive target width."""
+    cells = [_cell("fig3", "gd", 0, n=n, d=10, p=width(n, EPS), runs=RUNS) for n in NS]
+    return replace(protocol("fig3", "quick"), cells=cells, params={"d": 10} | params)
+
+
+@pytest.fixture(scope="module")
+def adaptive_out(tmp_path_factory):
+    """``reproduce fig3 --adaptive`` through the CLI on the tiny protocol."""
+    out = tmp_path_factory.mktemp("adaptive")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(rp, "protocols", lambda figure, preset, solver: [tiny_fig3(adaptive_width=0.5)])
+    try:
+        res = CliRunner().invoke(app, ["reproduce", "fig3", "--adaptive", "--out", str(out)])
+    finally:
+        mp.undo()
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_adaptive_uses_fewer_runs_than_the_grid(adaptive_out):
+    summary = read_json(adaptive_out / "fig3" / "summary.json")
+    rec = summary["adaptive"]
+    grid = len(NS) * RUNS
+    assert rec["grid_runs"] == summary["grid_runs"] == grid
+    assert 0 < rec["runs_used"] == summary["runs"] < grid
+    assert rec["saving"] == pytest.approx(1 - rec["runs_used"] / grid)
+    (group,) = rec["groups"]
+    assert group["reached_target"] and group["target_width"] == pytest.approx(0.5 * 40)
+    assert group["ci_width"] <= group["target_width"]
+    assert math.isfinite(group["N"]) and min(NS) <= group["N"] <= max(NS)
+    assert group["ci_low"] <= group["N"] <= group["ci_high"]
+    # every evaluation is on the grid's range and step, in batches of half the runs per n
+    evals = np.array(group["evaluations"])
+    assert set(evals[:, 0]) <= set(NS) and (evals[:, 1] == RUNS // 2).all()
+    assert evals[:, 1].sum() == rec["runs_used"]
+    assert any("adaptive:" in v and "saving" in v for v in summary["verdicts"])
+
+
+def test_adaptive_tables_report_and_figure(adaptive_out):
+    fig = adaptive_out / "fig3"
+    runs = read_parquet(fig / "runs.parquet")
+    rec = read_json(fig / "summary.json")["adaptive"]
+    assert len(runs) == rec["runs_used"] and (runs["tag"] == "adaptive").all()
+    points = read_parquet(fig / "points.parquet")
+    assert points["runs"].sum() == rec["runs_used"]
+    evals = np.array(rec["groups"][0]["evaluations"])
+    for _, row in points.iterrows():
+        at = evals[evals[:, 0] == row["n"]]
+        assert row["successes"] == at[:, 2].sum() and row["runs"] == at[:, 1].sum()
+        assert row["p"] == width(int(row["n"]), EPS)
+    assert (fig / "fig3.png").stat().st_size > 1000
+    for name in ("report.md", "report.html"):
+        text = (adaptive_out / name).read_text()
+        assert f"{rec['runs_used']} runs instead of {rec['grid_runs']}" in text
+
+
+def test_adaptive_resume_replays_stored_evaluations(adaptive_out, monkeypatch):
+    before = read_json(adaptive_out / "fig3" / "summary.json")["adaptive"]
+
+    def no_engine(knobs):
+        raise AssertionError("resume should not simulate again")
+
+    monkeypatch.setattr(rp, "simulate_cell", no_engine)
+    monkeypatch.setattr(rp, "protocols", lambda *a: [tiny_fig3(adaptive_width=0.5)])
+    res = rp.reproduce("fig3", "quick", adaptive_out, resume=True, adaptive=True, progress=False)
+    after = res["figures"]["fig3"]["adaptive"]
+    assert after["runs_used"] == before["runs_used"]
+    assert after["groups"][0]["evaluations"] == before["groups"][0]["evaluations"]
+
+
+def test_closed_form_figure_ignores_adaptive(tmp_path):
+    res = rp.reproduce("fig2", "quick", tmp_path, adaptive=True, progress=False)
+    assert "adaptive" not in res["figures"]["fig2"]
+
+
+def test_grid_width_shrinks_with_runs_and_needs_a_curve():
+    ns = np.arange(100, 401, 50)
+    few = rp.grid_width(250.0, 0.05, ns, np.full(ns.size, 8))
+    many = rp.grid_width(250.0, 0.05, ns, np.full(ns.size, 200))
+    assert 0 < many < few
+    assert math.isnan(rp.grid_width(math.nan, 0.05, ns, np.full(ns.size, 8)))
+    assert math.isnan(rp.grid_width(250.0, 0.0, ns, np.full(ns.size, 8)))
+
+
+def test_cell_at_follows_the_groups_width_rule():
+    fig3 = tiny_fig3().cells
+    assert rp._cell_at(fig3, 30)["p"] == width(30, EPS) and rp._cell_at(fig3, 30)["n"] == 30
+    fig4 = [c for c in protocol("fig4", "quick").cells if c["d"] == 20]
+    cell = rp._cell_at(fig4, 75)
+    assert cell["p"] == 30 and cell["n"] == 75 and cell["d"] == 20
+    groups = rp._groups(protocol("fig5", "quick"))
+    assert [v for v, _ in groups] == [30, 60, 120]
