@@ -30,11 +30,16 @@ def mu(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.A
     return mu_from(fw, field_from_forward(geom, state, prob, fw, slope), state.a.shape[0])
 
 
-def coverage(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None = None):
-    """Number of covered examples: i with some j, a_j y_i > 0 and ⟨w_j, x_i⟩ > 0."""
+def covered(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None = None):
+    """Per-example coverage (SPEC §2): some j has a_j y_i > 0 and ⟨w_j, x_i⟩ > 0."""
     pre = geom.preact(state.v, prob.z) if pre is None else pre
     hit = (state.a[:, None] * prob.y[None, :] > 0) & (pre > 0)
-    return jnp.sum(jnp.any(hit, axis=0))
+    return jnp.any(hit, axis=0)
+
+
+def coverage(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None = None):
+    """Number of covered examples (SPEC §2)."""
+    return jnp.sum(covered(geom, state, prob, pre))
 
 
 def energies(state: State, pre: jax.Array) -> jax.Array:

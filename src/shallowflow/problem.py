@@ -17,6 +17,7 @@ from shallowflow import init as initmod
 from shallowflow.config import SimConfig
 from shallowflow.geometry import Geometry, to_working
 from shallowflow.model import Problem, State
+from shallowflow.observables import covered
 
 
 class UserArrays(NamedTuple):
@@ -90,13 +91,6 @@ def _draw(key: jax.Array, cfg: SimConfig, user: UserArrays) -> RunStart:
         a = initmod.second_layer(ka, cfg.init, jnp.sqrt(jnp.sum(v * v, 1) + off2), cfg.sigma)
     v, off2 = v * cfg.w_scale, off2 * cfg.w_scale**2
     return RunStart(Problem(z, y), State(a, v), off2, jnp.ones((), jnp.int32))
-
-
-def covered(geom: Geometry, state: State, prob: Problem) -> jax.Array:
-    """Per-example coverage (SPEC §2): some j has a_j y_i > 0 and ⟨w_j, x_i⟩ > 0."""
-    pre = geom.preact(state.v, prob.z)
-    hit = (state.a[:, None] * prob.y[None, :] > 0) & (pre > 0)
-    return jnp.any(hit, axis=0)
 
 
 def make_run(
