@@ -160,3 +160,38 @@ def test_record_grid():
     assert glog[0] == 0 and glog[-1] == 30 and np.all(np.diff(glog) > 0)
     gf = record_grid(make_config(n=20, d=10, record=5, horizon=3.0, solver="flow"))
     np.testing.assert_allclose(gf, np.linspace(0, 3, 5))
+
+
+_ONE_DEVICE = """
+import sys, numpy as np, jax
+from shallowflow.config import make_config
+from shallowflow.engine import simulate
+assert len(jax.local_devices()) == 1
+res = simulate(make_config(**eval(sys.argv[1])))
+np.savez(sys.argv[2], valid=res.valid, **{f"r_{k}": v for k, v in res.records.items()},
+         **{f"f_{k}": v for k, v in res.final.items()})
+"""
+
+
+@pytest.mark.parametrize("knobs", [dict(BASE, runs=3), dict(data="orthogonal", n=12, d=20, runs=3)])
+def test_runs_shared_over_devices_match_one_device(knobs, tmp_path):
+    """With several local devices (``use_cpu_devices``: one per core) the runs are
+    shared out, padded to a multiple of the devices; the numbers are those of a
+    process with a single device."""
+    import os
+    import subprocess
+    import sys
+
+    if len(jax.local_devices()) < 2:
+        pytest.skip("one local device: nothing is shared out")
+    out = tmp_path / "one.npz"
+    env = dict(os.environ, SHALLOWFLOW_CPU_DEVICES="1")
+    subprocess.run([sys.executable, "-c", _ONE_DEVICE, repr(knobs), str(out)], env=env, check=True)
+    one = np.load(out)
+    many = simulate(make_config(**knobs))
+    np.testing.assert_array_equal(one["valid"], many.valid)
+    np.testing.assert_array_equal(one["f_status"], many.final["status"])
+    np.testing.assert_array_equal(one["f_steps"], many.final["steps"])
+    for name, want in many.records.items():
+        scale = float(np.max(np.abs(want)))
+        np.testing.assert_allclose(one[f"r_{name}"], want, rtol=1e-5, atol=1e-6 * scale)

@@ -87,6 +87,30 @@ def test_to_working_preserves_preactivations_and_norms(data_name, d, kinds):
                 assert np.all(np.asarray(off2) >= 0)
 
 
+@pytest.mark.parametrize("kind", ["dense", "reduced", "diagonal"])
+def test_solver_layout_gives_the_same_field_and_loss(kind):
+    """``for_solver`` stores the data transposed for the solver loop; the vector field,
+    loss and μ computed from it equal those of the plain layout."""
+    rng = np.random.default_rng(3)
+    X = _orthogonal_X(rng) if kind == "diagonal" else _sphere_X(rng)
+    W, a, y = _init(rng)
+    with jax.enable_x64(True):
+        z, v, _ = to_working(kind, jnp.asarray(X), jnp.asarray(W))
+        geom = Geometry(kind)
+        geom_t, z_t = geom.for_solver(z)
+        assert geom_t.transposed == (kind != "diagonal")
+        if kind != "diagonal":
+            assert z_t.shape == z.shape[::-1]
+        s, y = model.State(jnp.asarray(a), v), jnp.asarray(y)
+        plain, packed = model.Problem(z, y), model.Problem(z_t, y)
+        for f in (model.vector_field, model.loss, observables.mu):
+            want, got = f(geom, s, plain), f(geom_t, s, packed)
+            leaves = jax.tree_util.tree_leaves
+            for w, g in zip(leaves(want), leaves(got), strict=True):
+                np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(geom_t.sq_norms(z_t), geom.sq_norms(z), rtol=1e-14)
+
+
 @pytest.mark.parametrize(
     "data_name, kinds",
     [("orthogonal", ("dense", "reduced", "diagonal")), ("sphere", ("dense", "reduced"))],
@@ -105,10 +129,14 @@ def test_geometries_give_the_same_trajectory_float64(data_name, kinds):
             np.testing.assert_allclose(mu, ref_mu, rtol=1e-9, err_msg=kind)
 
 
-def test_config_geometry_only_changes_the_representation_float64():
+@pytest.mark.parametrize(
+    "extra", [{}, {"labels": "teacher"}, {"init": "gaussian"}, {"init": "balanced"}]
+)
+def test_config_geometry_only_changes_the_representation_float64(extra):
     """Same seed, ``geometry`` = dense / reduced / diagonal: the same draw (labels, a,
-    pre-activations, ‖w_j‖) and hence the same trajectory."""
-    base = dict(data="orthogonal", n=N, d=D, p=P, x64=True, seed=5)
+    pre-activations, ‖w_j‖) and hence the same trajectory. (The diagonal geometry
+    draws orthogonal data without building X: this checks that shortcut.)"""
+    base = dict(data="orthogonal", n=N, d=D, p=P, x64=True, seed=5, **extra)
     key = jax.random.split(jax.random.key(5), 1)[0]
     out = {}
     with jax.enable_x64(True):

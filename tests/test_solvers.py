@@ -187,3 +187,28 @@ def test_divergence_is_flagged_and_isolated(gd_batch):
         ):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
     assert math.isfinite(float(alone[1].tail_rate))
+
+
+@pytest.mark.parametrize("grid", [[0, 3, 7, H], [0, H], list(range(0, H + 1, 5))])
+def test_diverged_run_keeps_last_finite_iterate_whatever_the_grid(gd_batch, grid):
+    """The diverged run ends at θ_{k−1}, the Euler iterate just before the first bad
+    loss, replayed from the record anchors; it must not depend on where records are."""
+    cfg, geom, probs, _, alone = gd_batch
+    s0 = jax.tree_util.tree_map(lambda x: x[0], alone[1].states)
+    g = jnp.asarray(grid, jnp.int32)
+    got = jax.jit(lambda: gd.solve(geom, probs[1], s0, g, lr=1.0, stop_loss=cfg.threshold))()
+    assert int(got.status) == DIVERGED
+    k = int(got.steps)
+    assert k == int(alone[1].steps)
+    s, losses = s0, []
+    for _ in range(k + 1):
+        losses.append(float(model.loss(geom, s, probs[1])))
+        if len(losses) <= k:
+            f = model.vector_field(geom, s, probs[1])
+            s = model.State(s.a + f.a, s.v + f.v)
+    nxt = model.vector_field(geom, s, probs[1])
+    after = float(model.loss(geom, model.State(s.a + nxt.a, s.v + nxt.v), probs[1]))
+    assert np.isfinite(losses).all() and max(losses) <= cfg.diverge_factor * losses[0]
+    assert not (np.isfinite(after) and after <= cfg.diverge_factor * losses[0])
+    np.testing.assert_allclose(np.asarray(got.final.v), np.asarray(s.v), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got.final.a), np.asarray(s.a), rtol=1e-4, atol=1e-5)

@@ -6,6 +6,10 @@ The public API, re-exported flat: configure (:func:`make_config`), simulate
 observables) for your own experiments.
 """
 
+from shallowflow.devices import use_cpu_devices
+
+use_cpu_devices()  # one XLA device per core, before JAX computes anything
+
 from shallowflow.api import load_user, run_simulation, save
 from shallowflow.config import SimConfig, horizon_steps, make_config
 from shallowflow.engine import SimResult, record_grid, simulate
@@ -56,6 +60,7 @@ __all__ = [
     "summary",
     "to_working",
     "trajectory_table",
+    "use_cpu_devices",
     "vector_field",
     "width",
 ]

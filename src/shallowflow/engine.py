@@ -3,8 +3,10 @@
 Each run gets its own key (split from ``cfg.seed``), draws its data and θ(0)
 (:mod:`shallowflow.problem`), is solved by GD or the flow (:mod:`shallowflow.solvers`)
 and measured at the recorded times (:mod:`shallowflow.observables`). Runs are batched
-(``vmap`` on accelerators, ``lax.map`` inside one compiled call on CPU) and chunked
-to fit ``cfg.memory_gb``; the same code runs on CPU and GPU.
+(``vmap`` on accelerators, ``lax.map`` inside one compiled call on CPU), shared out
+over the local devices (GPUs, or CPU cores made devices by
+:func:`shallowflow.devices.use_cpu_devices`)
+and chunked to fit ``cfg.memory_gb``; the same code runs on CPU and GPU.
 The engine returns plain NumPy arrays; tables and files are made elsewhere.
 """
 
@@ -93,7 +95,10 @@ def _one_run(cfg: SimConfig, grid: jax.Array, key: jax.Array, user: UserArrays):
     b0 = balance(s0)
     scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
     meas = functools.partial(measure, geom, prob=prob, balance0=b0, scale0=scale0, slope=slope)
-    records = jax.vmap(lambda s: meas(s))(traj.states)
+    if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
+        records = jax.lax.map(meas, traj.states)
+    else:
+        records = jax.vmap(meas)(traj.states)
     end = meas(traj.final)
     loss0 = records["loss"][0]
     final = dict(end)
@@ -130,8 +135,27 @@ def _compiled_for(cfg: SimConfig) -> Callable:
         # On CPU, runs go one after another inside one compiled call: unbatched GEMMs
         # beat XLA:CPU's batched dot, and a stopped run costs nothing (under vmap it
         # is carried, masked, to the end of the slowest run). See benchmarks/.
-        return jax.jit(lambda grid, keys, user: jax.lax.map(lambda k: fn(grid, k, user), keys))
-    return jax.jit(jax.vmap(fn, in_axes=(None, 0, None)))
+        def batch(grid, keys, user):
+            return jax.lax.map(lambda k: fn(grid, k, user), keys)
+    else:
+        batch = jax.vmap(fn, in_axes=(None, 0, None))
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return jax.jit(batch)
+    # Several devices (CPU cores split by use_cpu_devices, or GPUs): each takes an
+    # equal share of the runs; no communication between them (so no replication
+    # typing is needed: check_vma off).
+    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    spec = jax.sharding.PartitionSpec
+    return jax.jit(
+        jax.shard_map(
+            batch,
+            mesh=mesh,
+            in_specs=(spec(), spec("runs"), spec()),
+            out_specs=spec("runs"),
+            check_vma=False,
+        )
+    )
 
 
 def chunk_size(cfg: SimConfig, n_records: int) -> int:
@@ -162,14 +186,17 @@ def simulate(
         keys = jax.random.split(jax.random.key(cfg.seed), cfg.runs)
         size = chunk_size(cfg, len(grid_np))
         fn = _compiled(cfg)
+        ndev = jax.local_device_count()
+        padded = -(-size // ndev) * ndev  # a multiple of the devices' count
         parts = []
         for lo in range(0, cfg.runs, size):
             chunk = keys[lo : lo + size]
-            pad = size - chunk.shape[0]
+            keep = chunk.shape[0]
+            pad = padded - keep
             if pad:  # keep one compiled shape: pad with copies, drop afterwards
                 chunk = jnp.concatenate([chunk, jnp.repeat(chunk[:1], pad, axis=0)])
             out = jax.device_get(fn(grid, chunk, user))
-            parts.append(jax.tree_util.tree_map(lambda x, k=size - pad: np.asarray(x)[:k], out))
+            parts.append(jax.tree_util.tree_map(lambda x, k=keep: np.asarray(x)[:k], out))
             if progress is not None:
                 progress(min(lo + size, cfg.runs), cfg.runs)
     res = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)

@@ -67,6 +67,16 @@ def _draw(key: jax.Array, cfg: SimConfig, user: UserArrays) -> RunStart:
         z = implicit.implicit_data(kx, cfg.data, n, d, dtype)
         y = _labels(ky, cfg, n, lambda w: w @ z.T, user, dtype)
         v, off2 = implicit.implicit_gaussian_w(kw, p, n, d, scale2, dtype)
+    elif kind == "diagonal" and cfg.data == "orthogonal" and cfg.init not in ("file", "group"):
+        # x_i = ρ_i e_i: working coordinates without the d×n frame (exactly what
+        # to_working gives: v = W[:, :n], the off-span part is W[:, n:]).
+        z = datagen.radii(kx, n, dtype)
+        y = _labels(ky, cfg, d, lambda w: w[..., :n] * z, user, dtype)
+        if cfg.init == "gaussian" or cfg.w_law == "gaussian":
+            W = initmod.gaussian_w(kw, p, d, scale2, dtype)
+        else:
+            W = initmod.uniform_w(kw, p, d, dtype)
+        v, off2 = W[:, :n], jnp.sum(W[:, n:] ** 2, axis=1)
     else:
         X = (
             jnp.asarray(user.X, dtype)

@@ -50,6 +50,8 @@ def solve(
 ) -> Trajectory:
     """Integrate the flow from ``state0`` and record θ at the times ``grid`` (sorted,
     last = horizon; pass ``t_end`` = the horizon as a Python float under ``jit``)."""
+    geom, z = geom.for_solver(prob.z)
+    prob = prob._replace(z=z)
     loss0 = forward(geom, state0, prob, slope).loss
     dtype = loss0.dtype
 

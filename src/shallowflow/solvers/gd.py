@@ -2,8 +2,13 @@
 
 One compiled ``lax.scan`` over the recorded steps, each a ``lax.while_loop`` of GD
 steps; a run stops at the first step whose loss is ≤ ``stop_loss`` (converged), or
-whose loss is non-finite or exceeds ``diverge_factor``·L(0) (diverged: the last
-finite state is kept). Under ``vmap`` finished runs are frozen while others go on.
+whose loss is non-finite or exceeds ``diverge_factor``·L(0) (diverged). Under
+``vmap`` finished runs are frozen while others go on.
+
+A diverged run keeps its last finite state θ_{k−1}. The step loop carries nothing
+but θ (no copy of the previous state: that copy cost up to 1.8x on the diagonal
+geometry); θ_{k−1} is instead replayed, once, from the state saved at the start of
+the record interval (or the one before), with the same step function.
 """
 
 from __future__ import annotations
@@ -41,41 +46,69 @@ def solve(
 ) -> Trajectory:
     """Run GD from ``state0`` and record θ at the integer steps ``grid`` (sorted,
     last = horizon in steps)."""
+    geom, z = geom.for_solver(prob.z)
+    prob = prob._replace(z=z)
     loss0 = forward(geom, state0, prob, slope).loss
     dtype = loss0.dtype
 
+    def move(state, fw, eta):
+        field = field_from_forward(geom, state, prob, fw, slope)
+        return jax.tree_util.tree_map(lambda x, f: x + eta * f, state, field)
+
     def step(c):
-        state, prev, k, status, buf = c
+        state, k, status, buf = c
         fw = forward(geom, state, prob, slope)
         bad = ~jnp.isfinite(fw.loss) | (fw.loss > diverge_factor * loss0)
         done = fw.loss <= stop_loss
         status = jnp.where(bad, DIVERGED, jnp.where(done, CONVERGED, RUNNING)).astype(jnp.int32)
-        field = field_from_forward(geom, state, prob, fw, slope)
-        moved = jax.tree_util.tree_map(lambda x, f: x + lr * f, state, field)
         go = status == RUNNING
-        new = jax.tree_util.tree_map(
-            lambda m, s, q: jnp.where(go, m, jnp.where(bad, q, s)), moved, state, prev
-        )
+        # A stopped run does not move (η·0 = 0 exactly; a diverged one is replayed).
+        new = move(state, fw, jnp.where(go, lr, 0.0).astype(dtype))
         buf = jnp.where(bad, buf, buf.at[k % (tail + 1)].set(fw.loss))
-        k = k + go.astype(k.dtype) - (bad & (k > 0)).astype(k.dtype)
-        return new, state, k, status, buf
+        return new, k + go.astype(k.dtype), status, buf
+
+    def replay(anchor, steps):
+        return jax.lax.fori_loop(
+            0, steps, lambda _, s: move(s, forward(geom, s, prob, slope), lr), anchor
+        )
+
+    def roll_back(state, k, anchors):
+        """θ_{k−1} for a run whose state at step k is bad; θ_0 stays if k = 0."""
+        (s_old, k_old), (s_new, k_new) = anchors
+        target = jnp.maximum(k - 1, 0)
+        use_new = target >= k_new
+        base = jax.tree_util.tree_map(lambda a, b: jnp.where(use_new, a, b), s_new, s_old)
+        steps = target - jnp.where(use_new, k_new, k_old)
+        return replay(base, steps), target
 
     def upto(c, g):
-        c = jax.lax.while_loop(lambda c: (c[2] < g) & (c[3] == RUNNING), step, c)
-        return c, c[0]
+        state, k, status, buf, anchors = c
+        anchors = (anchors[1], (state, k))
+        was_running = status == RUNNING
+        state, k, status, buf = jax.lax.while_loop(
+            lambda c: (c[1] < g) & (c[2] == RUNNING), step, (state, k, status, buf)
+        )
+        state, k = jax.lax.cond(
+            was_running & (status == DIVERGED),
+            lambda: roll_back(state, k, anchors),
+            lambda: (state, k),
+        )
+        return (state, k, status, buf, anchors), state
 
     buf0 = jnp.full((tail + 1,), loss0, dtype)
-    c0 = (state0, state0, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), buf0)
+    k0 = jnp.zeros((), jnp.int32)
+    c0 = (state0, k0, jnp.zeros((), jnp.int32), buf0, ((state0, k0), (state0, k0)))
     c, states = jax.lax.scan(upto, c0, grid)
-    state, _, k, status, buf = c
+    state, k, status, buf, anchors = c
     # A run still running at the horizon is checked once more (its last loss).
     last = forward(geom, state, prob, slope).loss
+    bad = ~jnp.isfinite(last) | (last > diverge_factor * loss0)
+    running = status == RUNNING
     status = jnp.where(
-        status == RUNNING,
-        jnp.where(~jnp.isfinite(last), DIVERGED, jnp.where(last <= stop_loss, CONVERGED, HORIZON)),
-        status,
+        running, jnp.where(bad, DIVERGED, jnp.where(last <= stop_loss, CONVERGED, HORIZON)), status
     )
-    buf = jnp.where(jnp.isfinite(last), buf.at[k % (tail + 1)].set(last), buf)
+    state, k = jax.lax.cond(running & bad, lambda: roll_back(state, k, anchors), lambda: (state, k))
+    buf = jnp.where(running & ~bad, buf.at[k % (tail + 1)].set(last), buf)
     t_final = k.astype(dtype) * lr
     times = grid.astype(dtype) * lr
     valid = grid <= k
