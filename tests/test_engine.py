@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from shallowflow.config import horizon_steps, make_config
-from shallowflow.engine import chunk_size, record_grid, simulate
+from shallowflow.engine import chunk_size, devices_for, record_grid, simulate
+from shallowflow.problem import UserArrays
 from shallowflow.results import runs_table, summary, trajectory_table
 from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON
 
@@ -195,3 +196,13 @@ def test_runs_shared_over_devices_match_one_device(knobs, tmp_path):
     for name, want in many.records.items():
         scale = float(np.max(np.abs(want)))
         np.testing.assert_allclose(one[f"r_{name}"], want, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_user_arrays_too_big_to_copy_to_every_device_keep_one_device():
+    cfg = make_config(**BASE)
+    ndev = len(jax.local_devices())
+    assert devices_for(cfg, UserArrays()) == ndev
+    small = UserArrays(X=np.zeros((20, 10)), y=np.zeros(20))
+    assert devices_for(cfg, small) == ndev
+    tight = make_config(memory_gb=1e-6, **BASE)  # a quarter: 268 bytes < 2 × 840 bytes
+    assert devices_for(tight, small) == 1

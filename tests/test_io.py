@@ -280,3 +280,22 @@ def test_object_arrays_in_files_are_non_numeric(tmp_path):
     path = tmp_path / "str.npz"
     np.savez(path, X=np.ones((2, 2)), y=np.array(["a", "b"]))
     _raises("y", load_data, path)
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    """Results are written through mkstemp (0600) and renamed: the final file must get
+    the usual mode 0666 & ~umask, readable by the collaborators who share a sweep."""
+    import os
+
+    import pandas as pd
+
+    from shallowflow.storage import write_json_atomic, write_parquet_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_parquet_atomic(pd.DataFrame({"x": [1.0]}), tmp_path / "t.parquet")
+        write_json_atomic({"x": 1}, tmp_path / "t.json")
+    finally:
+        os.umask(old)
+    for name in ("t.parquet", "t.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644

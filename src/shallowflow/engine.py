@@ -122,14 +122,16 @@ def _one_run(cfg: SimConfig, grid: jax.Array, key: jax.Array, user: UserArrays):
     return out
 
 
-def _compiled(cfg: SimConfig) -> Callable:
+def _compiled(cfg: SimConfig, shared: bool) -> Callable:
     """The compiled batch function; knobs that only act outside it (seed, number of
-    runs, memory budget) are normalised so that cells differing in them share it."""
-    return _compiled_for(cfg.model_copy(update={"seed": 0, "runs": 1, "memory_gb": 1.0}))
+    runs, memory budget) are normalised so that cells differing in them share it.
+    ``shared``: runs are shared out over the local devices."""
+    norm = cfg.model_copy(update={"seed": 0, "runs": 1, "memory_gb": 1.0})
+    return _compiled_for(norm, shared)
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_for(cfg: SimConfig) -> Callable:
+def _compiled_for(cfg: SimConfig, shared: bool) -> Callable:
     fn = functools.partial(_one_run, cfg)
     if jax.default_backend() == "cpu":
         # On CPU, runs go one after another inside one compiled call: unbatched GEMMs
@@ -139,13 +141,12 @@ def _compiled_for(cfg: SimConfig) -> Callable:
             return jax.lax.map(lambda k: fn(grid, k, user), keys)
     else:
         batch = jax.vmap(fn, in_axes=(None, 0, None))
-    devices = jax.local_devices()
-    if len(devices) == 1:
+    if not shared:
         return jax.jit(batch)
     # Several devices (CPU cores split by use_cpu_devices, or GPUs): each takes an
     # equal share of the runs; no communication between them (so no replication
     # typing is needed: check_vma off).
-    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("runs",))
     spec = jax.sharding.PartitionSpec
     return jax.jit(
         jax.shard_map(
@@ -156,6 +157,17 @@ def _compiled_for(cfg: SimConfig) -> Callable:
             check_vma=False,
         )
     )
+
+
+def devices_for(cfg: SimConfig, user: UserArrays) -> int:
+    """How many local devices share the runs: all of them, unless copying the user's
+    arrays to each would take more than a quarter of ``cfg.memory_gb``."""
+    ndev = jax.local_device_count()
+    item = 8 if cfg.x64 else 4
+    user_bytes = sum(int(np.size(u)) * item for u in user if u is not None)
+    if ndev > 1 and user_bytes * ndev > cfg.memory_gb * 2**30 / 4:
+        return 1
+    return ndev
 
 
 def chunk_size(cfg: SimConfig, n_records: int) -> int:
@@ -185,8 +197,8 @@ def simulate(
         user = UserArrays(*(None if u is None else jnp.asarray(u, dtype) for u in user))
         keys = jax.random.split(jax.random.key(cfg.seed), cfg.runs)
         size = chunk_size(cfg, len(grid_np))
-        fn = _compiled(cfg)
-        ndev = jax.local_device_count()
+        ndev = devices_for(cfg, user)
+        fn = _compiled(cfg, shared=ndev > 1)
         padded = -(-size // ndev) * ndev  # a multiple of the devices' count
         parts = []
         for lo in range(0, cfg.runs, size):
