@@ -56,6 +56,13 @@ def _labels(key, cfg: SimConfig, n_dim: int, pre_fn, user: UserArrays, dtype):
     return datagen.paper_labels(key, cfg.n, dtype)
 
 
+def _random_w(key: jax.Array, cfg: SimConfig, scale2, dtype) -> jax.Array:
+    """The explicit (p, d) first layer of the random initialisations."""
+    if cfg.init == "gaussian" or cfg.w_law == "gaussian":
+        return initmod.gaussian_w(key, cfg.width, cfg.d, scale2, dtype)
+    return initmod.uniform_w(key, cfg.width, cfg.d, dtype)
+
+
 def _draw(key: jax.Array, cfg: SimConfig, user: UserArrays) -> RunStart:
     dtype = dtype_of(cfg)
     kx, ky, kw, ka = jax.random.split(key, 4)
@@ -72,10 +79,7 @@ def _draw(key: jax.Array, cfg: SimConfig, user: UserArrays) -> RunStart:
         # to_working gives: v = W[:, :n], the off-span part is W[:, n:]).
         z = datagen.radii(kx, n, dtype)
         y = _labels(ky, cfg, d, lambda w: w[..., :n] * z, user, dtype)
-        if cfg.init == "gaussian" or cfg.w_law == "gaussian":
-            W = initmod.gaussian_w(kw, p, d, scale2, dtype)
-        else:
-            W = initmod.uniform_w(kw, p, d, dtype)
+        W = _random_w(kw, cfg, scale2, dtype)
         v, off2 = W[:, :n], jnp.sum(W[:, n:] ** 2, axis=1)
     else:
         X = (
@@ -89,10 +93,8 @@ def _draw(key: jax.Array, cfg: SimConfig, user: UserArrays) -> RunStart:
         elif cfg.init == "group":
             a, u, _ = initmod.group_state(kw, y, p, d, dtype)
             W = u @ (X / jnp.linalg.norm(X, axis=1, keepdims=True))
-        elif cfg.init == "gaussian" or cfg.w_law == "gaussian":
-            W = initmod.gaussian_w(kw, p, d, scale2, dtype)
         else:
-            W = initmod.uniform_w(kw, p, d, dtype)
+            W = _random_w(kw, cfg, scale2, dtype)
         z, v, off2 = to_working(kind, X, W)
 
     if cfg.init == "file":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from shallowflow.model import State
 
@@ -29,3 +30,8 @@ class Trajectory(NamedTuple):
     steps: jax.Array
     status: jax.Array
     tail_rate: jax.Array
+
+
+def exploded(loss: jax.Array, loss0: jax.Array, factor: float) -> jax.Array:
+    """The divergence test of every solver: L non-finite or above ``factor``·L(0)."""
+    return ~jnp.isfinite(loss) | (loss > factor * loss0)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, forward, vector_field
 from shallowflow.observables import mu
-from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON, Trajectory
+from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON, Trajectory, exploded
 
 METHODS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
 
@@ -60,7 +60,7 @@ def solve(
 
     def stop(t, y, args, **kwargs):
         loss = forward(geom, y, prob, slope).loss
-        return (loss <= stop_loss) | ~jnp.isfinite(loss) | (loss > diverge_factor * loss0)
+        return (loss <= stop_loss) | exploded(loss, loss0, diverge_factor)
 
     t1 = grid[-1]
     if max_steps is None:  # enough for the whole horizon at the step floor
@@ -90,7 +90,7 @@ def solve(
     )
     last = forward(geom, final, prob, slope).loss
     status = jnp.where(
-        ~jnp.isfinite(last) | (last > diverge_factor * loss0),
+        exploded(last, loss0, diverge_factor),
         DIVERGED,
         jnp.where(last <= stop_loss, CONVERGED, HORIZON),
     )

@@ -18,7 +18,14 @@ import jax.numpy as jnp
 
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
-from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON, RUNNING, Trajectory
+from shallowflow.solvers.common import (
+    CONVERGED,
+    DIVERGED,
+    HORIZON,
+    RUNNING,
+    Trajectory,
+    exploded,
+)
 
 
 def tail_rate(buf: jax.Array, k: jax.Array, tail: int) -> jax.Array:
@@ -58,7 +65,7 @@ def solve(
     def step(c):
         state, k, status, buf = c
         fw = forward(geom, state, prob, slope)
-        bad = ~jnp.isfinite(fw.loss) | (fw.loss > diverge_factor * loss0)
+        bad = exploded(fw.loss, loss0, diverge_factor)
         done = fw.loss <= stop_loss
         status = jnp.where(bad, DIVERGED, jnp.where(done, CONVERGED, RUNNING)).astype(jnp.int32)
         go = status == RUNNING
@@ -102,7 +109,7 @@ def solve(
     state, k, status, buf, anchors = c
     # A run still running at the horizon is checked once more (its last loss).
     last = forward(geom, state, prob, slope).loss
-    bad = ~jnp.isfinite(last) | (last > diverge_factor * loss0)
+    bad = exploded(last, loss0, diverge_factor)
     running = status == RUNNING
     status = jnp.where(
         running, jnp.where(bad, DIVERGED, jnp.where(last <= stop_loss, CONVERGED, HORIZON)), status
