@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shallowflow.config import horizon_steps, make_config
-from shallowflow.engine import chunk_size, devices_for, record_grid, simulate
+from shallowflow.engine import devices_for, plan, record_grid, simulate
 from shallowflow.problem import UserArrays
 from shallowflow.results import runs_table, summary, trajectory_table
 from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON
@@ -56,15 +56,17 @@ def test_same_seed_gives_identical_numbers_and_runs_differ(base):
 
 
 def test_chunks_of_one_give_the_results_of_one_batch(base):
-    """memory_gb tiny forces chunks of one run: every run is then solved without the
-    others beside it in the batch (vmap on accelerators, lax.map on CPU), and must give
-    the same numbers."""
+    """memory_gb tiny forces chunks of one run per device: every run is then solved
+    without the others beside it in the batch (vmap on accelerators, lax.map on CPU),
+    and must give the same numbers."""
     cfg = make_config(memory_gb=1e-9, **BASE)
-    assert chunk_size(cfg, len(record_grid(cfg))) == 1
-    assert chunk_size(base.cfg, len(record_grid(base.cfg))) == base.runs
+    ndev = len(jax.local_devices())
+    chunk = plan([cfg])[0].chunk
+    assert chunk == ndev
+    assert plan([base.cfg])[0].chunk == base.runs
     calls = []
     chunked = simulate(cfg, progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(k, base.runs) for k in range(1, base.runs + 1)]
+    assert calls == [(min(k, base.runs), base.runs) for k in range(chunk, base.runs + chunk, chunk)]
     np.testing.assert_array_equal(chunked.valid, base.valid)
     np.testing.assert_array_equal(chunked.final["status"], base.final["status"])
     np.testing.assert_array_equal(chunked.final["steps"], base.final["steps"])
@@ -199,10 +201,10 @@ def test_runs_shared_over_devices_match_one_device(knobs, tmp_path):
 
 
 def test_user_arrays_too_big_to_copy_to_every_device_keep_one_device():
-    cfg = make_config(**BASE)
+    bucket = plan([make_config(**BASE)])[0]
     ndev = len(jax.local_devices())
-    assert devices_for(cfg, UserArrays()) == ndev
+    assert devices_for(bucket, UserArrays(), 2.0) == ndev
     small = UserArrays(X=np.zeros((20, 10)), y=np.zeros(20))
-    assert devices_for(cfg, small) == ndev
-    tight = make_config(memory_gb=1e-6, **BASE)  # a quarter: 268 bytes < 2 × 840 bytes
-    assert devices_for(tight, small) == 1
+    assert devices_for(bucket, small, 2.0) == ndev
+    # a quarter of 1e-6 GB: 268 bytes < 2 × 840 bytes
+    assert devices_for(bucket, small, 1e-6) == 1

@@ -34,7 +34,7 @@ def _gd_vs_flow(x64: bool):
     dtype = s0.a.dtype
     tight = dict(rtol=1e-10, atol=1e-12) if x64 else dict(rtol=1e-6, atol=1e-8)
     grid = jnp.linspace(0.0, T_FIX, 1601, dtype=dtype)  # fine: μ jumps at kinks
-    ref = flow.solve(geom, prob, s0, grid, stop_loss=0.0, dtmin=1e-7, t_end=T_FIX, **tight)
+    ref = flow.solve(geom, prob, s0, grid, stop_loss=0.0, dtmin=1e-7, **tight)
 
     @jax.jit
     def run_gd(lr, steps):

@@ -6,13 +6,22 @@ The public API, re-exported flat: configure (:func:`make_config`), simulate
 observables) for your own experiments.
 """
 
+import jax
+
+from shallowflow.compilation import use_compilation_cache
 from shallowflow.devices import use_cpu_devices
 
 use_cpu_devices()  # one XLA device per core, before JAX computes anything
+use_compilation_cache()  # compiled programs kept on disk (see shallowflow.compilation)
+# Padding-stable random draws rest on this mode (a longer 1-D draw extends a shorter
+# one; see shallowflow.data). It is JAX's default; fix it so that a change of default
+# cannot change our numbers.
+jax.config.update("jax_threefry_partitionable", True)
 
 from shallowflow.api import load_user, run_simulation, save
+from shallowflow.compilation import CompileCounter
 from shallowflow.config import SimConfig, horizon_steps, make_config
-from shallowflow.engine import SimResult, record_grid, simulate
+from shallowflow.engine import SimResult, plan, record_grid, simulate, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry, to_working
 from shallowflow.model import Problem, State, activation, forward, loss, vector_field
@@ -30,6 +39,7 @@ from shallowflow.results import runs_table, summary, trajectory_table
 from shallowflow.theory.width import coverage_failure_bound, width
 
 __all__ = [
+    "CompileCounter",
     "Geometry",
     "Problem",
     "ShallowflowInputError",
@@ -52,11 +62,13 @@ __all__ = [
     "measure",
     "mu",
     "orthogonal_bounds",
+    "plan",
     "record_grid",
     "run_simulation",
     "runs_table",
     "save",
     "simulate",
+    "simulate_many",
     "summary",
     "to_working",
     "trajectory_table",

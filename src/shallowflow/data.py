@@ -1,9 +1,20 @@
-"""Data geometries' generators and labels (SPEC §5), as pure functions of a key.
+"""Data generators and labels (SPEC §5), as pure functions of a key.
 
-Every generator returns explicit inputs ``X`` (n, d); labels are made separately.
+Every generator returns explicit inputs ``X`` of a static shape ``(N, D)``; labels are
+made separately. The true sizes ``n ≤ N`` and ``d ≤ D`` may be traced values: the
+entries outside the leading ``n × d`` block are exact zeros (padding, see
+:mod:`shallowflow.engine`). Draws are *padding-stable*: the leading block of a padded
+draw is exactly the unpadded draw with the same key, because
+
+- a 1-D draw gives entry ``i`` from the counter ``i`` alone (JAX's partitionable
+  threefry, which :mod:`shallowflow` switches on), so a longer draw extends a shorter
+  one, and
+- a 2-D draw takes row ``i`` from its own key ``fold_in(key, i)`` (:func:`rows`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -13,64 +24,109 @@ from shallowflow.model import activation
 DATA = ("sphere", "orthogonal", "gaussian", "correlated")
 
 
+def mask(length: int, size) -> jax.Array:
+    """``[i < size for i in range(length)]``: the real entries of a padded axis."""
+    return jnp.arange(length) < size
+
+
+def rows(key: jax.Array, draw: Callable, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
+    """A (rows, cols) draw whose row i is ``draw(fold_in(key, i), (cols,), dtype)``, so
+    that any leading block of it is the same draw at the smaller shape."""
+    n_rows, n_cols = shape
+    one = lambda i: draw(jax.random.fold_in(key, i), (n_cols,), dtype)  # noqa: E731
+    return jax.vmap(one)(jnp.arange(n_rows))
+
+
+def block(x: jax.Array, n_rows, n_cols) -> jax.Array:
+    """``x`` with every entry outside its leading ``n_rows × n_cols`` block set to 0."""
+    keep = mask(x.shape[0], n_rows)[:, None] & mask(x.shape[1], n_cols)[None, :]
+    return jnp.where(keep, x, 0.0)
+
+
 def radii(key: jax.Array, n: int, dtype=jnp.float32) -> jax.Array:
     """ρ_i ~ U[1, 2], the paper's input norms (SPEC §5)."""
     return jax.random.uniform(key, (n,), dtype, 1.0, 2.0)
 
 
-def sphere(key: jax.Array, n: int, d: int, dtype=jnp.float32) -> jax.Array:
+def _normalised(g: jax.Array, rho: jax.Array, n) -> jax.Array:
+    """Rows ρ_i g_i/‖g_i‖ for the n real rows, zero rows after them."""
+    norm = jnp.linalg.norm(g, axis=1, keepdims=True)
+    real = mask(g.shape[0], n)[:, None]
+    return jnp.where(real, rho[:, None] * g / jnp.where(real, norm, 1.0), 0.0)
+
+
+def sphere(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
     """x_i = ρ_i g_i/‖g_i‖, g_i ~ N(0, I_d), ρ_i ~ U[1,2] (SPEC §5)."""
+    shape = (n, d) if shape is None else shape
     kg, kr = jax.random.split(key)
-    g = jax.random.normal(kg, (n, d), dtype)
-    return radii(kr, n, dtype)[:, None] * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    g = block(rows(kg, jax.random.normal, shape, dtype), n, d)
+    return _normalised(g, radii(kr, shape[0], dtype), n)
 
 
-def orthogonal(key: jax.Array, n: int, d: int, dtype=jnp.float32) -> jax.Array:
+def orthogonal(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
     """x_i = ρ_i e_i, the first n basis vectors (SPEC §5, Fig. 6); needs n ≤ d."""
-    return jnp.eye(n, d, dtype=dtype) * radii(key, n, dtype)[:, None]
+    big_n, big_d = (n, d) if shape is None else shape
+    x = jnp.eye(big_n, big_d, dtype=dtype) * radii(key, big_n, dtype)[:, None]
+    return block(x, n, d)
 
 
-def gaussian(key: jax.Array, n: int, d: int, dtype=jnp.float32) -> jax.Array:
+def gaussian(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
     """x_i ~ N(0, I_d/d) i.i.d."""
-    return jax.random.normal(key, (n, d), dtype) / jnp.sqrt(jnp.asarray(d, dtype))
+    shape = (n, d) if shape is None else shape
+    g = rows(key, jax.random.normal, shape, dtype)
+    return block(g, n, d) / jnp.sqrt(jnp.asarray(d, dtype))
 
 
-def correlated(key: jax.Array, n: int, d: int, rho: float, dtype=jnp.float32) -> jax.Array:
+def correlated(
+    key: jax.Array, n: int, d: int, rho: float, dtype=jnp.float32, shape=None
+) -> jax.Array:
     """x_i = ρ_i (√(1−ρ) u_i + √ρ u_0) with u_0..u_n orthonormal (random), so that
-    every pair of directions has correlation exactly ρ; needs n + 1 ≤ d."""
+    every pair of directions has correlation exactly ρ; needs n + 1 ≤ d.
+
+    The frame is the QR of d × (n+1) Gaussian columns (column c from ``fold_in(kq, c)``);
+    padded columns and rows are zero, so the QR's leading n + 1 columns are those of the
+    unpadded draw (to rounding)."""
+    big_n, big_d = (n, d) if shape is None else shape
     kq, kr = jax.random.split(key)
-    q, _ = jnp.linalg.qr(jax.random.normal(kq, (d, n + 1), dtype), mode="reduced")
+    g = block(rows(kq, jax.random.normal, (big_n + 1, big_d), dtype), n + 1, d)
+    q, _ = jnp.linalg.qr(g.T, mode="reduced")  # (D, N + 1)
     u = jnp.sqrt(1.0 - rho) * q[:, 1:].T + jnp.sqrt(rho) * q[:, 0][None, :]
-    return radii(kr, n, dtype)[:, None] * u
+    return block(radii(kr, big_n, dtype)[:, None] * u, n, d)
 
 
-def generate(name: str, key: jax.Array, n: int, d: int, rho: float = 0.0, dtype=jnp.float32):
-    """Dispatch to a named generator."""
+def generate(
+    name: str, key: jax.Array, n: int, d: int, rho: float = 0.0, dtype=jnp.float32, shape=None
+) -> jax.Array:
+    """Dispatch to a named generator. ``shape`` = the padded (N, D), default (n, d)."""
     if name == "sphere":
-        return sphere(key, n, d, dtype)
+        return sphere(key, n, d, dtype, shape)
     if name == "orthogonal":
-        return orthogonal(key, n, d, dtype)
+        return orthogonal(key, n, d, dtype, shape)
     if name == "gaussian":
-        return gaussian(key, n, d, dtype)
+        return gaussian(key, n, d, dtype, shape)
     if name == "correlated":
-        return correlated(key, n, d, rho, dtype)
+        return correlated(key, n, d, rho, dtype, shape)
     raise ValueError(f"data: unknown generator {name!r}; allowed: {DATA}")
 
 
-def paper_labels(key: jax.Array, n: int, dtype=jnp.float32) -> jax.Array:
-    """y_i = s_i m_i with s_i Rademacher and m_i ~ U[1, 2] (SPEC §5)."""
+def paper_labels(key: jax.Array, n: int, dtype=jnp.float32, length: int | None = None):
+    """y_i = s_i m_i with s_i Rademacher and m_i ~ U[1, 2] (SPEC §5); ``length`` ≥ n
+    pads with zeros."""
+    length = n if length is None else length
     ks, km = jax.random.split(key)
-    s = jax.random.rademacher(ks, (n,), dtype)
-    return s * jax.random.uniform(km, (n,), dtype, 1.0, 2.0)
+    s = jax.random.rademacher(ks, (length,), dtype)
+    y = s * jax.random.uniform(km, (length,), dtype, 1.0, 2.0)
+    return jnp.where(mask(length, n), y, 0.0)
 
 
 def teacher_labels(key: jax.Array, pre_fn, n_dim: int, k: int, dtype=jnp.float32) -> jax.Array:
     """y_i = (1/√k) Σ_l a*_l σ(⟨w*_l, x_i⟩), a*_l Rademacher, w*_l ~ N(0, I).
 
     ``pre_fn(w_star)`` returns ⟨w*_l, x_i⟩ as a (k, n) array in whatever coordinates
-    the data live (w* is Gaussian, hence so are its reduced coordinates).
+    the data live (w* is Gaussian, hence so are its reduced coordinates); padded
+    examples are zero vectors, so their labels are 0.
     """
     ka, kw = jax.random.split(key)
     a = jax.random.rademacher(ka, (k,), dtype)
-    w = jax.random.normal(kw, (k, n_dim), dtype)
+    w = rows(kw, jax.random.normal, (k, n_dim), dtype)
     return a @ activation(pre_fn(w)) / jnp.sqrt(jnp.asarray(k, dtype))

@@ -1,29 +1,70 @@
-"""The batched engine: R independent runs of one configuration in compiled calls.
+"""The batched engine: the runs of many cells in few compiled calls.
 
-Each run gets its own key (split from ``cfg.seed``), draws its data and θ(0)
+A cell is R independent runs of one :class:`~shallowflow.config.SimConfig`. Each run
+gets its own key (``fold_in(key(seed), r)``), draws its data and θ(0)
 (:mod:`shallowflow.problem`), is solved by GD or the flow (:mod:`shallowflow.solvers`)
-and measured at the recorded times (:mod:`shallowflow.observables`). Runs are batched
-(``vmap`` on accelerators, ``lax.map`` inside one compiled call on CPU), shared out
-over the local devices (GPUs, or CPU cores made devices by
-:func:`shallowflow.devices.use_cpu_devices`)
-and chunked to fit ``cfg.memory_gb``; the same code runs on CPU and GPU.
-The engine returns plain NumPy arrays; tables and files are made elsewhere.
+and measured at its recorded times (:mod:`shallowflow.observables`).
+
+**Compile once per bucket.** What a compiled program bakes in is a cell's
+:class:`Signature`: the laws, the geometry, the solver and its method, the number of
+records, float64 or not. Everything else — the sizes n, d, p and the value knobs (η,
+horizon, stop loss, W scale, σ, ρ, tolerances, the record grid, the seed) — is a
+per-run traced array. Cells of one signature are grouped into :class:`Bucket` s by
+:func:`plan`: a bucket pads every run to its largest (N, D, P). Padding is exactly
+inert: padded examples are zero vectors with label 0 (residual 0), padded neurons have
+a_j = 0 and w_j = 0 (a fixed point of the flow), padded input coordinates are 0, and
+the mean-field 1/p and the loss's 1/n use each run's true sizes
+(:class:`~shallowflow.model.Problem`); the random draws are padding-stable
+(:mod:`shallowflow.data`). So a padded run computes the same numbers as the same run
+alone, up to the order of floating-point sums.
+
+**Bucket policy** (:func:`plan`). Cells are taken largest first (per-step work
+n·m·p, m the working dimension) and each joins the bucket of its signature whose padding
+waste stays smallest and at most ``max_waste`` (2×): the work of the bucket's runs at
+its padded size, weighted by their horizons, over their work at their own sizes. A
+cell that fits no bucket opens one. A figure whose cells span less than a factor 2 in
+work is therefore one bucket, one compilation; wider ones (Fig. 4: d from 10 to 100)
+get a few. The plan depends only on the list of cells, never on which of them are
+still to run, so a resumed sweep pads, and computes, exactly as the first attempt did.
+
+**Execution.** A bucket's runs go in compiled calls of ``bucket.chunk`` runs (the
+last one filled with dead runs of horizon 0), chunked to ``memory_gb``: on CPU one
+run after another inside the call (``lax.map``: a stopped run costs nothing), on
+accelerators side by side (``vmap``); shared out over the local devices (GPUs, or CPU
+cores made devices by :func:`shallowflow.devices.use_cpu_devices`). The engine
+returns plain NumPy arrays; tables and files are made elsewhere.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from shallowflow.config import SimConfig
+from shallowflow.geometry import Geometry
 from shallowflow.observables import assumption1, balance, coverage, measure
-from shallowflow.problem import UserArrays, dtype_of, geometry_of, make_run
+from shallowflow.problem import (
+    DrawSpec,
+    DrawValues,
+    Shape,
+    UserArrays,
+    draw_spec,
+    draw_values,
+    make_padded_run,
+    working_dim,
+)
 from shallowflow.solvers import flow, gd
+from shallowflow.solvers.common import DIVERGED
+
+MAX_WASTE = 2.0  # a bucket's padded work over its cells' own work, at most
+FLOW_MAX_STEPS = 2_000_000  # cap on the flow's steps (plus 10 000), as before
 
 
 @dataclass(frozen=True)
@@ -45,6 +86,51 @@ class SimResult:
         return self.valid.shape[0]
 
 
+@dataclass(frozen=True)
+class Signature:
+    """What one compiled program bakes in: every knob but the sizes and the values."""
+
+    draw: DrawSpec
+    solver: str
+    activation_slope: float
+    method: str
+    tail: int
+    records: int
+    precision: str
+    keep_state: bool
+    user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One compiled program: a signature, the padded sizes and the runs per call."""
+
+    sig: Signature
+    shape: Shape
+    chunk: int = 1
+    max_steps: int = 0  # the flow's step cap (static)
+
+    @property
+    def m(self) -> int:
+        """The padded working dimension."""
+        return working_dim(self.sig.draw.geometry, self.shape.n, self.shape.d)
+
+
+class RunValues(NamedTuple):
+    """Everything a run needs that is not baked into its program (one row per run)."""
+
+    key: np.ndarray  # (2,) uint32: the cell's key data
+    index: np.ndarray  # the run's index in its cell
+    draw: DrawValues
+    grid: np.ndarray  # (K,) recorded steps (GD) or times (flow)
+    lr: np.ndarray
+    stop_loss: np.ndarray
+    diverge_factor: np.ndarray
+    rtol: np.ndarray
+    atol: np.ndarray
+    dtmin: np.ndarray
+
+
 def record_grid(cfg: SimConfig) -> np.ndarray:
     """Recorded times: ``cfg.record`` points on [0, horizon], linear or log-spaced;
     integer steps for GD (unique, so possibly fewer points)."""
@@ -60,37 +146,164 @@ def record_grid(cfg: SimConfig) -> np.ndarray:
     return np.linspace(0.0, t_end, k)
 
 
-def _one_run(cfg: SimConfig, grid: jax.Array, key: jax.Array, user: UserArrays):
-    geom = geometry_of(cfg)
-    start = make_run(key, cfg, user)
+def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
+    """The compiled signature of a cell (:class:`Signature`)."""
+    given = tuple(u is not None for u in (user or UserArrays()))
+    return Signature(
+        draw_spec(cfg),
+        cfg.solver,
+        float(cfg.activation_slope),
+        cfg.method,
+        int(cfg.tail),
+        int(cfg.record),
+        cfg.precision,
+        bool(cfg.keep_state),
+        given,
+    )
+
+
+def _own(user: UserArrays | None) -> int:
+    """Cells with user arrays never share a call: an id for them, 0 for the others."""
+    return id(user) if user is not None and any(u is not None for u in user) else 0
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def _work(cfg: SimConfig, shape: Shape) -> float:
+    """Per-step work of one run at ``shape``: n·m·p (n·p for the diagonal geometry)."""
+    geometry = cfg.resolved_geometry
+    m = 1 if geometry == "diagonal" else working_dim(geometry, shape.n, shape.d)
+    return float(shape.n) * m * shape.p
+
+
+def _own_shape(cfg: SimConfig) -> Shape:
+    return Shape(cfg.n, cfg.d, cfg.width)
+
+
+def _cover(shapes: Sequence[Shape]) -> Shape:
+    return Shape(*(max(s[i] for s in shapes) for i in range(3)))
+
+
+def _waste(cfgs: Sequence[SimConfig], shape: Shape) -> float:
+    """Padded work over own work, each run weighted by its horizon."""
+    weight = [c.runs * max(c.t_end, 1e-9) for c in cfgs]
+    padded = sum(w * _work(c, shape) for w, c in zip(weight, cfgs, strict=True))
+    own = sum(w * _work(c, _own_shape(c)) for w, c in zip(weight, cfgs, strict=True))
+    return padded / max(own, 1e-300)
+
+
+def padding_waste(cfgs: Sequence[SimConfig], buckets: Sequence[Bucket]) -> float:
+    """The plan's padded work over the cells' own work (horizon-weighted)."""
+    weight = [c.runs * max(c.t_end, 1e-9) for c in cfgs]
+    padded = sum(w * _work(c, b.shape) for w, c, b in zip(weight, cfgs, buckets, strict=True))
+    own = sum(w * _work(c, _own_shape(c)) for w, c in zip(weight, cfgs, strict=True))
+    return padded / max(own, 1e-300)
+
+
+def _flow_max_steps(cfg: SimConfig) -> int:
+    return min(int(cfg.t_end / cfg.step_floor), FLOW_MAX_STEPS) + 10_000
+
+
+def plan(
+    cfgs: Sequence[SimConfig],
+    users: Sequence[UserArrays | None] | None = None,
+    *,
+    max_cells: int | None = None,
+    max_waste: float = MAX_WASTE,
+) -> list[Bucket]:
+    """Assign every cell a :class:`Bucket` (module doc: the bucket policy).
+
+    Deterministic in the list of cells. ``max_cells``: the cells of one call at most
+    (the runner's batches), which bounds a bucket's ``chunk`` (its runs per call)."""
+    users = list(users) if users is not None else [None] * len(cfgs)
+    sigs = [signature(c, u) for c, u in zip(cfgs, users, strict=True)]
+    order = sorted(range(len(cfgs)), key=lambda i: -_work(cfgs[i], _own_shape(cfgs[i])))
+    members: list[list[int]] = []
+    for i in order:
+        best, best_waste = None, math.inf
+        for b, idx in enumerate(members):
+            if sigs[idx[0]] != sigs[i] or _own(users[i]) or _own(users[idx[0]]):
+                continue
+            group = [cfgs[j] for j in idx] + [cfgs[i]]
+            shape = _cover([_own_shape(c) for c in group])
+            waste = _waste(group, shape)
+            if waste <= max_waste and waste < best_waste:
+                best, best_waste = b, waste
+        if best is None:
+            members.append([i])
+        else:
+            members[best].append(i)
+    out: list[Bucket | None] = [None] * len(cfgs)
+    for idx in members:
+        group = [cfgs[j] for j in idx]
+        shape = _cover([_own_shape(c) for c in group])
+        max_steps = max(_flow_max_steps(c) for c in group) if group[0].solver == "flow" else 0
+        bucket = Bucket(sigs[idx[0]], shape, 1, max_steps)
+        runs = sorted((c.runs for c in group), reverse=True)
+        per_call = sum(runs[:max_cells]) if max_cells else sum(runs)
+        bucket = replace(bucket, chunk=_chunk(bucket, per_call, min(c.memory_gb for c in group)))
+        for j in idx:
+            out[j] = bucket
+    return out  # type: ignore[return-value]
+
+
+def _run_bytes(bucket: Bucket) -> int:
+    """Working memory of one run at the bucket's padded shape (an estimate)."""
+    n, d, p = bucket.shape
+    m, k = bucket.m, bucket.sig.records
+    kind = bucket.sig.draw.geometry
+    explicit = 0 if kind == "implicit" else n * d + p * d
+    per_run = explicit + n * m + p * m * (k + 4) + 8 * p * n
+    return per_run * (8 if bucket.sig.draw.x64 else 4)
+
+
+def _chunk(bucket: Bucket, runs: int, memory_gb: float) -> int:
+    """Runs per compiled call: all of them if they fit ``memory_gb``, rounded up to a
+    multiple of the local devices' count."""
+    ndev = jax.local_device_count()
+    fit = max(1, int(memory_gb * 2**30 // max(_run_bytes(bucket), 1)))
+    size = min(runs, fit)
+    return -(-size // ndev) * ndev
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
+    sig = bucket.sig
+    geom = Geometry(sig.draw.geometry, sig.precision)
+    key = jax.random.fold_in(jax.random.wrap_key_data(v.key), v.index)
+    start = make_padded_run(key, sig.draw, bucket.shape, v.draw, user)
     prob, s0 = start.prob, start.state
-    slope = cfg.activation_slope
-    if cfg.solver == "gd":
+    slope = sig.activation_slope
+    if sig.solver == "gd":
         traj = gd.solve(
             geom,
             prob,
             s0,
-            grid,
-            lr=cfg.lr,
-            stop_loss=cfg.threshold,
-            diverge_factor=cfg.diverge_factor,
+            v.grid,
+            lr=v.lr,
+            stop_loss=v.stop_loss,
+            diverge_factor=v.diverge_factor,
             slope=slope,
-            tail=cfg.tail,
+            tail=sig.tail,
         )
     else:
         traj = flow.solve(
             geom,
             prob,
             s0,
-            grid,
-            rtol=cfg.rtol,
-            atol=cfg.atol,
-            stop_loss=cfg.threshold,
-            diverge_factor=cfg.diverge_factor,
+            v.grid,
+            rtol=v.rtol,
+            atol=v.atol,
+            stop_loss=v.stop_loss,
+            diverge_factor=v.diverge_factor,
             slope=slope,
-            dtmin=cfg.step_floor,
-            method=cfg.method,
-            t_end=float(record_grid(cfg)[-1]),
+            dtmin=v.dtmin,
+            method=sig.method,
+            max_steps=bucket.max_steps,
+            size=v.draw.p * (_real_dim(sig.draw.geometry, v.draw.n, v.draw.d) + 1),
         )
     b0 = balance(s0)
     scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
@@ -117,32 +330,38 @@ def _one_run(cfg: SimConfig, grid: jax.Array, key: jax.Array, user: UserArrays):
         "draws": start.draws,
     }
     out = {"records": records, "valid": traj.valid, "final": final, "init": init}
-    if cfg.keep_state:
+    if sig.keep_state:
         out["state"] = {"a": traj.final.a, "v": traj.final.v}
     return out
 
 
-def _compiled(cfg: SimConfig, shared: bool) -> Callable:
-    """The compiled batch function; knobs that only act outside it (seed, number of
-    runs, memory budget) are normalised so that cells differing in them share it.
-    ``shared``: runs are shared out over the local devices."""
-    norm = cfg.model_copy(update={"seed": 0, "runs": 1, "memory_gb": 1.0})
-    return _compiled_for(norm, shared)
+def _real_dim(geometry: str, n, d):
+    """The run's true working dimension m (traced sizes; cf. problem.working_dim)."""
+    if geometry == "dense":
+        return d
+    if geometry in ("diagonal", "implicit"):
+        return n
+    return jnp.minimum(n, d)
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_for(cfg: SimConfig, shared: bool) -> Callable:
-    fn = functools.partial(_one_run, cfg)
+def _compiled(bucket: Bucket, shared: bool) -> Callable:
+    """The compiled batch function of a bucket. ``shared``: runs are shared out over
+    the local devices."""
+    run = functools.partial(_one_run, bucket)
     if jax.default_backend() == "cpu":
         # On CPU, runs go one after another inside one compiled call: unbatched GEMMs
         # beat XLA:CPU's batched dot, and a stopped run costs nothing (under vmap it
         # is carried, masked, to the end of the slowest run). See benchmarks/.
-        def batch(grid, keys, user):
-            return jax.lax.map(lambda k: fn(grid, k, user), keys)
+        def shallowflow_engine(values, user):
+            return jax.lax.map(lambda v: run(v, user), values)
     else:
-        batch = jax.vmap(fn, in_axes=(None, 0, None))
+
+        def shallowflow_engine(values, user):
+            return jax.vmap(run, in_axes=(0, None))(values, user)
+
     if not shared:
-        return jax.jit(batch)
+        return jax.jit(shallowflow_engine)
     # Several devices (CPU cores split by use_cpu_devices, or GPUs): each takes an
     # equal share of the runs; no communication between them (so no replication
     # typing is needed: check_vma off).
@@ -150,34 +369,167 @@ def _compiled_for(cfg: SimConfig, shared: bool) -> Callable:
     spec = jax.sharding.PartitionSpec
     return jax.jit(
         jax.shard_map(
-            batch,
+            shallowflow_engine,
             mesh=mesh,
-            in_specs=(spec(), spec("runs"), spec()),
+            in_specs=(spec("runs"), spec()),
             out_specs=spec("runs"),
             check_vma=False,
         )
     )
 
 
-def devices_for(cfg: SimConfig, user: UserArrays) -> int:
+# --------------------------------------------------------------------------- host side
+
+
+def _key_data(seed: int) -> np.ndarray:
+    return np.asarray(jax.random.key_data(jax.random.key(seed)), np.uint32)
+
+
+def _values(cfg: SimConfig, bucket: Bucket, dtype) -> RunValues:
+    """The per-run values of a cell's runs, stacked (leading axis: runs)."""
+    r = cfg.runs
+    grid = record_grid(cfg)
+    k = bucket.sig.records
+    padded = np.concatenate([grid, np.repeat(grid[-1:], k - grid.size)])
+    gd_solver = cfg.solver == "gd"
+
+    def full(x, dt=dtype):
+        return np.full(r, x, dt)
+
+    types = (np.int32, np.int32, np.int32, dtype, dtype, dtype)
+    draw = DrawValues(*(full(x, t) for x, t in zip(draw_values(cfg), types, strict=True)))
+    return RunValues(
+        key=np.tile(_key_data(cfg.seed), (r, 1)),
+        index=np.arange(r, dtype=np.int32),
+        draw=draw,
+        grid=np.tile(padded.astype(np.int32 if gd_solver else dtype), (r, 1)),
+        lr=full(cfg.lr),
+        stop_loss=full(cfg.threshold),
+        diverge_factor=full(cfg.diverge_factor),
+        rtol=full(cfg.rtol),
+        atol=full(cfg.atol),
+        dtmin=full(cfg.step_floor),
+    )
+
+
+def _dead(values: RunValues, count: int) -> RunValues:
+    """``count`` runs that stop at once (horizon 0): chunk filler."""
+
+    def first(x):
+        return np.repeat(x[:1], count, axis=0)
+
+    dead = jax.tree_util.tree_map(first, values)
+    return dead._replace(grid=np.zeros_like(dead.grid))
+
+
+def _cat(parts: Sequence) -> RunValues:
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def devices_for(bucket: Bucket, user: UserArrays, memory_gb: float) -> int:
     """How many local devices share the runs: all of them, unless copying the user's
-    arrays to each would take more than a quarter of ``cfg.memory_gb``."""
+    arrays to each would take more than a quarter of ``memory_gb``."""
     ndev = jax.local_device_count()
-    item = 8 if cfg.x64 else 4
+    item = 8 if bucket.sig.draw.x64 else 4
     user_bytes = sum(int(np.size(u)) * item for u in user if u is not None)
-    if ndev > 1 and user_bytes * ndev > cfg.memory_gb * 2**30 / 4:
+    if ndev > 1 and user_bytes * ndev > memory_gb * 2**30 / 4:
         return 1
     return ndev
 
 
-def chunk_size(cfg: SimConfig, n_records: int) -> int:
-    """Runs per compiled call so that the working arrays fit ``cfg.memory_gb``."""
-    n, p = cfg.n, cfg.width
-    m = n if cfg.resolved_geometry == "diagonal" else min(n, cfg.d)
-    explicit = 0 if cfg.resolved_geometry == "implicit" else n * cfg.d + p * cfg.d
-    per_run = explicit + n * m + p * m * (n_records + 4) + 8 * p * n
-    per_run *= 8 if cfg.x64 else 4
-    return int(max(1, min(cfg.runs, (cfg.memory_gb * 2**30) // max(per_run, 1))))
+def _device_user(user: UserArrays, dtype) -> UserArrays:
+    """The user's arrays as the program's inputs (their cell has its own bucket, of
+    exactly their shape)."""
+    return UserArrays(*(None if u is None else jnp.asarray(u, dtype) for u in user))
+
+
+def _run_bucket(
+    bucket: Bucket,
+    cfgs: Sequence[SimConfig],
+    user: UserArrays,
+    progress: Callable[[int, int], None] | None,
+    done: int,
+    total: int,
+) -> list[dict]:
+    """Simulate the cells of one bucket; return their raw outputs, one dict per cell."""
+    sig = bucket.sig
+    with jax.enable_x64(sig.draw.x64):
+        dtype = np.float64 if sig.draw.x64 else np.float32
+        values = _cat([_values(c, bucket, dtype) for c in cfgs])
+        count = values.index.shape[0]
+        memory = min(c.memory_gb for c in cfgs)
+        ndev = devices_for(bucket, user, memory)
+        chunk = -(-bucket.chunk // ndev) * ndev
+        fn = _compiled(bucket, shared=ndev > 1)
+        user = _device_user(user, dtype)
+        parts = []
+        for lo in range(0, count, chunk):
+            part = jax.tree_util.tree_map(lambda x, lo=lo: x[lo : lo + chunk], values)
+            keep = part.index.shape[0]
+            if keep < chunk:
+                part = _cat([part, _dead(part, chunk - keep)])
+            out = jax.device_get(fn(part, user))
+            parts.append(jax.tree_util.tree_map(lambda x, k=keep: np.asarray(x)[:k], out))
+            if progress is not None:
+                progress(done + lo + keep, total)
+    res = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
+    outs, lo = [], 0
+    for cfg in cfgs:
+        one = jax.tree_util.tree_map(lambda x, lo=lo, r=cfg.runs: x[lo : lo + r], res)
+        outs.append(one)
+        lo += cfg.runs
+    return outs
+
+
+def _result(cfg: SimConfig, raw: dict) -> SimResult:
+    """A cell's :class:`SimResult` from its raw outputs: records cut to its own grid,
+    states to its own sizes."""
+    grid = record_grid(cfg)
+    k = grid.size
+
+    def cut(x):
+        return x[:, :k]
+
+    records = {name: cut(v) for name, v in raw["records"].items()}
+    states = None
+    if "state" in raw:
+        m = working_dim(cfg.resolved_geometry, cfg.n, cfg.d)
+        p = cfg.width
+        states = {"a": raw["state"]["a"][:, :p], "v": raw["state"]["v"][:, :p, :m]}
+    times = grid.astype(np.float64) * (cfg.lr if cfg.solver == "gd" else 1.0)
+    _check_finite(raw["final"], raw["final"]["status"])
+    return SimResult(cfg, times, cut(raw["valid"]), records, raw["final"], raw["init"], states)
+
+
+def simulate_many(
+    cfgs: Sequence[SimConfig],
+    users: Sequence[UserArrays | None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    buckets: Sequence[Bucket] | None = None,
+) -> list[SimResult]:
+    """Simulate every cell of ``cfgs``; cells of one bucket share compiled calls.
+
+    ``users``: the arrays loaded from files for each cell (or None). ``buckets``: a
+    plan made beforehand (:func:`plan`, e.g. over a whole sweep, so that the padding
+    does not depend on which cells are still to run); default: :func:`plan` of
+    ``cfgs``. ``progress(done, total)`` is called with runs after each compiled call.
+    """
+    cfgs = list(cfgs)
+    users = list(users) if users is not None else [None] * len(cfgs)
+    buckets = list(buckets) if buckets is not None else plan(cfgs, users)
+    groups: dict[tuple[Bucket, int], list[int]] = {}
+    for i, b in enumerate(buckets):
+        groups.setdefault((b, _own(users[i])), []).append(i)
+    total, done = sum(c.runs for c in cfgs), 0
+    results: list[SimResult | None] = [None] * len(cfgs)
+    for (bucket, _), idx in groups.items():
+        members = [cfgs[i] for i in idx]
+        user = users[idx[0]] or UserArrays()
+        raws = _run_bucket(bucket, members, user, progress, done, total)
+        done += sum(c.runs for c in members)
+        for i, raw in zip(idx, raws, strict=True):
+            results[i] = _result(cfgs[i], raw)
+    return results  # type: ignore[return-value]
 
 
 def simulate(
@@ -188,40 +540,14 @@ def simulate(
     """Simulate ``cfg.runs`` independent runs of ``cfg`` (SPEC §1–§3).
 
     ``user`` carries arrays loaded from files (data X, y; state W, a). ``progress``
-    is called as ``progress(done, total)`` after each chunk.
+    is called as ``progress(done, total)`` after each compiled call.
     """
-    grid_np = record_grid(cfg)
-    with jax.enable_x64(cfg.x64):
-        dtype = dtype_of(cfg)
-        grid = jnp.asarray(grid_np, jnp.int32 if cfg.solver == "gd" else dtype)
-        user = UserArrays(*(None if u is None else jnp.asarray(u, dtype) for u in user))
-        keys = jax.random.split(jax.random.key(cfg.seed), cfg.runs)
-        size = chunk_size(cfg, len(grid_np))
-        ndev = devices_for(cfg, user)
-        fn = _compiled(cfg, shared=ndev > 1)
-        padded = -(-size // ndev) * ndev  # a multiple of the devices' count
-        parts = []
-        for lo in range(0, cfg.runs, size):
-            chunk = keys[lo : lo + size]
-            keep = chunk.shape[0]
-            pad = padded - keep
-            if pad:  # keep one compiled shape: pad with copies, drop afterwards
-                chunk = jnp.concatenate([chunk, jnp.repeat(chunk[:1], pad, axis=0)])
-            out = jax.device_get(fn(grid, chunk, user))
-            parts.append(jax.tree_util.tree_map(lambda x, k=keep: np.asarray(x)[:k], out))
-            if progress is not None:
-                progress(min(lo + size, cfg.runs), cfg.runs)
-    res = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
-    times = grid_np.astype(np.float64) * (cfg.lr if cfg.solver == "gd" else 1.0)
-    _check_finite(res["final"], res["final"]["status"])
-    return SimResult(
-        cfg, times, res["valid"], res["records"], res["final"], res["init"], res.get("state")
-    )
+    return simulate_many([cfg], [user], progress)[0]
 
 
 def _check_finite(final: dict[str, np.ndarray], status: np.ndarray) -> None:
     """No NaN may pass silently: a non-finite final loss must be flagged diverged."""
-    bad = ~np.isfinite(final["loss"]) & (status != 3)
+    bad = ~np.isfinite(final["loss"]) & (status != DIVERGED)
     if bad.any():
         raise FloatingPointError(
             f"{int(bad.sum())} runs ended with a non-finite loss without being flagged "

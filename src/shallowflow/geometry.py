@@ -79,20 +79,30 @@ class Geometry:
         return replace(self, transposed=True), jax.lax.optimization_barrier(z.T)
 
 
-def to_working(kind: str, X: jax.Array, W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def to_working(
+    kind: str, X: jax.Array, W: jax.Array, m=None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Map explicit data X (n, d) and first layer W (p, d) to working coordinates.
 
     Returns ``(z, v, off2)`` where ``off2[j] = ‖w_j − Q Qᵀ w_j‖²`` is the squared
     norm of the off-span part, constant along the flow, so that
     ``‖w_j‖² = ‖v_j‖² + off2[j]`` (SPEC §3).
+
+    Padding: X may have zero rows and columns after its real block, W zero rows and
+    columns. ``m`` is then the real working dimension of the reduced geometry,
+    min(n, d): the QR's later columns (directions that the zero columns of Xᵀ add,
+    orthogonal to the data) are dropped, so z and v are exactly 0 there and those
+    components of w_j count in off2, as in the unpadded map.
     """
     if kind == "dense":
         return X, W, jnp.zeros(W.shape[0], W.dtype)
     if kind == "diagonal":
         s = jnp.linalg.norm(X, axis=1)
-        q = X.T / s[None, :]
+        q = X.T / jnp.where(s > 0, s, 1.0)[None, :]
     elif kind in ("reduced", "implicit"):
         q, _ = jnp.linalg.qr(X.T, mode="reduced")
+        if m is not None:
+            q = jnp.where(jnp.arange(q.shape[1])[None, :] < m, q, 0.0)
     else:
         raise ValueError(f"geometry: unknown kind {kind!r}; allowed: {GEOMETRIES}")
     hi = PRECISIONS["highest"]

@@ -2,6 +2,10 @@
 
 The second layer is built from the row norms ``‖w_j‖`` so the same rules work when
 W is only known through reduced coordinates (``‖w_j‖² = ‖v_j‖² + off2_j``).
+
+Padding (see :mod:`shallowflow.data`): arrays have static shapes (P, D) and the true
+sizes p ≤ P, d ≤ D may be traced. Padded neurons get a_j = 0 and w_j = 0, a fixed
+point of the flow; draws are padding-stable (row j of W from ``fold_in(key, j)``).
 """
 
 from __future__ import annotations
@@ -9,28 +13,38 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from shallowflow.data import block, mask, rows
+
 INITS = ("asymmetric", "balanced", "gaussian", "group")
 
 
-def uniform_w(key: jax.Array, p: int, d: int, dtype=jnp.float32) -> jax.Array:
-    """w_j with i.i.d. coordinates U(−1/√d, 1/√d) (the paper's, SPEC §5)."""
+def uniform_w(key: jax.Array, p: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
+    """w_j with i.i.d. coordinates U(−1/√d, 1/√d) (the paper's, SPEC §5); ``shape`` =
+    the padded (P, D), default (p, d)."""
     b = 1.0 / jnp.sqrt(jnp.asarray(d, dtype))
-    return jax.random.uniform(key, (p, d), dtype, -b, b)
+
+    def draw(k, size, dt):
+        return jax.random.uniform(k, size, dt, -b, b)
+
+    return block(rows(key, draw, (p, d) if shape is None else shape, dtype), p, d)
 
 
-def gaussian_w(key: jax.Array, p: int, d: int, scale2: float, dtype=jnp.float32) -> jax.Array:
+def gaussian_w(
+    key: jax.Array, p: int, d: int, scale2: float, dtype=jnp.float32, shape=None
+) -> jax.Array:
     """w_j ~ N(0, (scale2/d) I_d), so E‖w_j‖² = scale2."""
-    return jax.random.normal(key, (p, d), dtype) * jnp.sqrt(scale2 / d)
+    g = rows(key, jax.random.normal, (p, d) if shape is None else shape, dtype)
+    return block(g, p, d) * jnp.sqrt(scale2 / jnp.asarray(d, dtype))
 
 
-def w_variance(init: str, w_law: str, sigma: float) -> float:
+def w_variance(init: str, w_law: str, sigma):
     """E‖w_j‖² of the chosen first-layer law: 1/3 for the uniform law (and its
     Gaussian twin of equal variance), σ² for the ``gaussian`` initialisation."""
     return sigma**2 if init == "gaussian" else 1.0 / 3.0
 
 
-def second_layer(key: jax.Array, init: str, w_norm: jax.Array, sigma: float = 1.0) -> jax.Array:
-    """a_j from the rule of the initialisation:
+def second_layer(key: jax.Array, init: str, w_norm: jax.Array, sigma=1.0, p=None) -> jax.Array:
+    """a_j from the rule of the initialisation (zero for padded neurons j ≥ p):
 
     - ``asymmetric``: a_j = s_j (‖w_j‖ + E_j), E_j ~ Exp(1) (SPEC §5);
     - ``balanced`` / ``group``-free balanced: a_j = s_j ‖w_j‖;
@@ -40,51 +54,58 @@ def second_layer(key: jax.Array, init: str, w_norm: jax.Array, sigma: float = 1.
     dtype = w_norm.dtype
     s = jax.random.rademacher(ks, w_norm.shape, dtype)
     if init == "asymmetric":
-        return s * (w_norm + jax.random.exponential(ke, w_norm.shape, dtype))
-    if init == "balanced":
-        return s * w_norm
-    if init == "gaussian":
-        return sigma * jax.random.normal(ke, w_norm.shape, dtype)
-    raise ValueError(f"init: unknown rule {init!r}; allowed: {INITS}")
+        a = s * (w_norm + jax.random.exponential(ke, w_norm.shape, dtype))
+    elif init == "balanced":
+        a = s * w_norm
+    elif init == "gaussian":
+        a = sigma * jax.random.normal(ke, w_norm.shape, dtype)
+    else:
+        raise ValueError(f"init: unknown rule {init!r}; allowed: {INITS}")
+    return a if p is None else jnp.where(mask(a.shape[0], p), a, 0.0)
 
 
-def group_assignment(y: jax.Array, p: int) -> tuple[jax.Array, jax.Array]:
+def group_assignment(y: jax.Array, p, n=None, width: int | None = None):
     """Split examples into p groups of equal label sign (SPEC §4).
 
     The positive examples go round-robin to the first ``p_+`` neurons and the
     negative ones to the others, with ``p_+`` proportional to the number of
     positive labels (at least one neuron per sign present, when p ≥ 2).
     Returns ``(owner, sign)``: ``owner[i]`` is the neuron of example i and
-    ``sign[j]`` the sign of a_j.
+    ``sign[j]`` the sign of a_j. Padding: ``y`` may hold ``n`` real labels followed
+    by zeros and ``sign`` has ``width`` ≥ p entries (the padded ones are 0).
     """
-    n = y.shape[0]
-    pos = y > 0
+    n = y.shape[0] if n is None else n
+    width = p if width is None else width
+    real = mask(y.shape[0], n)
+    pos = (y > 0) & real
     n_pos = jnp.sum(pos)
     p_pos = jnp.clip(
         jnp.round(p * n_pos / n), jnp.where(n_pos > 0, 1, 0), jnp.where(n_pos < n, p - 1, p)
     ).astype(jnp.int32)
     rank_pos = jnp.cumsum(pos) - 1
-    rank_neg = jnp.cumsum(~pos) - 1
+    rank_neg = jnp.cumsum(~pos & real) - 1
     owner = jnp.where(
         pos, rank_pos % jnp.maximum(p_pos, 1), p_pos + rank_neg % jnp.maximum(p - p_pos, 1)
     )
-    sign = jnp.where(jnp.arange(p) < p_pos, 1.0, -1.0).astype(y.dtype)
-    return owner.astype(jnp.int32), sign
+    j = jnp.arange(width)
+    sign = jnp.where(j < p_pos, 1.0, jnp.where(j < p, -1.0, 0.0)).astype(y.dtype)
+    return jnp.where(real, owner, -1).astype(jnp.int32), sign
 
 
 def group_state(
-    key: jax.Array, y: jax.Array, p: int, d: int, dtype=jnp.float32
+    key: jax.Array, y: jax.Array, p, d, dtype=jnp.float32, n=None, width: int | None = None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Group initialisation for orthogonal data (SPEC §4), in the data's own basis.
 
     Neuron j is active exactly on its group G_j: ``u[j, i] = ⟨w_j, x_i/‖x_i‖⟩`` is
     U(0, 1/√d) for i ∈ G_j and 0 otherwise, and a_j = sign_j (‖w_j‖ + E_j) with the
-    sign of its group's labels. Returns ``(a, u, owner)``, u of shape (p, n).
+    sign of its group's labels. Returns ``(a, u, owner)``, u of shape (p, n) (padded:
+    (width, len(y)), zero outside the real block; owner −1 for padded examples).
     """
+    width = p if width is None else width
     ku, ke = jax.random.split(key)
-    owner, sign = group_assignment(y, p)
-    n = y.shape[0]
-    mag = jax.random.uniform(ku, (n,), dtype, 0.0, 1.0) / jnp.sqrt(jnp.asarray(d, dtype))
-    u = jnp.where(owner[None, :] == jnp.arange(p)[:, None], mag[None, :], 0.0)
-    a = sign * (jnp.linalg.norm(u, axis=1) + jax.random.exponential(ke, (p,), dtype))
+    owner, sign = group_assignment(y, p, n, width)
+    mag = jax.random.uniform(ku, y.shape, dtype, 0.0, 1.0) / jnp.sqrt(jnp.asarray(d, dtype))
+    u = jnp.where(owner[None, :] == jnp.arange(width)[:, None], mag[None, :], 0.0)
+    a = sign * (jnp.linalg.norm(u, axis=1) + jax.random.exponential(ke, (width,), dtype))
     return a, u, owner

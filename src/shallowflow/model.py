@@ -25,10 +25,31 @@ class State(NamedTuple):
 
 class Problem(NamedTuple):
     """One run's data in working coordinates: ``z`` (n, m) or (n,) for the diagonal
-    geometry, labels ``y`` (n,)."""
+    geometry, labels ``y`` (n,).
+
+    ``n`` and ``p``: the run's true numbers of examples and neurons when its arrays are
+    padded to a bucket's shape (:mod:`shallowflow.engine`); None means the arrays' own
+    sizes. Padded examples have z_i = 0 and y_i = 0, so h(x_i) = 0 and r_i = 0 exactly;
+    padded neurons have a_j = 0 and v_j = 0, so they add nothing to h and their field is
+    exactly 0 (σ(0) = 0, and every term of dv_j carries a_j): a fixed point. The
+    mean-field 1/p and the loss's 1/n use the true sizes.
+    """
 
     z: jax.Array
     y: jax.Array
+    n: jax.Array | int | None = None
+    p: jax.Array | int | None = None
+
+    def sizes(self, state: State) -> tuple:
+        """(n, p): the true sizes, or the arrays' sizes when not padded."""
+        n = self.y.shape[0] if self.n is None else self.n
+        p = state.a.shape[0] if self.p is None else self.p
+        return n, p
+
+    def example_mask(self) -> jax.Array:
+        """True for the real examples (all of them when not padded)."""
+        size = self.y.shape[0]
+        return jnp.ones(size, bool) if self.n is None else jnp.arange(size) < self.n
 
 
 def activation(u: jax.Array, slope: float = 0.0) -> jax.Array:
@@ -53,10 +74,10 @@ class Forward(NamedTuple):
 def forward(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> Forward:
     """h_θ(x) = (1/p) Σ_j a_j σ(⟨w_j, x⟩), r = y − h, L = (1/2n) Σ r² (SPEC §1)."""
     pre = geom.preact(state.v, prob.z)
-    p = state.a.shape[0]
+    n, p = prob.sizes(state)
     h = state.a @ activation(pre, slope) / p
     r = prob.y - h
-    loss = 0.5 * jnp.mean(r * r)
+    loss = 0.5 * jnp.sum(r * r) / n
     return Forward(pre, h, r, loss)
 
 
@@ -65,7 +86,7 @@ def field_from_forward(
 ) -> State:
     """The flow F(θ) = −p∇L(θ) (SPEC §1):
     da_j/dt = (1/n) Σ_i r_i σ(⟨w_j,x_i⟩),  dw_j/dt = (a_j/n) Σ_i r_i σ'(⟨w_j,x_i⟩) x_i."""
-    n = prob.y.shape[0]
+    n, _ = prob.sizes(state)
     da = activation(fw.pre, slope) @ fw.r / n
     m = (state.a[:, None] / n) * (fw.r[None, :] * activation_grad(fw.pre, slope))
     dv = geom.pullback(m, prob.z)

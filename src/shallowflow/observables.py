@@ -19,7 +19,7 @@ def balance(state: State) -> jax.Array:
     return state.a**2 - jnp.sum(state.v**2, axis=1)
 
 
-def mu_from(fw: Forward, field: State, p: int) -> jax.Array:
+def mu_from(fw: Forward, field: State, p) -> jax.Array:
     """μ = p‖∇L‖²/L = ‖F‖²/(p L) with F = −p∇L the exact flow (SPEC §2)."""
     return sq_norm(field) / (p * fw.loss)
 
@@ -27,11 +27,12 @@ def mu_from(fw: Forward, field: State, p: int) -> jax.Array:
 def mu(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.Array:
     """Local PL curvature μ(θ) = p‖∇L(θ)‖²/L(θ) from the exact gradient (SPEC §2)."""
     fw = forward(geom, state, prob, slope)
-    return mu_from(fw, field_from_forward(geom, state, prob, fw, slope), state.a.shape[0])
+    return mu_from(fw, field_from_forward(geom, state, prob, fw, slope), prob.sizes(state)[1])
 
 
 def covered(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None = None):
-    """Per-example coverage (SPEC §2): some j has a_j y_i > 0 and ⟨w_j, x_i⟩ > 0."""
+    """Per-example coverage (SPEC §2): some j has a_j y_i > 0 and ⟨w_j, x_i⟩ > 0.
+    (Padded examples have y_i = 0 and are never covered.)"""
     pre = geom.preact(state.v, prob.z) if pre is None else pre
     hit = (state.a[:, None] * prob.y[None, :] > 0) & (pre > 0)
     return jnp.any(hit, axis=0)
@@ -42,17 +43,28 @@ def coverage(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None 
     return jnp.sum(covered(geom, state, prob, pre))
 
 
-def energies(state: State, pre: jax.Array) -> jax.Array:
+def all_covered(geom: Geometry, state: State, prob: Problem) -> jax.Array:
+    """Every (real) example is covered."""
+    return jnp.all(covered(geom, state, prob) | ~prob.example_mask())
+
+
+def energies(state: State, pre: jax.Array, p=None) -> jax.Array:
     """E_i = (1/p) Σ_j a_j² 1[⟨w_j, x_i⟩ > 0] (SPEC §2)."""
-    return (state.a**2) @ (pre > 0).astype(state.a.dtype) / state.a.shape[0]
+    p = state.a.shape[0] if p is None else p
+    return (state.a**2) @ (pre > 0).astype(state.a.dtype) / p
+
+
+def _min_real(x: jax.Array, prob: Problem) -> jax.Array:
+    """min_i over the real examples."""
+    return jnp.min(jnp.where(prob.example_mask(), x, jnp.inf))
 
 
 def orthogonal_bounds(geom: Geometry, state: State, prob: Problem, pre: jax.Array):
     """(μ_low, μ_upp) = ((2/n) min_i ‖x_i‖² E_i, (4/n) max_i ‖x_i‖² E_i): bounds on μ
     for pairwise orthogonal data under Assumption 1 (SPEC §2)."""
-    n = prob.y.shape[0]
-    xe = geom.sq_norms(prob.z) * energies(state, pre)
-    return 2.0 * jnp.min(xe) / n, 4.0 * jnp.max(xe) / n
+    n, p = prob.sizes(state)
+    xe = geom.sq_norms(prob.z) * energies(state, pre, p)
+    return 2.0 * _min_real(xe, prob) / n, 4.0 * jnp.max(xe) / n
 
 
 def assumption1(state: State, off2: jax.Array) -> jax.Array:
@@ -75,19 +87,19 @@ def measure(
     n μ / min_i (h_θ(x_i)/y_i)."""
     fw = forward(geom, state, prob, slope)
     field = field_from_forward(geom, state, prob, fw, slope)
-    p, n = state.a.shape[0], prob.y.shape[0]
+    n, p = prob.sizes(state)
     m = mu_from(fw, field, p)
     drift = jnp.max(jnp.abs(balance(state) - balance0))
-    e = energies(state, fw.pre)
+    e = energies(state, fw.pre, p)
     lo, hi = orthogonal_bounds(geom, state, prob, fw.pre)
-    fit = jnp.min(fw.h / prob.y)
+    fit = _min_real(fw.h / jnp.where(prob.example_mask(), prob.y, 1.0), prob)
     return {
         "loss": fw.loss,
         "mu": m,
         "balance_drift": drift,
         "balance_drift_rel": drift / scale0,
         "coverage": coverage(geom, state, prob, fw.pre),
-        "energy_min": jnp.min(e),
+        "energy_min": _min_real(e, prob),
         "energy_max": jnp.max(e),
         "mu_low": lo,
         "mu_upp": hi,

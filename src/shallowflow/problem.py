@@ -1,7 +1,13 @@
 """Build one run's start — data, labels, θ(0) — in working coordinates, from a key.
 
-``make_run`` is pure and jit/vmap-able (the configuration is static), so R runs
-with keys split from one seed are built in a single compiled call.
+``make_run`` is pure and jit/vmap-able. What is baked into a compiled program (the
+data law, labels, initialisation, geometry: a :class:`DrawSpec`) is kept apart from
+what may differ between the runs of one compiled call (the true sizes n, d, p and the
+value knobs: :class:`DrawValues`), so that runs of cells with different n, d and p
+share one program: their arrays are padded to a bucket's shape (:class:`Shape`) and
+the padding is exactly inert (see :class:`shallowflow.model.Problem`). Every draw is
+padding-stable (:mod:`shallowflow.data`): a padded run starts from exactly the numbers
+of the same run alone.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from shallowflow import data as datagen
 from shallowflow import implicit
 from shallowflow import init as initmod
 from shallowflow.config import SimConfig
+from shallowflow.data import block, mask
 from shallowflow.geometry import Geometry, to_working
 from shallowflow.model import Problem, State
-from shallowflow.observables import covered
+from shallowflow.observables import all_covered
 
 
 class UserArrays(NamedTuple):
@@ -38,6 +45,69 @@ class RunStart(NamedTuple):
     draws: jax.Array
 
 
+class DrawSpec(NamedTuple):
+    """The static part of a start: laws and geometry (one compiled program each)."""
+
+    data: str
+    labels: str
+    init: str
+    w_law: str
+    geometry: str
+    teacher_width: int
+    x64: bool
+    require_coverage: bool = False
+
+    @property
+    def dtype(self):
+        return jnp.float64 if self.x64 else jnp.float32
+
+
+class DrawValues(NamedTuple):
+    """The per-run part of a start (traced): true sizes and value knobs."""
+
+    n: jax.Array
+    d: jax.Array
+    p: jax.Array
+    w_scale: jax.Array
+    sigma: jax.Array
+    rho: jax.Array
+
+
+class Shape(NamedTuple):
+    """Static array sizes of a start: examples N, input dimension D, neurons P."""
+
+    n: int
+    d: int
+    p: int
+
+
+def draw_spec(cfg: SimConfig) -> DrawSpec:
+    return DrawSpec(
+        cfg.data,
+        cfg.labels,
+        cfg.init,
+        cfg.w_law,
+        cfg.resolved_geometry,
+        cfg.teacher_width,
+        cfg.x64,
+        cfg.require_coverage,
+    )
+
+
+def draw_values(cfg: SimConfig) -> DrawValues:
+    """The cell's value knobs, as Python numbers (the engine stacks them per run)."""
+    return DrawValues(cfg.n, cfg.d, cfg.width, cfg.w_scale, cfg.sigma, cfg.rho)
+
+
+def working_dim(geometry: str, n: int, d: int) -> int:
+    """m, the size of a neuron's working coordinates v_j (SPEC §3)."""
+    if geometry == "dense":
+        return d
+    if geometry in ("diagonal", "implicit"):
+        return n
+    return min(n, d)
+
+
 def dtype_of(cfg: SimConfig):
     return jnp.float64 if cfg.x64 else jnp.float32
 
@@ -46,86 +116,111 @@ def geometry_of(cfg: SimConfig) -> Geometry:
     return Geometry(cfg.resolved_geometry, cfg.precision)
 
 
-def _labels(key, cfg: SimConfig, n_dim: int, pre_fn, user: UserArrays, dtype):
-    if cfg.labels == "file" or (
-        user.y is not None and cfg.labels == "paper" and cfg.data == "file"
+def _labels(key, spec: DrawSpec, n_dim: int, pre_fn, user: UserArrays, vals, size: int):
+    if spec.labels == "file" or (
+        user.y is not None and spec.labels == "paper" and spec.data == "file"
     ):
-        return jnp.asarray(user.y, dtype)
-    if cfg.labels == "teacher":
-        return datagen.teacher_labels(key, pre_fn, n_dim, cfg.teacher_width, dtype)
-    return datagen.paper_labels(key, cfg.n, dtype)
+        return jnp.asarray(user.y, spec.dtype)
+    if spec.labels == "teacher":
+        y = datagen.teacher_labels(key, pre_fn, n_dim, spec.teacher_width, spec.dtype)
+        return jnp.where(mask(size, vals.n), y, 0.0)
+    return datagen.paper_labels(key, vals.n, spec.dtype, size)
 
 
-def _random_w(key: jax.Array, cfg: SimConfig, scale2, dtype) -> jax.Array:
+def _random_w(key: jax.Array, spec: DrawSpec, vals: DrawValues, scale2, shape) -> jax.Array:
     """The explicit (p, d) first layer of the random initialisations."""
-    if cfg.init == "gaussian" or cfg.w_law == "gaussian":
-        return initmod.gaussian_w(key, cfg.width, cfg.d, scale2, dtype)
-    return initmod.uniform_w(key, cfg.width, cfg.d, dtype)
+    if spec.init == "gaussian" or spec.w_law == "gaussian":
+        return initmod.gaussian_w(key, vals.p, vals.d, scale2, spec.dtype, shape)
+    return initmod.uniform_w(key, vals.p, vals.d, spec.dtype, shape)
 
 
-def _draw(key: jax.Array, cfg: SimConfig, user: UserArrays) -> RunStart:
-    dtype = dtype_of(cfg)
+def _draw(
+    key: jax.Array, spec: DrawSpec, shape: Shape, vals: DrawValues, user: UserArrays
+) -> RunStart:
+    dtype = spec.dtype
     kx, ky, kw, ka = jax.random.split(key, 4)
-    n, d, p = cfg.n, cfg.d, cfg.width
-    kind = cfg.resolved_geometry
-    scale2 = initmod.w_variance(cfg.init, cfg.w_law, cfg.sigma)
+    n, d, p = vals.n, vals.d, vals.p
+    big_n, big_d, big_p = shape
+    kind = spec.geometry
+    scale2 = initmod.w_variance(spec.init, spec.w_law, vals.sigma)
 
     if kind == "implicit":
-        z = implicit.implicit_data(kx, cfg.data, n, d, dtype)
-        y = _labels(ky, cfg, n, lambda w: w @ z.T, user, dtype)
-        v, off2 = implicit.implicit_gaussian_w(kw, p, n, d, scale2, dtype)
-    elif kind == "diagonal" and cfg.data == "orthogonal" and cfg.init not in ("file", "group"):
+        z = implicit.implicit_data(kx, spec.data, n, d, dtype, big_n)
+        y = _labels(ky, spec, big_n, lambda w: w @ z.T, user, vals, big_n)
+        v, off2 = implicit.implicit_gaussian_w(kw, p, n, d, scale2, dtype, (big_p, big_n))
+    elif kind == "diagonal" and spec.data == "orthogonal" and spec.init not in ("file", "group"):
         # x_i = ρ_i e_i: working coordinates without the d×n frame (exactly what
         # to_working gives: v = W[:, :n], the off-span part is W[:, n:]).
-        z = datagen.radii(kx, n, dtype)
-        y = _labels(ky, cfg, d, lambda w: w[..., :n] * z, user, dtype)
-        W = _random_w(kw, cfg, scale2, dtype)
-        v, off2 = W[:, :n], jnp.sum(W[:, n:] ** 2, axis=1)
+        z = jnp.where(mask(big_n, n), datagen.radii(kx, big_n, dtype), 0.0)
+        y = _labels(ky, spec, big_d, lambda w: w[..., :big_n] * z, user, vals, big_n)
+        W = _random_w(kw, spec, vals, scale2, (big_p, big_d))
+        v = jnp.where(mask(big_n, n)[None, :], W[:, :big_n], 0.0)
+        off2 = jnp.sum(jnp.where(mask(big_d, n)[None, :], 0.0, W * W), axis=1)
     else:
         X = (
-            jnp.asarray(user.X, dtype)
-            if cfg.data == "file"
-            else datagen.generate(cfg.data, kx, n, d, cfg.rho, dtype)
+            block(jnp.asarray(user.X, dtype), n, d)
+            if spec.data == "file"
+            else datagen.generate(spec.data, kx, n, d, vals.rho, dtype, (big_n, big_d))
         )
-        y = _labels(ky, cfg, d, lambda w: w @ X.T, user, dtype)
-        if cfg.init == "file":
+        y = _labels(ky, spec, big_d, lambda w: w @ X.T, user, vals, big_n)
+        if spec.init == "file":
             W = jnp.asarray(user.W, dtype)
-        elif cfg.init == "group":
-            a, u, _ = initmod.group_state(kw, y, p, d, dtype)
-            W = u @ (X / jnp.linalg.norm(X, axis=1, keepdims=True))
+        elif spec.init == "group":
+            a, u, _ = initmod.group_state(kw, y, p, d, dtype, n, big_p)
+            norms = jnp.linalg.norm(X, axis=1, keepdims=True)
+            W = u @ (X / jnp.where(norms > 0, norms, 1.0))
         else:
-            W = _random_w(kw, cfg, scale2, dtype)
-        z, v, off2 = to_working(kind, X, W)
+            W = _random_w(kw, spec, vals, scale2, (big_p, big_d))
+        z, v, off2 = to_working(kind, X, W, jnp.minimum(n, d))
 
-    if cfg.init == "file":
+    if spec.init == "file":
         a = jnp.asarray(user.a, dtype)
-    elif cfg.init != "group":
-        a = initmod.second_layer(ka, cfg.init, jnp.sqrt(jnp.sum(v * v, 1) + off2), cfg.sigma)
-    v, off2 = v * cfg.w_scale, off2 * cfg.w_scale**2
-    return RunStart(Problem(z, y), State(a, v), off2, jnp.ones((), jnp.int32))
+    elif spec.init != "group":
+        w_norm = jnp.sqrt(jnp.sum(v * v, 1) + off2)
+        a = initmod.second_layer(ka, spec.init, w_norm, vals.sigma, p)
+    v, off2 = v * vals.w_scale, off2 * vals.w_scale**2
+    prob = Problem(z, y, n, p)
+    return RunStart(prob, State(a, v), off2, jnp.ones((), jnp.int32))
+
+
+def make_padded_run(
+    key: jax.Array,
+    spec: DrawSpec,
+    shape: Shape,
+    vals: DrawValues,
+    user: UserArrays = UserArrays(),
+    max_draws: int = 1000,
+) -> RunStart:
+    """Draw one run's data and θ(0) into arrays of the static ``shape``.
+
+    With ``spec.require_coverage`` (Fig. 6), data and initialisation are redrawn until
+    every example is covered (at most ``max_draws`` times; ``draws`` reports how many
+    were used, and a run never covered keeps its last draw, which the coverage
+    observable then reports)."""
+    start = _draw(key, spec, shape, vals, user)
+    if not spec.require_coverage:
+        return start
+    geom = Geometry(spec.geometry)
+
+    def need(carry):
+        s, _ = carry
+        return ~all_covered(geom, s.state, s.prob) & (s.draws < max_draws)
+
+    def redraw(carry):
+        s, k = carry
+        k, sub = jax.random.split(k)
+        new = _draw(sub, spec, shape, vals, user)
+        return new._replace(draws=s.draws + 1), k
+
+    out, _ = jax.lax.while_loop(need, redraw, (start, jax.random.fold_in(key, 1)))
+    return out
 
 
 def make_run(
     key: jax.Array, cfg: SimConfig, user: UserArrays = UserArrays(), max_draws: int = 1000
 ) -> RunStart:
-    """Draw one run's data and θ(0). With ``cfg.require_coverage`` (Fig. 6), data and
-    initialisation are redrawn until every example is covered (at most ``max_draws``
-    times; ``draws`` reports how many were used, and a run never covered keeps its
-    last draw, which the coverage observable then reports)."""
-    start = _draw(key, cfg, user)
-    if not cfg.require_coverage:
-        return start
-    geom = geometry_of(cfg)
-
-    def need(carry):
-        s, _ = carry
-        return (~jnp.all(covered(geom, s.state, s.prob))) & (s.draws < max_draws)
-
-    def redraw(carry):
-        s, k = carry
-        k, sub = jax.random.split(k)
-        new = _draw(sub, cfg, user)
-        return new._replace(draws=s.draws + 1), k
-
-    out, _ = jax.lax.while_loop(need, redraw, (start, jax.random.fold_in(key, 1)))
-    return out
+    """Draw one run's data and θ(0) at the cell's own sizes (no padding): the start of
+    the engine's run with this key (:func:`make_padded_run`)."""
+    shape = Shape(cfg.n, cfg.d, cfg.width)
+    start = make_padded_run(key, draw_spec(cfg), shape, draw_values(cfg), user, max_draws)
+    return start._replace(prob=start.prob._replace(n=None, p=None))
