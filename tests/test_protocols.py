@@ -8,7 +8,7 @@ import pytest
 
 from shallowflow.config import horizon_steps
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.cells import cell_config, shape_key
+from shallowflow.experiments.cells import cell_config, plan_cells
 from shallowflow.experiments.protocols import FIGURES, protocol, protocols
 from shallowflow.experiments.runner import Cell
 from shallowflow.theory.width import width
@@ -107,7 +107,8 @@ def test_cells_are_distinct_and_seeded_per_cell():
     a, b = protocol("fig3", "quick").cells[:2]
     assert cell_config(a).seed != cell_config(b).seed
     assert cell_config(a).seed == cell_config(dict(reversed(list(a.items())))).seed
-    assert shape_key(a) != shape_key(b)
+    # different shapes, one compiled bucket (the quick Fig. 3 pads less than 2x)
+    assert len(set(plan_cells(protocol("fig3", "quick").cells))) == 1
 
 
 def test_flow_solver_and_bad_names():

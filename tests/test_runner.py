@@ -26,6 +26,11 @@ from shallowflow.storage import read_json, read_parquet, write_json_atomic, writ
 SCRIPT = Path(__file__).with_name("_sweep_script.py")
 
 
+def by_d(cells, max_batch=None):
+    """A plan: cells grouped by their d."""
+    return [c["d"] for c in cells]
+
+
 def cell_files(out_dir: Path) -> list[Path]:
     return sorted((out_dir / "cells").glob("*.parquet"))
 
@@ -241,13 +246,12 @@ def test_batches_group_by_key_and_respect_max_batch(tmp_path):
     cells = toy_cells(11)
     batches: list[list[dict]] = []
 
-    def recording(batch):
+    def recording(batch, group=None):
+        assert all(c["d"] == group for c in batch)
         batches.append(batch)
         return simulate_toy_batch(batch)
 
-    batched = run_sweep(
-        cells, recording, tmp_path / "b", batch_key=lambda c: c["d"], max_batch=3, progress=False
-    )
+    batched = run_sweep(cells, recording, tmp_path / "b", plan=by_d, max_batch=3, progress=False)
     assert all(1 <= len(b) <= 3 for b in batches)
     assert all(len({c["d"] for c in b}) == 1 for b in batches)
     assert sorted(len(b) for b in batches) == [2, 3, 3, 3]  # d=2: 6 cells, d=3: 5 cells
@@ -303,7 +307,7 @@ def test_local_and_ray_executors_give_identical_tables(tmp_path, ray_session):
         simulate_toy_batch,
         tmp_path / "ray",
         executor="ray",
-        batch_key=lambda c: c["d"],
+        plan=by_d,
         max_batch=3,
         progress=False,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -57,18 +57,21 @@ _HIT = "/jax/compilation_cache/cache_hits"
 _RETRIEVE = "/jax/compilation_cache/cache_retrieval_time_sec"
 
 
-@dataclass
+@dataclass(eq=False)
 class CompileCounter:
     """Counts XLA compilations while active (``with CompileCounter() as c: ...``).
 
-    ``compiles``: programs compiled by XLA (persistent-cache hits excluded);
-    ``seconds``: their compile time; ``hits``: programs loaded from the persistent
-    cache; ``programs``: every program lowered (compiled or loaded)."""
+    ``compiles``: programs compiled by XLA (persistent-cache hits excluded), and
+    ``by_name`` the same per jitted function name (the engine's is
+    ``shallowflow_engine``); ``seconds``: their compile time; ``hits``: programs
+    loaded from the persistent cache; ``programs``: every program lowered."""
 
     compiles: int = 0
     seconds: float = 0.0
     hits: int = 0
     programs: int = 0
+    by_name: dict[str, int] = field(default_factory=dict)
+    _hit: bool = field(default=False, repr=False)
 
     def __enter__(self) -> CompileCounter:
         install_listeners()
@@ -78,21 +81,24 @@ class CompileCounter:
     def __exit__(self, *exc) -> None:
         _listeners.discard(self)
 
-    def __hash__(self) -> int:
-        return id(self)
-
-    def _duration(self, event: str, seconds: float) -> None:
-        if event == _COMPILE:
-            self.programs += 1
-            self.compiles += 1
-            self.seconds += seconds
-        elif event == _RETRIEVE:
-            self.seconds -= seconds  # a hit's "compile" was this retrieval
+    def _duration(self, event: str, seconds: float, fun_name: str = "") -> None:
+        if event == _RETRIEVE:
+            self.seconds -= seconds  # a hit's "compile" span was this retrieval
+        if event != _COMPILE:
+            return
+        self.programs += 1
+        self.seconds += seconds
+        if self._hit:  # a persistent-cache hit happened inside this span
+            self._hit = False
+            return
+        self.compiles += 1
+        name = fun_name.removeprefix("jit(").removesuffix(")")
+        self.by_name[name] = self.by_name.get(name, 0) + 1
 
     def _event(self, event: str) -> None:
         if event == _HIT:
             self.hits += 1
-            self.compiles -= 1
+            self._hit = True
 
 
 _listeners: set[CompileCounter] = set()
@@ -102,7 +108,7 @@ _installed = False
 
 def _on_duration(event: str, seconds: float, **kwargs) -> None:
     for c in list(_listeners):
-        c._duration(event, seconds)
+        c._duration(event, seconds, str(kwargs.get("fun_name", "")))
 
 
 def _on_event(event: str, **kwargs) -> None:

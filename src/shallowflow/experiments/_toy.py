@@ -30,8 +30,11 @@ def simulate_toy_cell(cell: dict[str, Any]) -> pd.DataFrame:
     )
 
 
-def simulate_toy_batch(cells: list[dict[str, Any]], *, sleep: float = 0.0) -> list[pd.DataFrame]:
-    """One table per cell; sleeps ``sleep`` seconds per cell (to test kills)."""
+def simulate_toy_batch(
+    cells: list[dict[str, Any]], group: Any = None, *, sleep: float = 0.0
+) -> list[pd.DataFrame]:
+    """One table per cell; sleeps ``sleep`` seconds per cell (to test kills); ``group``
+    (a plan's label) is ignored."""
     out = []
     for cell in cells:
         time.sleep(sleep)

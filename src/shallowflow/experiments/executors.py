@@ -1,10 +1,12 @@
 """Executors: where the batches of a sweep are simulated.
 
 An executor maps a batch simulator ``simulate_batch(list[dict]) ->
-list[DataFrame]`` over a sequence of batches and yields ``(index, results)``
-pairs *as batches complete*, in any order. The driver (the runner) writes
-results to disk as they arrive, so what a kill loses is only what is in
-flight, whichever executor runs the batches.
+list[DataFrame]`` over a sequence of :class:`Batch` es and yields ``(index,
+results)`` pairs *as batches complete*, in any order. A batch carries the group
+label that the runner's plan gave its cells (e.g. the engine's compiled bucket); the
+simulator receives it as ``simulate_batch(cells, group=label)`` when it is not
+None. The driver (the runner) writes results to disk as they arrive, so what a kill
+loses is only what is in flight, whichever executor runs the batches.
 
 - ``local``: in-process, one batch after another, in order.
 - ``ray``: one Ray task per batch, on an existing cluster (``address``) or
@@ -16,7 +18,8 @@ flight, whichever executor runs the batches.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
@@ -25,6 +28,7 @@ from shallowflow.errors import ShallowflowInputError
 
 __all__ = [
     "EXECUTORS",
+    "Batch",
     "BatchSimulator",
     "Executor",
     "LocalExecutor",
@@ -37,12 +41,27 @@ BatchSimulator = Callable[[list[dict[str, Any]]], list[pd.DataFrame]]
 EXECUTORS = ("local", "ray")
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Cells simulated in one call, and the plan's label of their group (or None)."""
+
+    cells: list[dict[str, Any]]
+    group: Hashable | None = None
+
+
+def call_batch(simulate_batch: BatchSimulator, batch: Batch) -> list[pd.DataFrame]:
+    """``simulate_batch(cells)``, with ``group=`` when the batch has a label."""
+    if batch.group is None:
+        return simulate_batch(batch.cells)
+    return simulate_batch(batch.cells, group=batch.group)
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs batches of cells; yields ``(batch_index, results)`` as they finish."""
 
     def run(
-        self, simulate_batch: BatchSimulator, batches: Sequence[list[dict[str, Any]]]
+        self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]: ...
 
 
@@ -50,10 +69,10 @@ class LocalExecutor:
     """Sequential, in-process execution (any callable works, closures included)."""
 
     def run(
-        self, simulate_batch: BatchSimulator, batches: Sequence[list[dict[str, Any]]]
+        self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
         for index, batch in enumerate(batches):
-            yield index, simulate_batch(batch)
+            yield index, call_batch(simulate_batch, batch)
 
 
 def _import_ray() -> Any:
@@ -66,10 +85,6 @@ def _import_ray() -> Any:
             "pip install -e \".[ray]\" (or pip install 'ray>=2.9').",
         ) from err
     return ray
-
-
-def _call_batch(simulate_batch: BatchSimulator, batch: list[dict[str, Any]]) -> list[pd.DataFrame]:
-    return simulate_batch(batch)
 
 
 class RayExecutor:
@@ -109,14 +124,14 @@ class RayExecutor:
         return True
 
     def run(
-        self, simulate_batch: BatchSimulator, batches: Sequence[list[dict[str, Any]]]
+        self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
         ray = _import_ray()
         started = self._init(ray)
         pending: dict[Any, int] = {}
         try:
             gpus = ray.cluster_resources().get("GPU", 0)
-            task = ray.remote(_call_batch).options(num_gpus=1 if gpus > 0 else 0)
+            task = ray.remote(call_batch).options(num_gpus=1 if gpus > 0 else 0)
             fn_ref = ray.put(simulate_batch)
             pending = {task.remote(fn_ref, batch): i for i, batch in enumerate(batches)}
             while pending:

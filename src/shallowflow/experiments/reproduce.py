@@ -60,7 +60,7 @@ import pandas as pd
 from scipy import special
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.cells import shape_key, simulate_batch, simulate_cell
+from shallowflow.experiments.cells import plan_cells, simulate_batch, simulate_cell
 from shallowflow.experiments.protocols import EPS, FIGURES, Protocol, protocols
 from shallowflow.experiments.runner import Cell, cell_seed, run_sweep
 from shallowflow.experiments.thresholds import (
@@ -494,6 +494,27 @@ def _design(
         allowed += batch
 
 
+def _adaptive_batch(proto: Protocol, cells: list[dict[str, Any]]) -> int:
+    """Runs per adaptive evaluation of a group."""
+    per_point = max(int(c["runs"]) for c in cells)
+    return int(proto.params.get("adaptive_runs", 0)) or max(
+        1, math.ceil(ADAPTIVE_RUNS_FRACTION * per_point)
+    )
+
+
+def _adaptive_buckets(proto: Protocol) -> dict[str, Any]:
+    """The compiled bucket of each grid cell (by cell id) for evaluations of the
+    adaptive batch's size: an evaluation at n runs in the bucket of the group's
+    smallest grid cell with n_cell ≥ n (same knobs, sizes no larger: p(n) grows with
+    n), so the whole design compiles what the grid would."""
+    resized = [
+        c | {"runs": _adaptive_batch(proto, cells)} for _, cells in _groups(proto) for c in cells
+    ]
+    plan = plan_cells(resized, max_batch=1)
+    originals = [c for _, cells in _groups(proto) for c in cells]
+    return {Cell(c).cell_id: b for c, b in zip(originals, plan, strict=True)}
+
+
 def run_adaptive(
     proto: Protocol, fig_dir: Path, *, resume: bool = False, progress: bool = True
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -509,14 +530,12 @@ def run_adaptive(
     fixed = proto.params.get("adaptive_width")
     frames: list[pd.DataFrame] = []
     groups, total_used, total_grid = [], 0, 0
+    buckets = _adaptive_buckets(proto)
     for value, cells in _groups(proto):
         cells = sorted(cells, key=lambda c: c["n"])
         ns = np.array([c["n"] for c in cells], dtype=np.int64)
         grid_runs = np.array([c["runs"] for c in cells], dtype=np.int64)
-        per_point = int(grid_runs.max())
-        batch = int(proto.params.get("adaptive_runs", 0)) or max(
-            1, math.ceil(ADAPTIVE_RUNS_FRACTION * per_point)
-        )
+        batch = _adaptive_batch(proto, cells)
         key = {"adaptive": proto.name} | ({proto.group: value} if proto.group else {})
         seed = cell_seed(int(cells[0].get("seed", 0)), key)
         memo: dict[tuple[int, int, int], pd.DataFrame] = {}
@@ -528,7 +547,8 @@ def run_adaptive(
                 path = cache / f"{cell.cell_id}.parquet"
                 df = read_parquet(path) if resume and path.exists() else None
                 if df is None or len(df) != runs:
-                    df = _with_knobs(simulate_cell(cell.to_dict()), cell)
+                    bucket = next(buckets[Cell(c).cell_id] for c in cells if c["n"] >= n)
+                    df = _with_knobs(simulate_cell(cell.to_dict(), bucket), cell)
                     write_parquet_atomic(df, path)
                 memo[(n, runs, rng_seed)] = df
                 if progress:
@@ -646,7 +666,7 @@ def run_protocol(
             fig_dir,
             resume=resume,
             executor=executor,
-            batch_key=shape_key,
+            plan=plan_cells,
             progress=progress,
             ray_address=ray_address,
         )

@@ -13,6 +13,11 @@ Each file is written atomically (:mod:`shallowflow.storage`), so a kill
 loses at most the cells in flight, and ``resume=True`` picks up where it
 stopped. Results do not depend on execution order or executor as long as the
 simulator draws its randomness from :func:`cell_seed`.
+
+Batching: a ``plan`` labels every cell of the sweep — all of them, finished or not,
+so that a resumed sweep groups (and, for the engine, pads) its cells as the first
+attempt did — and the cells still to run are sent group by group, each group in one
+call (or in batches of ``max_batch`` cells), with its label.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.executors import BatchSimulator, Executor, make_executor
+from shallowflow.experiments.executors import Batch, BatchSimulator, Executor, make_executor
 from shallowflow.storage import (
     TMP_SUFFIX,
     read_json,
@@ -262,16 +267,22 @@ def _finished(out_dir: Path, cells: Sequence[Cell]) -> set[str]:
 # --- batching and results -----------------------------------------------------------------
 
 
+Plan = Callable[[Sequence[Cell], "int | None"], Sequence[Hashable]]
+
+
 def _batches(
-    cells: Sequence[Cell], batch_key: Callable[[Cell], Hashable] | None, max_batch: int
-) -> list[list[Cell]]:
-    """Group cells by ``batch_key`` (first-appearance order), chunks of ``max_batch``."""
-    if batch_key is None:
-        return [[c] for c in cells]
+    cells: Sequence[Cell], todo: set[str], labels: Sequence[Hashable] | None, max_batch: int | None
+) -> list[tuple[Hashable, list[Cell]]]:
+    """The cells in ``todo`` grouped by label (first-appearance order), in chunks of
+    ``max_batch``; without labels, each cell alone."""
+    if labels is None:
+        return [(None, [c]) for c in cells if c.cell_id in todo]
     groups: dict[Hashable, list[Cell]] = {}
-    for cell in cells:
-        groups.setdefault(batch_key(cell), []).append(cell)
-    return [g[i : i + max_batch] for g in groups.values() for i in range(0, len(g), max_batch)]
+    for cell, label in zip(cells, labels, strict=True):
+        if cell.cell_id in todo:
+            groups.setdefault(label, []).append(cell)
+    size = max_batch or max((len(g) for g in groups.values()), default=1)
+    return [(lab, g[i : i + size]) for lab, g in groups.items() for i in range(0, len(g), size)]
 
 
 def _knob_column(value: Any) -> Any:
@@ -330,15 +341,16 @@ def _progress(enabled: bool, total: int, completed: int) -> Any:
 def _execute(
     runner: Executor,
     simulate_batch: BatchSimulator,
-    batches: Sequence[list[Cell]],
+    batches: Sequence[tuple[Hashable, list[Cell]]],
     out_dir: Path,
     advance: Callable[[int], None],
 ) -> None:
     """Run ``batches`` and write each cell's file as soon as its batch returns."""
-    finished = runner.run(simulate_batch, [[c.to_dict() for c in b] for b in batches])
+    sent = [Batch([c.to_dict() for c in b], label) for label, b in batches]
+    finished = runner.run(simulate_batch, sent)
     try:
         for index, results in finished:
-            batch = batches[index]
+            batch = batches[index][1]
             for cell, df in zip(batch, _check_results(results, batch), strict=True):
                 write_parquet_atomic(_with_knobs(df, cell), _cell_path(out_dir, cell.cell_id))
             advance(len(batch))
@@ -358,18 +370,20 @@ def run_sweep(
     *,
     resume: bool = False,
     executor: str | Executor = "local",
-    batch_key: Callable[[Cell], Hashable] | None = None,
-    max_batch: int = 32,
+    plan: Plan | None = None,
+    max_batch: int | None = None,
     progress: bool = True,
     ray_address: str | None = None,
 ) -> pd.DataFrame:
     """Simulate every cell once, storing each under ``out_dir``; return all runs.
 
-    ``simulate_batch(list[dict]) -> list[DataFrame]`` gets the knobs of up to
-    ``max_batch`` cells sharing a ``batch_key(cell)`` (default: each cell
-    alone) and returns one table of runs per cell, in the same order. With
-    ``executor="ray"`` it must be picklable by reference: a module-level
-    function, or a ``functools.partial`` of one.
+    ``plan(cells, max_batch)`` labels every cell (all of them, finished or not); the
+    cells to run that share a label go to ``simulate_batch(cells, group=label)`` in
+    one call, or in calls of at most ``max_batch`` cells (default: the whole group;
+    32 with ``executor="ray"``, so that a cluster shares the work). Without a plan
+    each cell is a call ``simulate_batch([cell])``. ``simulate_batch`` returns one
+    table of runs per cell, in order. With ``executor="ray"`` it must be picklable by
+    reference: a module-level function, or a ``functools.partial`` of one.
 
     The returned table (also written to ``out_dir/runs.parquet``) has columns
     ``cell_id``, the knobs (sequence knobs as JSON strings), then the
@@ -378,14 +392,19 @@ def run_sweep(
     empty, new, or hold the same sweep (which is then recomputed).
     """
     cell_list = _as_cells(cells)
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+    if max_batch is not None and (
+        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
+    ):
         raise ShallowflowInputError("max_batch", f"must be an integer >= 1, got {max_batch!r}")
-    if batch_key is not None and not callable(batch_key):
-        raise ShallowflowInputError("batch_key", f"must be callable or None, got {batch_key!r}")
+    if plan is not None and not callable(plan):
+        raise ShallowflowInputError("plan", f"must be callable or None, got {plan!r}")
     if not callable(simulate_batch):
         raise ShallowflowInputError("simulate_batch", "must be callable")
     runner = make_executor(executor, ray_address=ray_address)
+    if max_batch is None and executor == "ray":
+        max_batch = 32
 
+    labels = None if plan is None else list(plan(cell_list, max_batch))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ShallowflowInputError("out_dir", f"{str(out)!r} exists and is not a directory")
@@ -393,8 +412,8 @@ def run_sweep(
     with _lock(out):
         _prepare(out, _manifest(cell_list), resume)
         done = _finished(out, cell_list) if resume else set()
-        todo = [c for c in cell_list if c.cell_id not in done]
-        batches = _batches(todo, batch_key, max_batch)
+        todo = {c.cell_id for c in cell_list} - done
+        batches = _batches(cell_list, todo, labels, max_batch)
         bar, task = _progress(progress, len(cell_list), len(done))
         with bar:
             _execute(runner, simulate_batch, batches, out, lambda k: bar.advance(task, k))

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.cells import TAGS, cell_config, shape_key, simulate_batch
+from shallowflow.experiments.cells import TAGS, cell_config, plan_cells, simulate_batch
 from shallowflow.experiments.runner import run_sweep
 from shallowflow.experiments.thresholds import success_bars
 from shallowflow.storage import write_parquet_atomic
@@ -127,7 +127,7 @@ def run_sweep_file(
         out,
         resume=resume,
         executor=executor,
-        batch_key=shape_key,
+        plan=plan_cells,
         progress=progress,
         ray_address=ray_address,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from shallowflow.verify.checks import CHECKS
+from shallowflow.verify.checks import CHECKS, prefetch
 from shallowflow.verify.ledger import (
     PRESETS,
     Check,
@@ -26,7 +26,7 @@ def run_verify(
     """Run the checks of :data:`CHECKS` (all, or those named in ``only``) with the
     ``preset``'s parameters; with ``out``, write verify.md / verify.html / verify.json
     and the figures there. ``Ledger.ok`` is True iff no check FAILed."""
-    return run_checks(CHECKS, preset, out, only, progress)
+    return run_checks(CHECKS, preset, out, only, progress, prefetch)
 
 
 __all__ = ["CHECKS", "PRESETS", "Check", "CheckResult", "Ledger", "Verdict", "run_verify"]

@@ -21,7 +21,7 @@ import numpy as np
 from shallowflow import init as initmod
 from shallowflow.config import SimConfig, make_config
 from shallowflow.data import paper_labels, sphere
-from shallowflow.engine import SimResult, simulate
+from shallowflow.engine import SimResult, simulate, simulate_many
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, vector_field
 from shallowflow.observables import coverage
@@ -39,10 +39,22 @@ PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
 # Helpers
 
 
-@functools.lru_cache(maxsize=64)
-def _sim(cfg: SimConfig, user: UserArrays = UserArrays()) -> SimResult:
+_RESULTS: dict[SimConfig, SimResult] = {}
+
+
+def prefetch(cfgs: list[SimConfig]) -> None:
+    """Simulate every configuration not yet simulated, together: cells of one
+    compiled bucket share calls (:func:`shallowflow.engine.simulate_many`)."""
+    todo = list(dict.fromkeys(c for c in cfgs if c not in _RESULTS))
+    for cfg, res in zip(todo, simulate_many(todo), strict=True):
+        _RESULTS[cfg] = res
+
+
+def _sim(cfg: SimConfig) -> SimResult:
     """Simulate once per configuration: checks sharing a configuration share the runs."""
-    return simulate(cfg, user)
+    if cfg not in _RESULTS:
+        prefetch([cfg])
+    return _RESULTS[cfg]
 
 
 def _sim_user(cfg: SimConfig, user: UserArrays) -> SimResult:
@@ -287,28 +299,37 @@ def width_check(p: P, fig_dir: Path | None = None) -> CheckResult:
 # Theorem 1
 
 
+def _theorem1_cfgs(p: P) -> list[SimConfig]:
+    out = []
+    for n in p["ns"]:
+        d = int(max(p["d"], n * n)) if p.get("d_at_least_n2", True) else int(p["d"])
+        out.append(
+            make_config(
+                n=n,
+                d=d,
+                geometry="implicit",
+                data="sphere",
+                w_law="gaussian",
+                init="asymmetric",
+                solver="gd",
+                lr=1.0,
+                eps=p["eps"],
+                p=p.get("p"),
+                runs=p["runs"],
+                record=p["record"],
+                seed=p.get("seed", 0),
+            )
+        )
+    return out
+
+
 def theorem1(p: P, fig_dir: Path | None = None) -> CheckResult:
     """Theorem 1 in its regime (implicit-d sphere data, d ≥ n²): convergence w.p. ≥ 1 − ε
     at width p(n, ε), and the empirical constant n μ / min_i(h_i/y_i) bounded below in n."""
     eps, runs = p["eps"], p["runs"]
     rows, success, total = [], 0, 0
-    for n in p["ns"]:
-        d = int(max(p["d"], n * n)) if p.get("d_at_least_n2", True) else int(p["d"])
-        cfg = make_config(
-            n=n,
-            d=d,
-            geometry="implicit",
-            data="sphere",
-            w_law="gaussian",
-            init="asymmetric",
-            solver="gd",
-            lr=1.0,
-            eps=eps,
-            p=p.get("p"),
-            runs=runs,
-            record=p["record"],
-            seed=p.get("seed", 0),
-        )
+    for cfg in _theorem1_cfgs(p):
+        n, d = cfg.n, cfg.d
         res = _sim(cfg)
         conv = res.final["status"] == 1
         ok = res.valid & (res.records["min_fit"] > 0)
@@ -528,9 +549,7 @@ def proposition2(p: P, fig_dir: Path | None = None) -> CheckResult:
 # Theorem 2: exact group flow, staircase
 
 
-def _group_engine_vs_closed_form(p: P, closed):
-    """Engine (orthogonal data, group init, one example per neuron, flow x64) against the
-    closed form; worst relative error of L over recorded times and runs."""
+def _theorem2_cfgs(p: P) -> list[SimConfig]:
     n = p["n_engine"]
     cfg = make_config(
         n=n,
@@ -548,6 +567,14 @@ def _group_engine_vs_closed_form(p: P, closed):
         stop_loss=p["stop_loss"],
         seed=p.get("seed", 0),
     )
+    return [cfg]
+
+
+def _group_engine_vs_closed_form(p: P, closed):
+    """Engine (orthogonal data, group init, one example per neuron, flow x64) against the
+    closed form; worst relative error of L over recorded times and runs."""
+    n = p["n_engine"]
+    (cfg,) = _theorem2_cfgs(p)
     res = _sim(cfg)
     starts = _starts(cfg, res)
     err = 0.0
@@ -916,8 +943,22 @@ _LEMMA1_Q = dict(
 )
 _LEMMA1_F = {**_LEMMA1_Q, "n": 200, "runs": 32}
 
+
+def _lemma1_cfgs(p: P) -> list[SimConfig]:
+    return [_lemma1_flow_cfg(p)] + [_gd_cfg(p, float(e)) for e in p["etas"]]
+
+
+def _bounds_cfgs(p: P) -> list[SimConfig]:
+    return [_lemma1_flow_cfg(p), _gd_cfg(p, 1.0)]
+
+
+def _conjecture1_cfgs(p: P) -> list[SimConfig]:
+    gd_cfgs = [_fig6_cfg(p, int(n), "gd") for n in p["ns"]]
+    return gd_cfgs + [_fig6_cfg(p, int(n), "flow") for n in p["flow_ns"]]
+
+
 CHECKS: tuple[Check, ...] = (
-    Check("lemma1", lemma1, {"quick": _LEMMA1_Q, "full": _LEMMA1_F}),
+    Check("lemma1", lemma1, {"quick": _LEMMA1_Q, "full": _LEMMA1_F}, _lemma1_cfgs),
     Check(
         "width",
         width_check,
@@ -949,6 +990,7 @@ CHECKS: tuple[Check, ...] = (
                 min_slope=-0.2,
             ),
         },
+        configs=_theorem1_cfgs,
     ),
     Check(
         "orthogonal_bounds",
@@ -957,6 +999,7 @@ CHECKS: tuple[Check, ...] = (
             "quick": {**_LEMMA1_Q, "bound_tol": 1e-9},
             "full": {**_LEMMA1_F, "bound_tol": 1e-9},
         },
+        configs=_bounds_cfgs,
     ),
     Check(
         "proposition2",
@@ -1021,6 +1064,7 @@ CHECKS: tuple[Check, ...] = (
                 width_tol=0.25,
             ),
         },
+        configs=_theorem2_cfgs,
     ),
     Check(
         "conjecture1",
@@ -1051,6 +1095,7 @@ CHECKS: tuple[Check, ...] = (
                 max_ci_width=0.5,
             ),
         },
+        configs=_conjecture1_cfgs,
     ),
     Check(
         "scaling",

@@ -1,0 +1,136 @@
+"""Benchmark of ``shallowflow reproduce``: compile time apart from run time, cold and warm.
+
+Run ``python benchmarks/reproduce.py`` (the quick preset, every figure) or
+``python benchmarks/reproduce.py --paper`` (the paper preset; meant for a GPU), and
+``--figures fig3 fig6`` for a few. Each pass is a fresh process running
+``reproduce`` figure by figure, so that it pays what a user pays: the *cold* pass with
+an empty persistent compilation cache, the *warm* pass with the cache the cold pass
+filled. Per figure it prints the XLA compilations (programs compiled; persistent-cache
+hits apart), the compile seconds, the rest of the wall time ("run": simulation,
+tables, figure), and the plan's padding waste (padded work over the cells' own
+work, horizon-weighted; see shallowflow.engine). Per pass it prints the process's
+whole wall time, imports included, and the ratio cold/warm.
+
+The waste of lanes under ``vmap`` (accelerators: every run of a compiled call is
+carried to the end of the slowest one) is measured from the runs' step counts: the
+network-steps a vmapped call executes over those the runs need (``steps_waste``).
+On CPU, runs go one after another (``lax.map``) and a stopped run costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import shallowflow
+from shallowflow.compilation import CompileCounter
+from shallowflow.engine import padding_waste
+from shallowflow.experiments.cells import cell_config, plan_cells
+from shallowflow.experiments.protocols import protocol
+from shallowflow.experiments.reproduce import run_protocol
+from pathlib import Path
+imports = time.perf_counter() - t0
+preset, out, figures = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(",")
+rows, summaries = [], []
+for fig in figures:
+    proto = protocol(fig, preset)
+    start = time.perf_counter()
+    with CompileCounter() as c:
+        summaries.append(run_protocol(proto, out, progress=False))
+    wall = time.perf_counter() - start
+    row = {"figure": fig, "wall": wall, "compiles": c.compiles, "hits": c.hits,
+           "compile_s": max(c.seconds, 0.0)}
+    if proto.kind == "simulate":
+        cfgs = [cell_config(k) for k in proto.cells]
+        buckets = plan_cells(proto.cells)
+        row["buckets"] = len(set(buckets))
+        row["padding_waste"] = padding_waste(cfgs, buckets)
+        import pandas as pd
+        runs = pd.read_parquet(out / fig / "runs.parquet")
+        steps = runs["steps"].to_numpy(float)
+        # vmap: a compiled call of C runs executes C x (its slowest run's steps)
+        ids = [shallowflow.experiments.runner.Cell(k).cell_id for k in proto.cells]
+        by_bucket = {}
+        for cid, b in zip(ids, buckets):
+            by_bucket.setdefault(b, []).append(cid)
+        executed = 0.0
+        for b, cids in by_bucket.items():
+            s = runs.loc[runs["cell_id"].isin(cids), "steps"].to_numpy(float)
+            for lo in range(0, s.size, b.chunk):
+                part = s[lo:lo + b.chunk]
+                executed += b.chunk * part.max()
+        row["steps_waste"] = executed / max(steps.sum(), 1.0)
+    rows.append(row)
+from shallowflow.plots.report import write_report
+start = time.perf_counter()
+write_report(summaries, out, preset=preset)
+print(json.dumps({"imports": imports, "report": time.perf_counter() - start, "rows": rows}))
+"""
+
+
+def _pass(preset: str, figures: list[str], cache: str, out: str) -> tuple[float, dict]:
+    env = dict(os.environ, SHALLOWFLOW_CACHE_DIR=cache, MPLBACKEND="Agg")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, preset, out, ",".join(figures)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"reproduce failed:\n{done.stderr[-4000:]}")
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _print(label: str, wall: float, res: dict) -> None:
+    print(
+        f"\n{label}: {wall:.1f} s for the whole process (imports {res['imports']:.1f} s, "
+        f"report {res['report']:.1f} s)"
+    )
+    head = (
+        f"{'figure':8s} {'wall s':>7s} {'compiles':>8s} {'hits':>5s} {'compile s':>9s} "
+        f"{'run s':>7s} {'buckets':>7s} {'pad waste':>9s} {'vmap steps waste':>16s}"
+    )
+    print(head)
+    for r in res["rows"]:
+        run = r["wall"] - r["compile_s"]
+        print(
+            f"{r['figure']:8s} {r['wall']:7.1f} {r['compiles']:8d} {r['hits']:5d} "
+            f"{r['compile_s']:9.1f} {run:7.1f} {r.get('buckets', 0):7d} "
+            f"{r.get('padding_waste', float('nan')):9.2f} "
+            f"{r.get('steps_waste', float('nan')):16.2f}"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--paper", action="store_true", help="the paper preset (a GPU job)")
+    ap.add_argument("--figures", nargs="+", default=["fig2", "fig3", "fig4", "fig5", "fig6"])
+    args = ap.parse_args()
+    preset = "paper" if args.paper else "quick"
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = os.path.join(tmp, "cache")
+        cold_wall, cold = _pass(preset, args.figures, cache, os.path.join(tmp, "cold"))
+        warm_wall, warm = _pass(preset, args.figures, cache, os.path.join(tmp, "warm"))
+    _print(f"cold cache ({preset})", cold_wall, cold)
+    _print(f"warm cache ({preset})", warm_wall, warm)
+    print(f"\ncold/warm: {cold_wall / warm_wall:.2f}x")
+    if preset == "quick":
+        print(
+            f"targets (2-core CPU): cold ≤ 30 s: {'MET' if cold_wall <= 30 else 'NOT MET'}; "
+            f"warm ≤ 15 s: {'MET' if warm_wall <= 15 else 'NOT MET'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
