@@ -17,7 +17,7 @@ from shallowflow.theory.width import width
 DataName = Literal["sphere", "orthogonal", "gaussian", "correlated", "file"]
 LabelName = Literal["paper", "teacher", "file"]
 InitName = Literal["asymmetric", "balanced", "gaussian", "group", "file"]
-SolverName = Literal["gd", "flow"]
+SolverName = Literal["gd", "flow", "flow-floor"]
 GeometryName = Literal["auto", "dense", "reduced", "diagonal", "implicit"]
 GridName = Literal["linear", "log"]
 
@@ -53,7 +53,9 @@ class SimConfig(_Frozen):
     rtol: float = Field(1e-5, gt=0, lt=1, description="flow: relative tolerance")
     atol: float = Field(1e-7, gt=0, description="flow: absolute tolerance")
     dtmin: float | None = Field(
-        None, gt=0, description="flow: step floor; None = 1e-6 (orthogonal data) or 1e-2"
+        None,
+        gt=0,
+        description="flow-floor: step floor; None = 1e-6 (orthogonal data) or 1e-2",
     )
     method: Literal["tsit5", "dopri5", "dopri8"] = "tsit5"
     horizon: float | None = Field(None, gt=0, description="time horizon; None = T(n, p)")
@@ -138,9 +140,9 @@ class SimConfig(_Frozen):
 
     @property
     def step_floor(self) -> float:
-        """The flow's step floor: orthogonal data only meet isolated kinks (a neuron
-        switching off an example), so a tiny floor lets the tolerance hold there;
-        other data slide along activation boundaries, where 1e-2 bounds the cost."""
+        """The floored flow's step floor (``solver="flow-floor"``): orthogonal data only
+        meet isolated kinks, so a tiny floor lets the tolerance hold there; other data
+        slide along activation boundaries, where 1e-2 bounds the cost."""
         if self.dtmin is not None:
             return self.dtmin
         return 1e-6 if self.data == "orthogonal" else 1e-2

@@ -60,11 +60,12 @@ from shallowflow.problem import (
     make_padded_run,
     working_dim,
 )
-from shallowflow.solvers import flow, gd
+from shallowflow.solvers import exact, floor, gd
 from shallowflow.solvers.common import DIVERGED
 
 MAX_WASTE = 2.0  # a bucket's padded work over its cells' own work, at most
-FLOW_MAX_STEPS = 2_000_000  # cap on the flow's steps (plus 10 000), as before
+FLOW_MAX_STEPS = 2_000_000  # cap on the floored flow's steps (plus 10 000), as before
+EXACT_MAX_STEPS = 50_000_000  # cap on the exact flow's step attempts (then "stalled")
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,11 @@ def padding_waste(cfgs: Sequence[SimConfig], buckets: Sequence[Bucket]) -> float
     return padded / max(own, 1e-300)
 
 
-def _flow_max_steps(cfg: SimConfig) -> int:
-    return min(int(cfg.t_end / cfg.step_floor), FLOW_MAX_STEPS) + 10_000
+def _max_steps(cfgs: Sequence[SimConfig]) -> int:
+    """The static step cap of a bucket's solver (GD needs none)."""
+    if cfgs[0].solver == "flow-floor":
+        return max(min(int(c.t_end / c.step_floor), FLOW_MAX_STEPS) + 10_000 for c in cfgs)
+    return EXACT_MAX_STEPS if cfgs[0].solver == "flow" else 0
 
 
 def plan(
@@ -238,7 +242,7 @@ def plan(
     for idx in members:
         group = [cfgs[j] for j in idx]
         shape = _cover([_own_shape(c) for c in group])
-        max_steps = max(_flow_max_steps(c) for c in group) if group[0].solver == "flow" else 0
+        max_steps = _max_steps(group)
         bucket = Bucket(sigs[idx[0]], shape, 1, max_steps)
         runs = sorted((c.runs for c in group), reverse=True)
         per_call = sum(runs[:max_cells]) if max_cells else sum(runs)
@@ -270,6 +274,24 @@ def _chunk(bucket: Bucket, runs: int, memory_gb: float) -> int:
 # --------------------------------------------------------------------------- one run
 
 
+def _gd_rates(loss: jax.Array, times: jax.Array) -> jax.Array:
+    """The realised rate of GD over each record interval, log(L_{k−1}/L_k)/(t_k − t_{k−1})
+    at record k (record 0 carries the first interval's)."""
+    dt = jnp.diff(times)
+    rate = jnp.log(loss[:-1] / loss[1:]) / jnp.where(dt > 0, dt, 1.0)
+    rate = jnp.where(dt > 0, rate, 0.0)
+    return jnp.concatenate([rate[:1], rate])
+
+
+def _gd_final_rate(loss, times, valid, loss_end, t_end, fallback) -> jax.Array:
+    """GD's realised rate over the last record interval, up to the stop."""
+    before = valid & (times < t_end)
+    last = jnp.maximum(jnp.sum(before) - 1, 0)
+    dt = t_end - times[last]
+    rate = jnp.log(loss[last] / loss_end) / jnp.where(dt > 0, dt, 1.0)
+    return jnp.where(jnp.any(before) & (dt > 0), rate, fallback)
+
+
 def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
     sig = bucket.sig
     geom = Geometry(sig.draw.geometry, sig.precision)
@@ -277,6 +299,8 @@ def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
     start = make_padded_run(key, sig.draw, bucket.shape, v.draw, user)
     prob, s0 = start.prob, start.state
     slope = sig.activation_slope
+    size = v.draw.p * (_real_dim(sig.draw.geometry, v.draw.n, v.draw.d) + 1)
+    extra: dict[str, jax.Array] = {}
     if sig.solver == "gd":
         traj = gd.solve(
             geom,
@@ -289,8 +313,25 @@ def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
             slope=slope,
             tail=sig.tail,
         )
+    elif sig.solver == "flow":
+        traj = exact.solve(
+            geom,
+            prob,
+            s0,
+            v.grid,
+            rtol=v.rtol,
+            atol=v.atol,
+            stop_loss=v.stop_loss,
+            diverge_factor=v.diverge_factor,
+            slope=slope,
+            tail=float(sig.tail),
+            max_steps=bucket.max_steps,
+            size=size,
+        )
+        extra = dict(traj.stats._asdict())
+        extra["steps"] = extra.pop("steps")
     else:
-        traj = flow.solve(
+        traj = floor.solve(
             geom,
             prob,
             s0,
@@ -303,7 +344,7 @@ def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
             dtmin=v.dtmin,
             method=sig.method,
             max_steps=bucket.max_steps,
-            size=v.draw.p * (_real_dim(sig.draw.geometry, v.draw.n, v.draw.d) + 1),
+            size=size,
         )
     b0 = balance(s0)
     scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
@@ -314,17 +355,31 @@ def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
         records = jax.vmap(meas)(traj.states)
     end = meas(traj.final)
     loss0 = records["loss"][0]
+    records["mu_state"] = records["mu"]
     final = dict(end)
+    final["mu_state"] = end["mu"]
+    if sig.solver == "flow":  # the rate of the Filippov solution actually followed
+        records["mu"] = traj.rates
+        records["mu_integral"] = traj.integral
+        final["mu"] = traj.rate_final
+        final["mu_integral"] = traj.integral_final
+    elif sig.solver == "gd":  # the realised rate, log(L_k/L_{k+1})/η averaged
+        times = v.grid.astype(loss0.dtype) * v.lr
+        records["mu"] = _gd_rates(records["loss"], times)
+        final["mu"] = _gd_final_rate(
+            records["loss"], times, traj.valid, end["loss"], traj.t_final, end["mu"]
+        )
     final.update(
         t_final=traj.t_final,
-        steps=traj.steps,
+        steps=traj.stats.steps if sig.solver == "flow" else traj.steps,
         status=traj.status,
         mu_tail=traj.tail_rate,
         mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
     )
+    final.update({k: val for k, val in extra.items() if k != "steps"})
     init = {
         "loss0": loss0,
-        "mu0": records["mu"][0],
+        "mu0": records["mu_state"][0],
         "assumption1": assumption1(s0, start.off2),
         "coverage0": coverage(geom, s0, prob),
         "draws": start.draws,

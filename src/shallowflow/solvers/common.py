@@ -9,8 +9,14 @@ import jax.numpy as jnp
 
 from shallowflow.model import State
 
-RUNNING, CONVERGED, HORIZON, DIVERGED = 0, 1, 2, 3
-OUTCOMES = {CONVERGED: "converged", HORIZON: "horizon", DIVERGED: "diverged", RUNNING: "horizon"}
+RUNNING, CONVERGED, HORIZON, DIVERGED, STALLED = 0, 1, 2, 3, 4
+OUTCOMES = {
+    CONVERGED: "converged",
+    HORIZON: "horizon",
+    DIVERGED: "diverged",
+    RUNNING: "horizon",
+    STALLED: "stalled",  # the exact flow's step size or step budget ran out
+}
 
 
 class Trajectory(NamedTuple):

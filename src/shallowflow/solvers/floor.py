@@ -1,4 +1,9 @@
-"""The true gradient flow dθ/dt = F(θ) = −p∇L(θ) (SPEC §1), integrated by diffrax.
+"""The gradient flow with a floored step (``solver="flow-floor"``), integrated by diffrax.
+
+Kept for comparison with the exact event-driven flow (:mod:`shallowflow.solvers.exact`,
+``solver="flow"``), which is the default flow solver: this one does not meet its
+tolerance on a sliding surface, and it reports μ = p‖∇L‖²/L at states that may sit a
+rounding error off an activation boundary (SPEC §3b).
 
 An adaptive explicit Runge–Kutta method (Tsit5 by default, 5th order with an
 embedded 4th-order error estimate; Dopri5 and Dopri8 on request) with a PID step

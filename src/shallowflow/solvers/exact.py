@@ -1,0 +1,711 @@
+"""The exact gradient flow through the ReLU kinks: event-driven and Filippov (SPEC §3b).
+
+The field F = −p∇L is smooth inside an activation pattern and jumps across the
+surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by piece:
+
+- **Smooth pieces.** Each step is a Dormand–Prince 5(4) step (7 stages, first same as
+  last, embedded 4th-order error estimate; Dormand & Prince 1980) with the pattern
+  *frozen*: σ(u) = u·D_h and σ'(u) = D_g with D fixed for the step, so the integrand
+  is a polynomial and the error estimate is valid. The step size follows the usual
+  controller at ``rtol``/``atol`` (RMS over the run's real entries), with no floor.
+- **Crossings.** After an accepted step, a pair whose u left its side (at the end of
+  the step, or inside it on the cubic Hermite interpolant of u built from u and u̇ at
+  both ends) has crossed. The step is rejected and retaken to land on the earliest
+  root, refined by Newton steps on the landed u, u̇ until |u| is at tolerance level.
+  There the pair is put exactly on its surface (v_j corrected so that u_ji = 0, then
+  every sliding constraint of neuron j restored) and classified by the rates u̇⁺, u̇⁻
+  of u_ji with the pair taken active or inactive: same sign → it crosses (the pattern
+  flips); u̇⁺ < 0 < u̇⁻ → it slides; u̇⁺ > 0 > u̇⁻ (repelling) → inactive, the
+  σ'(0) = 0 convention.
+- **Sliding.** The only discontinuous part of F is dv_j's, affine in each D_ji. The
+  D's that keep u_ji = 0 for every sliding pair of neuron j solve one small linear
+  system per neuron; the resulting dv_j is dv_j projected off span{x_i : i ∈ S_j} (the
+  minimal-norm element of the Clarke subdifferential), computed from the Gram matrix
+  of the sliding examples (at most ``slots`` per neuron; a pair refused for want of a
+  slot is made inactive and counted in ``overflow``). A pair leaves its surface when
+  λ = (D − s)/(1 − s) (s the leaky slope) reaches 1 (→ active) or 0 (→ inactive): an
+  event located like a crossing.
+- **Orthogonal data** never slide: an inactive neuron gets no gradient along x_i
+  (u̇⁻ = 0), so a pair driven to 0 stays there, exactly on the surface (sticky).
+- **Stop.** L(t) = ``stop_loss`` is located the same way (secant on log L): a run
+  stops at its stopping time, not at the end of a step. Steps land on the ``grid``.
+
+Along the way the solver integrates q̇ = μ = ‖F‖²/(pL) with F the field actually
+followed, so q(t) = ∫₀ᵗ μ dt and log(L(0)/L(t)) = q(t) checks the whole trajectory
+(SPEC §2). It reports per run the crossings, the time spent with a pair sliding, the
+most pairs sliding at once and the largest constraint violation |u_ji| on sliding
+pairs (measured at step ends, before they are restored).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from shallowflow.geometry import Geometry
+from shallowflow.model import Problem, State
+from shallowflow.solvers.common import (
+    CONVERGED,
+    DIVERGED,
+    HORIZON,
+    RUNNING,
+    STALLED,
+    exploded,
+)
+
+# Dormand–Prince 5(4): stage coefficients (the last row is the 5th-order solution) and
+# the weights of the error estimate (5th − 4th order).
+_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+)
+_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+
+INACTIVE, ACTIVE, SLIDING = 0, 1, 2
+TAIL_BUFFER = 512  # step ends kept for the end-of-run rate window
+NEWTON = 6  # Newton corrections of a located event time, at most
+SCAN = 16  # samples of the Hermite interpolant when looking for the first root
+
+
+class Stats(NamedTuple):
+    """Per-run diagnostics of the event-driven solver."""
+
+    steps: jax.Array  # accepted steps
+    rejected: jax.Array  # rejected steps (error too large, or an event to land on)
+    crossings: jax.Array  # pattern flips: a pair crossing its surface
+    slides: jax.Array  # entries onto a sliding surface
+    sliding_time: jax.Array  # time with at least one pair sliding
+    max_sliding: jax.Array  # most pairs sliding at once
+    max_violation: jax.Array  # largest |u_ji| on sliding pairs, before restoring
+    overflow: jax.Array  # sliding pairs refused for want of a slot (made inactive)
+
+
+class Pattern(NamedTuple):
+    """``mode`` (p, n) in {INACTIVE, ACTIVE, SLIDING}; each neuron's sliding examples
+    in ``slots`` (p, K), −1 for an empty slot, occupied slots first."""
+
+    mode: jax.Array
+    slots: jax.Array
+
+
+class Flow(NamedTuple):
+    """An exact-flow run, as the engine records it."""
+
+    states: State  # θ at the recorded times (the final θ after the stop)
+    valid: jax.Array
+    final: State
+    t_final: jax.Array
+    status: jax.Array
+    rates: jax.Array  # μ of the solution at the recorded times
+    rate_final: jax.Array
+    integral: jax.Array  # ∫₀ᵗ μ at the recorded times
+    integral_final: jax.Array
+    tail_rate: jax.Array  # log(L(t_∞ − tail)/L(t_∞))/tail (SPEC §5)
+    stats: Stats
+
+
+class _Data(NamedTuple):
+    """One run's data for the field: layout, labels, true sizes."""
+
+    geom: Geometry
+    z: jax.Array  # solver layout (geom.for_solver)
+    rows: jax.Array  # examples as rows (n, m); (n,) norms for the diagonal geometry
+    y: jax.Array
+    sq: jax.Array  # ‖x_i‖²
+    n: jax.Array
+    p: jax.Array
+    slope: float
+
+
+class _Eval(NamedTuple):
+    f: State  # the field followed (Filippov on sliding surfaces)
+    loss: jax.Array
+    mu: jax.Array  # ‖F‖²/(pL)
+    u: jax.Array  # pre-activations (p, n)
+    r: jax.Array  # residuals (n,)
+    coef: jax.Array  # (p, K): the sliding terms of dv_j are −Z_Sᵀ coef_j
+
+
+def _gram(data: _Data, slots: jax.Array):
+    """Z_S (p, K, m), the sliding examples of each neuron (zero rows for empty slots),
+    and the Cholesky factor of Z_S Z_Sᵀ (+1 on the diagonal of empty slots)."""
+    empty = slots < 0
+    zs = jnp.where(empty[..., None], 0.0, data.rows[jnp.maximum(slots, 0)])
+    g = (
+        jnp.einsum("pkm,plm->pkl", zs, zs)
+        + jnp.eye(slots.shape[1], dtype=zs.dtype) * empty[:, :, None]
+    )
+    return zs, jnp.linalg.cholesky(g)
+
+
+def _solve(chol: jax.Array, b: jax.Array) -> jax.Array:
+    """(L Lᵀ)⁻¹ b for lower factors L (p, K, K) and right-hand sides b (p, K, ...)."""
+    b3 = b if b.ndim == 3 else b[..., None]
+    y = jax.lax.linalg.triangular_solve(chol, b3, left_side=True, lower=True)
+    x = jax.lax.linalg.triangular_solve(chol, y, left_side=True, lower=True, transpose_a=True)
+    return x if b.ndim == 3 else x[..., 0]
+
+
+def _field(data: _Data, y: State, pat: Pattern, gram) -> _Eval:
+    """F with the pattern frozen (σ(u) = u·D_h, σ'(u) = D_g), sliding neurons projected."""
+    s = data.slope
+    u = data.geom.preact(y.v, data.z)
+    d_h = jnp.where(pat.mode == ACTIVE, 1.0, s)
+    d_g = jnp.where(pat.mode == ACTIVE, 1.0, jnp.where(pat.mode == INACTIVE, s, 0.0))
+    sig = u * d_h
+    h = y.a @ sig / data.p
+    r = data.y - h  # padded examples: y = 0 and u = 0, so r = 0
+    loss = 0.5 * jnp.sum(r * r) / data.n
+    da = sig @ r / data.n
+    dv = data.geom.pullback((y.a[:, None] / data.n) * r[None, :] * d_g, data.z)
+    coef = jnp.zeros(pat.slots.shape, dv.dtype)
+    if gram is not None:
+        zs, chol = gram
+        coef = _solve(chol, jnp.einsum("pkm,pm->pk", zs, dv))
+        dv = dv - jnp.einsum("pkm,pk->pm", zs, coef)
+    f = State(da, dv)
+    mu = (jnp.sum(da * da) + jnp.sum(dv * dv)) / (data.p * loss)
+    return _Eval(f, loss, mu, u, r, coef)
+
+
+def _dudt(data: _Data, f: State) -> jax.Array:
+    """u̇ = ⟨v̇_j, x_i⟩ for every pair."""
+    return data.geom.preact(f.v, data.z)
+
+
+def _lam(data: _Data, y: State, pat: Pattern, ev: _Eval) -> jax.Array:
+    """λ of each slot's sliding pair (p, K): D = (n/(a_j r_i))·(−coef)… from
+    Σ_S D_k r_k (a_j/n) x_k = −Z_Sᵀ coef; λ = (D − s)/(1 − s). Empty slots: 1/2."""
+    s = data.slope
+    r_k = ev.r[jnp.maximum(pat.slots, 0)]
+    denom = y.a[:, None] * r_k / data.n
+    d = -ev.coef / jnp.where(denom == 0, 1.0, denom)
+    lam = (d - s) / (1.0 - s)
+    return jnp.where((pat.slots >= 0) & (denom != 0), lam, 0.5)
+
+
+def _compact(slots: jax.Array) -> jax.Array:
+    """Occupied slots first (stable)."""
+    order = jnp.argsort(slots < 0, axis=1, stable=True)
+    return jnp.take_along_axis(slots, order, axis=1)
+
+
+def _settle(data: _Data, y: State, pat: Pattern, k_slots: int) -> Pattern:
+    """Make each neuron's sliding set consistent: the Filippov field of a neuron with
+    several pairs on their surfaces is the minimal-norm element of a box (one
+    D ∈ [s, 1] per pair), so a pair whose λ falls outside [0, 1] is not sliding but
+    active (λ > 1) or inactive (λ < 0). Active-set iteration: drop the worst pair of
+    each neuron, re-solve, until every λ is in [0, 1] (at most K rounds)."""
+    rows = jnp.arange(pat.slots.shape[0])
+
+    def violation(p: Pattern):
+        ev = _field(data, y, p, _gram(data, p.slots))
+        lam = _lam(data, y, p, ev)
+        return lam, jnp.where(p.slots >= 0, jnp.maximum(lam - 1.0, -lam), 0.0)
+
+    def cond(carry):
+        p, it = carry
+        return (it < k_slots) & jnp.any(violation(p)[1] > 1e-12)
+
+    def body(carry):
+        p, it = carry
+        lam, viol = violation(p)
+        worst = jnp.argmax(viol, axis=1)
+        drop = jnp.max(viol, axis=1) > 1e-12
+        example = jnp.where(drop, p.slots[rows, worst], p.mode.shape[1])
+        side = jnp.where(lam[rows, worst] > 1.0, ACTIVE, INACTIVE).astype(jnp.int8)
+        mode = p.mode.at[rows, example].set(side, mode="drop")
+        slots = p.slots.at[rows, worst].set(jnp.where(drop, -1, p.slots[rows, worst]))
+        return Pattern(mode, _compact(slots)), it + 1
+
+    return jax.lax.while_loop(cond, body, (pat, jnp.zeros((), jnp.int32)))[0]
+
+
+def _axpy(y: State, h, ks, weights) -> State:
+    """y + h Σ w_k k_k."""
+
+    def comb(x, *parts):
+        acc = x
+        for w, part in zip(weights, parts, strict=False):
+            if w != 0.0:
+                acc = acc + (h * w) * part
+        return acc
+
+    return jax.tree_util.tree_map(comb, y, *ks)
+
+
+class _Step(NamedTuple):
+    y1: State
+    ev1: _Eval
+    q1: jax.Array
+    err: jax.Array
+
+
+def _dopri(data: _Data, y: State, ev0: _Eval, q, h, pat: Pattern, gram, scale) -> _Step:
+    """One Dormand–Prince step of size h from y (field ev0 there), pattern frozen."""
+    ks, mus = [ev0.f], [ev0.mu]
+    for i in range(1, 7):
+        yi = _axpy(y, h, ks, _A[i])
+        ev = _field(data, yi, pat, gram)
+        ks.append(ev.f)
+        mus.append(ev.mu)
+    y1 = yi  # the 7th stage point is the 5th-order solution (first same as last)
+    q1 = q + h * sum(w * m for w, m in zip(_A[6], mus[:6], strict=True))
+    e = _axpy(jax.tree_util.tree_map(jnp.zeros_like, y), h, ks, _E)
+    tol = jax.tree_util.tree_map(
+        lambda a, b: scale[0] + scale[1] * jnp.maximum(jnp.abs(a), jnp.abs(b)), y, y1
+    )
+    sq = sum(
+        jnp.sum((x / t) ** 2)
+        for x, t in zip(jax.tree_util.tree_leaves(e), jax.tree_util.tree_leaves(tol), strict=True)
+    )
+    err = jnp.sqrt(sq / scale[2])
+    return _Step(y1, ev, q1, err)
+
+
+def _hermite(s, u0, d0, u1, d1, h):
+    """Cubic Hermite interpolant on s ∈ [0, 1] from values and time derivatives."""
+    s2, s3 = s * s, s * s * s
+    return (
+        (2 * s3 - 3 * s2 + 1) * u0
+        + (s3 - 2 * s2 + s) * h * d0
+        + (-2 * s3 + 3 * s2) * u1
+        + (s3 - s2) * h * d1
+    )
+
+
+def _first_root(u0, d0, u1, d1, h, want_positive, candidates):
+    """For each candidate pair, the first s ∈ (0, 1] where its Hermite u leaves its
+    side (u < 0 for a pair that should stay ≥ 0, u > 0 otherwise); 2 if none."""
+    sign = jnp.where(want_positive, 1.0, -1.0)
+
+    def bad(s):
+        return sign * _hermite(s, u0, d0, u1, d1, h) < 0
+
+    grid = jnp.linspace(0.0, 1.0, SCAN + 1)[1:]
+    first = jnp.full(u0.shape, 2.0, u0.dtype)
+    lo = jnp.zeros(u0.shape, u0.dtype)
+    for s in reversed(list(grid)):  # the earliest sample with the pair out of its side
+        hit = bad(s)
+        first = jnp.where(hit, s, first)
+    lo = jnp.maximum(first - 1.0 / SCAN, 0.0)
+    hi = jnp.minimum(first, 1.0)
+
+    def bisect(_, bounds):
+        a, b = bounds
+        mid = 0.5 * (a + b)
+        out = bad(mid)
+        return jnp.where(out, a, mid), jnp.where(out, mid, b)
+
+    lo, hi = jax.lax.fori_loop(0, 40, bisect, (lo, hi))
+    return jnp.where(candidates & (first <= 1.0), hi, 2.0)
+
+
+class _Carry(NamedTuple):
+    t: jax.Array
+    h: jax.Array
+    y: State
+    q: jax.Array
+    ev: _Eval
+    du: jax.Array  # u̇ at y
+    lam: jax.Array  # λ of the sliding slots at y
+    pat: Pattern
+    target: jax.Array  # landing time of a located event (inf: none)
+    tries: jax.Array  # landing corrections so far
+    pend: jax.Array  # (p, n) pairs whose event is being landed
+    pend_exit: jax.Array  # (p, K) slots whose λ leaves [0, 1] at the landing
+    pend_stop: jax.Array
+    rec: jax.Array  # index of the next record
+    states: State  # records
+    rates: jax.Array
+    integral: jax.Array
+    buf_t: jax.Array
+    buf_l: jax.Array
+    nbuf: jax.Array
+    status: jax.Array
+    iters: jax.Array
+    stats: Stats
+
+
+def solve(
+    geom: Geometry,
+    prob: Problem,
+    state0: State,
+    grid: jax.Array,
+    *,
+    rtol,
+    atol,
+    stop_loss,
+    diverge_factor=1e6,
+    slope: float = 0.0,
+    tail=100.0,
+    max_steps: int = 10_000_000,
+    size=None,
+    slots: int | None = None,
+) -> Flow:
+    """Integrate the exact flow from ``state0``, recording θ at the times ``grid``
+    (sorted, last = horizon). ``size``: the number of real entries of θ (padding),
+    default all; ``slots``: sliding pairs per neuron at most (static; default
+    min(m, 32); none for the diagonal geometry, whose orthogonal data never slide)."""
+    sgeom, z = geom.for_solver(prob.z)
+    n, p = prob.sizes(state0)
+    dtype = state0.a.dtype
+    rows = prob.z
+    data = _Data(sgeom, z, rows, prob.y, geom.sq_norms(prob.z), n, p, slope)
+    width, count = prob.y.shape[0], state0.v.shape[0]
+    k_slots = 0 if geom.diagonal else (min(rows.shape[1], 32) if slots is None else slots)
+    real = (jnp.arange(count)[:, None] < p) & (jnp.arange(width)[None, :] < n)
+    if size is None:
+        size = sum(x.size for x in jax.tree_util.tree_leaves(state0))
+    scale = (jnp.asarray(atol, dtype), jnp.asarray(rtol, dtype), jnp.asarray(size, dtype))
+    eps = jnp.finfo(dtype).eps
+
+    def gram_of(pat):
+        return _gram(data, pat.slots) if k_slots else None
+
+    pat0 = Pattern(
+        jnp.where(data.geom.preact(state0.v, z) > 0, ACTIVE, INACTIVE).astype(jnp.int8),
+        jnp.full((count, k_slots), -1, jnp.int32),
+    )
+    ev0 = _field(data, state0, pat0, gram_of(pat0))
+    loss0 = ev0.loss
+    t_end = grid[-1]
+
+    def u_scale(y):  # ‖v_j‖‖x_i‖: the size of u_ji
+        return jnp.sqrt(jnp.sum(y.v * y.v, 1))[:, None] * jnp.sqrt(data.sq)[None, :]
+
+    def land_tol(y):  # |u| at a landing within this moves v_j by ≲ 0.1 tolerance
+        vn = jnp.sqrt(jnp.sum(y.v * y.v, 1))[:, None]
+        return 0.1 * jnp.sqrt(data.sq)[None, :] * (scale[0] + scale[1] * vn)
+
+    # --- the start: records, the first step size (Hairer–Nørsett–Wanner's rule) ---
+    k_rec = grid.shape[0]
+    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (k_rec,) + x.shape), state0)
+    rates = jnp.full((k_rec,), ev0.mu)
+    integral = jnp.zeros((k_rec,), dtype)
+    rec0 = jnp.sum(grid <= 0).astype(jnp.int32)
+    d0 = jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(state0)) / size)
+    d1 = jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(ev0.f)) / size)
+    h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.maximum(d1, 1e-300), 1e-6)
+    h0 = jnp.minimum(h0, jnp.maximum(t_end, 1e-30))
+    zero = jnp.zeros((), jnp.int32)
+    stats0 = Stats(zero, zero, zero, zero, jnp.zeros((), dtype), zero, jnp.zeros((), dtype), zero)
+    status0 = jnp.where(
+        loss0 <= stop_loss, CONVERGED, jnp.where(t_end <= 0, HORIZON, RUNNING)
+    ).astype(jnp.int32)
+    carry0 = _Carry(
+        t=jnp.zeros((), dtype),
+        h=h0.astype(dtype),
+        y=state0,
+        q=jnp.zeros((), dtype),
+        ev=ev0,
+        du=_dudt(data, ev0.f),
+        lam=jnp.full((count, k_slots), 0.5, dtype),
+        pat=pat0,
+        target=jnp.asarray(jnp.inf, dtype),
+        tries=zero,
+        pend=jnp.zeros((count, width), bool),
+        pend_exit=jnp.zeros((count, k_slots), bool),
+        pend_stop=jnp.zeros((), bool),
+        rec=rec0,
+        states=states,
+        rates=rates,
+        integral=integral,
+        buf_t=jnp.zeros((TAIL_BUFFER,), dtype),
+        buf_l=jnp.full((TAIL_BUFFER,), jnp.log(loss0)),
+        nbuf=jnp.ones((), jnp.int32),
+        status=status0,
+        iters=zero,
+        stats=stats0,
+    )
+
+    # --- event handling at a landed state ---------------------------------------
+    def apply_events(c: _Carry, y1: State, ev1: _Eval, du1, pend, pend_exit):
+        """Classify the pending pairs at the surface, update the pattern, put them
+        exactly on it, restore the sliding constraints; return the new state, its
+        field, u̇, λ and pattern, and the counts."""
+        pat = c.pat
+        s = slope
+        # rates with the pair inactive / active (sliding sets of the others unchanged)
+        if k_slots:
+            zs, chol = _gram(data, pat.slots)
+            zx = jnp.einsum("pkm,im->pki", zs, data.rows)  # ⟨x_k, x_i⟩ for slot k
+            qform = data.sq[None, :] - jnp.sum(zx * _solve(chol, zx), axis=1)
+        else:
+            qform = jnp.broadcast_to(data.sq[None, :], pend.shape)
+        d_cur = jnp.where(pat.mode == ACTIVE, 1.0, s)
+        jump = (y1.a[:, None] / n) * ev1.r[None, :] * qform
+        dn = du1 - (d_cur - s) * jump  # u̇⁻
+        dp = dn + (1.0 - s) * jump  # u̇⁺
+        new_mode = jnp.where(
+            (dn > 0) & (dp > 0),
+            ACTIVE,
+            jnp.where((dp < 0) & (dn > 0), SLIDING, INACTIVE),
+        ).astype(jnp.int8)
+        slide_new = pend & (new_mode == SLIDING) if k_slots else jnp.zeros_like(pend)
+        new_mode = jnp.where(pend & (new_mode == SLIDING) & (k_slots == 0), INACTIVE, new_mode)
+        # sliding pairs whose λ leaves [0, 1]: λ ≥ 1 → active, λ ≤ 0 → inactive
+        slots = pat.slots
+        mode = jnp.where(pend, new_mode, pat.mode)
+        if k_slots:
+            leave_to = jnp.where(c.lam >= 1.0, ACTIVE, INACTIVE).astype(jnp.int8)
+            rows_idx = jnp.arange(count)[:, None]
+            # only the leaving slots write (the others aim out of range and are dropped)
+            cols = jnp.where(pend_exit & (slots >= 0), slots, width)
+            mode = mode.at[rows_idx, cols].set(leave_to, mode="drop")
+            slots = jnp.where(pend_exit, -1, slots)
+            # new sliders take free slots (occupied first after compaction)
+            slots = _compact(slots)
+            used = jnp.sum(slots >= 0, axis=1)
+            rank = jnp.cumsum(slide_new, axis=1) - 1
+            pos = used[:, None] + rank
+            fits = slide_new & (pos < k_slots)
+            hot = fits[..., None] & (pos[..., None] == jnp.arange(k_slots))
+            taken = jnp.any(hot, axis=1)
+            idx = jnp.argmax(hot, axis=1)
+            slots = jnp.where(taken, idx, slots).astype(jnp.int32)
+            over = slide_new & ~fits
+            mode = jnp.where(over, INACTIVE, mode)
+        else:
+            over = jnp.zeros_like(pend)
+        pat1 = Pattern(mode.astype(jnp.int8), slots)
+        # put the pending pairs exactly on their surfaces
+        if geom.diagonal:
+            v = jnp.where(pend, 0.0, y1.v)
+        else:
+            corr = jnp.where(pend, ev1.u / jnp.where(data.sq > 0, data.sq, 1.0)[None, :], 0.0)
+            v = y1.v - data.geom.pullback(corr, data.z)
+        if k_slots:
+            pat1 = _settle(data, State(y1.a, v), pat1, k_slots)
+            zs1, chol1 = _gram(data, pat1.slots)
+            v = v - jnp.einsum("pkm,pk->pm", zs1, _solve(chol1, jnp.einsum("pkm,pm->pk", zs1, v)))
+        gram1 = gram_of(pat1)
+        y2 = State(y1.a, v)
+        ev2 = _field(data, y2, pat1, gram1)
+        lam2 = _lam(data, y2, pat1, ev2) if k_slots else c.lam
+        flips = jnp.sum(pend & (new_mode != SLIDING) & (new_mode != pat.mode))
+        slides = jnp.sum(fits) if k_slots else jnp.zeros((), jnp.int32)
+        count32 = [jnp.asarray(x, jnp.int32) for x in (flips, slides, jnp.sum(over))]
+        return (y2, ev2, _dudt(data, ev2.f), lam2, pat1, *count32)
+
+    # --- one iteration: a step attempt ------------------------------------------
+    def body(c: _Carry) -> _Carry:
+        t_rec = grid[jnp.minimum(c.rec, k_rec - 1)]
+        landing = jnp.isfinite(c.target) & (c.target <= t_rec)
+        h_free = jnp.minimum(c.h, t_rec - c.t)
+        h = jnp.maximum(jnp.where(landing, c.target - c.t, h_free), 0.0)
+        st = _dopri(data, c.y, c.ev, c.q, h, c.pat, gram_of(c.pat), scale)
+        ok = jnp.isfinite(st.err) & (st.err <= 1.0)
+        factor = jnp.clip(0.9 * jnp.maximum(st.err, 1e-10) ** -0.2, 0.2, 5.0)
+        factor = jnp.where(jnp.isfinite(st.err), factor, 0.2)
+        t1 = c.t + h
+        u0, u1, du1 = c.ev.u, st.ev1.u, _dudt(data, st.ev1.f)
+        # -- new events inside (t, t1]: crossings, sliding exits, the stop --
+        thr = 256 * eps * u_scale(st.y1)
+        sign = jnp.where(c.pat.mode == ACTIVE, 1.0, -1.0)
+        moving = real & (c.pat.mode != SLIDING) & ~c.pend
+        a3 = 2 * u0 - 2 * u1 + h * c.du + h * du1  # Hermite u = a3 s³ + b2 s² + c1 s + u0
+        b2 = -3 * u0 + 3 * u1 - 2 * h * c.du - h * du1
+        c1 = h * c.du
+        disc = b2 * b2 - 3 * a3 * c1
+        safe_a = jnp.where(a3 == 0, 1.0, a3)
+        s_ext = jnp.where(
+            a3 == 0,
+            -c1 / jnp.where(b2 == 0, 1.0, 2 * b2),
+            (-b2 + jnp.sign(safe_a) * jnp.sqrt(jnp.maximum(disc, 0))) / (3 * safe_a),
+        )
+        inside = (s_ext > 0) & (s_ext < 1) & (disc >= 0)
+        dip = inside & (sign * _hermite(s_ext, u0, c.du, u1, du1, h) < -thr)
+        cand = moving & ((sign * u1 < -thr) | dip)
+        s_cross = jax.lax.cond(
+            jnp.any(cand),
+            lambda: _first_root(u0, c.du, u1, du1, h, c.pat.mode == ACTIVE, cand),
+            lambda: jnp.full(cand.shape, 2.0, dtype),
+        )
+        lam1 = _lam(data, st.y1, c.pat, st.ev1) if k_slots else c.lam
+        exiting = ((lam1 < 0) | (lam1 > 1)) & (c.pat.slots >= 0) & ~c.pend_exit
+        bound = jnp.where(lam1 > 1, 1.0, 0.0)
+        gap = jnp.where(c.lam == lam1, 1.0, c.lam - lam1)
+        s_exit = jnp.where(exiting, jnp.clip((c.lam - bound) / gap, 0.0, 1.0), 2.0)
+        log_stop = jnp.log(jnp.maximum(stop_loss, 1e-300))
+        l0, l1 = jnp.log(c.ev.loss), jnp.log(jnp.maximum(st.ev1.loss, 1e-300))
+        stop_hit = (l1 <= log_stop) & ~c.pend_stop
+        s_stop = jnp.where(
+            stop_hit, jnp.clip((l0 - log_stop) / jnp.where(l0 == l1, 1.0, l0 - l1), 0.0, 1.0), 2.0
+        )
+        s_first = jnp.minimum(jnp.minimum(jnp.min(s_cross), jnp.min(s_exit, initial=2.0)), s_stop)
+        new_event = ok & (s_first < 1.0 - 1e-12)
+        # -- a landing: are the pending pairs on their surfaces (to tolerance)? --
+        tol_u = land_tol(st.y1)
+        early = c.pend & (sign * u1 > tol_u)  # not there yet
+        over = c.pend & (sign * u1 < -tol_u)  # past it
+        stop_short = c.pend_stop & (l1 > log_stop + 1e-9)
+        newton = -u1 / jnp.where(du1 == 0, 1.0, du1)
+        dt_over = jnp.min(jnp.where(over & (newton < 0), newton, 0.0), initial=0.0)
+        dt_stop = (l1 - log_stop) / jnp.maximum(st.ev1.mu, 1e-300)
+        dt_early = jnp.min(jnp.where(early & (newton > 0), newton, jnp.inf), initial=jnp.inf)
+        dt_early = jnp.minimum(dt_early, jnp.where(stop_short, dt_stop, jnp.inf))
+        fix = landing & ok & ~new_event & (c.tries < NEWTON)
+        back = fix & jnp.any(over) & (dt_over < 0)
+        ahead = fix & ~back & jnp.isfinite(dt_early)
+        accept = ok & ~new_event & ~back
+        settle = accept & landing & ~ahead  # apply the landed events
+        stopped = (settle & c.pend_stop) | (accept & ~landing & stop_hit & (s_stop >= 1.0 - 1e-12))
+
+        def on_landing():
+            return apply_events(c, st.y1, st.ev1, du1, c.pend, c.pend_exit)
+
+        def no_events():
+            zero_i = jnp.zeros((), jnp.int32)
+            return st.y1, st.ev1, du1, lam1, c.pat, zero_i, zero_i, zero_i
+
+        y2, ev2, du2, lam2, pat2, flips, slides, n_over = jax.lax.cond(
+            settle & (jnp.any(c.pend) | jnp.any(c.pend_exit)), on_landing, no_events
+        )
+        diverged = accept & exploded(ev2.loss, loss0, diverge_factor)
+        take = accept & ~diverged
+
+        def pick(a, b):
+            return jax.tree_util.tree_map(lambda x, w: jnp.where(take, x, w), a, b)
+
+        tn = jnp.where(take, t1, c.t)
+        y_next, ev_next = pick(y2, c.y), pick(ev2, c.ev)
+        du_next, lam_next, q_next = pick(du2, c.du), pick(lam2, c.lam), pick(st.q1, c.q)
+        pat_next = pick(pat2, c.pat)
+        # -- records at this time (repeated grid times too) --
+        at_rec = take & (t1 >= t_rec) & (c.rec < k_rec)
+        hit = (grid == t_rec) & at_rec & (jnp.arange(k_rec) >= c.rec)
+        states = jax.tree_util.tree_map(
+            lambda buf, x: jnp.where(hit.reshape((-1,) + (1,) * x.ndim), x[None], buf),
+            c.states,
+            y_next,
+        )
+        rates = jnp.where(hit, ev_next.mu, c.rates)
+        integral = jnp.where(hit, q_next, c.integral)
+        rec = c.rec + jnp.sum(hit).astype(jnp.int32)
+        slot = c.nbuf % TAIL_BUFFER
+        buf_t = jnp.where(take, c.buf_t.at[slot].set(tn), c.buf_t)
+        buf_l = jnp.where(take, c.buf_l.at[slot].set(jnp.log(ev_next.loss)), c.buf_l)
+        nbuf = c.nbuf + take.astype(jnp.int32)
+        # -- what the next attempt aims at --
+        floor_t = 4 * eps * jnp.maximum(1.0, jnp.abs(c.t))
+        target = jnp.where(new_event, c.t + jnp.maximum(s_first * h, floor_t), jnp.inf)
+        target = jnp.where(back, c.t + jnp.maximum(h + dt_over, floor_t), target)
+        target = jnp.where(ahead, t1 + jnp.maximum(dt_early, floor_t), target)
+        target = jnp.where(~ok & landing, jnp.inf, target)  # a failed landing starts over
+        target = jnp.where(~ok & ~landing, c.target, target)  # a record step failed
+        window = 1e-9
+        keep_pend = back | ahead | (~ok & ~landing)
+        pend = jnp.where(
+            new_event, cand & (s_cross <= s_first + window), jnp.where(keep_pend, c.pend, False)
+        )
+        pend_exit = jnp.where(
+            new_event,
+            exiting & (s_exit <= s_first + window),
+            jnp.where(keep_pend, c.pend_exit, False),
+        )
+        pend_stop = jnp.where(
+            new_event, stop_hit & (s_stop <= s_first + window), keep_pend & c.pend_stop
+        )
+        tries = jnp.where(back | ahead, c.tries + 1, 0).astype(jnp.int32)
+        truncated = landing | (h_free < c.h)
+        h_next = jnp.where(~ok, h * factor, jnp.where(accept & ~truncated, h * factor, c.h))
+        status = jnp.where(
+            diverged,
+            DIVERGED,
+            jnp.where(
+                stopped,
+                CONVERGED,
+                jnp.where(take & (rec >= k_rec), HORIZON, c.status),
+            ),
+        )
+        stall = (status == RUNNING) & ~ok & (h * factor <= 16 * eps * jnp.maximum(1.0, c.t))
+        status = jnp.where(stall, STALLED, status).astype(jnp.int32)
+        sliding = c.pat.mode == SLIDING
+        violation = jnp.max(jnp.where(sliding, jnp.abs(u1), 0.0), initial=0.0)
+        any_slide = jnp.any(sliding)
+        stats = Stats(
+            c.stats.steps + take.astype(jnp.int32),
+            c.stats.rejected + (~accept).astype(jnp.int32),
+            c.stats.crossings + flips.astype(jnp.int32),
+            c.stats.slides + slides.astype(jnp.int32),
+            c.stats.sliding_time + jnp.where(take & any_slide, h, 0.0),
+            jnp.maximum(c.stats.max_sliding, jnp.sum(pat_next.mode == SLIDING).astype(jnp.int32)),
+            jnp.maximum(c.stats.max_violation, jnp.where(take, violation, 0.0)),
+            c.stats.overflow + n_over.astype(jnp.int32),
+        )
+        return _Carry(
+            tn,
+            h_next,
+            y_next,
+            q_next,
+            ev_next,
+            du_next,
+            lam_next,
+            pat_next,
+            target,
+            tries,
+            pend,
+            pend_exit,
+            pend_stop,
+            rec,
+            states,
+            rates,
+            integral,
+            buf_t,
+            buf_l,
+            nbuf,
+            status,
+            c.iters + 1,
+            stats,
+        )
+
+    def going(c: _Carry):
+        return (c.status == RUNNING) & (c.iters < max_steps)
+
+    c = jax.lax.while_loop(going, body, carry0)
+    status = jnp.where(c.status == RUNNING, STALLED, c.status).astype(jnp.int32)
+    valid = grid <= c.t
+    states = jax.tree_util.tree_map(
+        lambda buf, x: jnp.where(valid.reshape((-1,) + (1,) * x.ndim), buf, x[None]),
+        c.states,
+        c.y,
+    )
+    rates = jnp.where(valid, c.rates, c.ev.mu)
+    integral = jnp.where(valid, c.integral, c.q)
+    return Flow(
+        states,
+        valid,
+        c.y,
+        c.t,
+        status,
+        rates,
+        c.ev.mu,
+        integral,
+        c.q,
+        _tail_rate(c, tail, ev0.mu),
+        c.stats,
+    )
+
+
+def _tail_rate(c: _Carry, tail, mu0) -> jax.Array:
+    """log(L(t_∞ − w)/L(t_∞))/w, w = min(tail, t_∞), log L interpolated linearly
+    between step ends (the window shrinks to what the buffer holds)."""
+    count = jnp.minimum(c.nbuf, TAIL_BUFFER)
+    start = jnp.where(c.nbuf > TAIL_BUFFER, c.nbuf % TAIL_BUFFER, 0)
+    order = (start + jnp.arange(TAIL_BUFFER)) % TAIL_BUFFER
+    ts, ls = c.buf_t[order], c.buf_l[order]
+    ok = jnp.arange(TAIL_BUFFER) < count
+    ts = jnp.where(ok, ts, ts[jnp.maximum(count - 1, 0)] + jnp.arange(TAIL_BUFFER))
+    t_end = c.t
+    target = jnp.maximum(t_end - tail, ts[0])
+    l_at = jnp.interp(target, ts, jnp.where(ok, ls, ls[jnp.maximum(count - 1, 0)]))
+    width = t_end - target
+    return jnp.where(width > 0, (l_at - jnp.log(c.ev.loss)) / jnp.where(width > 0, width, 1.0), mu0)
