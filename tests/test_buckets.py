@@ -41,7 +41,7 @@ CASES = {
         data="sphere", init="gaussian", sigma=0.7, n=14, d=10, p=5, geometry="dense"
     ),
 }
-FLOW = dict(rtol=1e-12, atol=1e-14, dtmin=1e-9, stop_loss=0.0)
+FLOW = dict(rtol=1e-11, atol=1e-13, stop_loss=0.0)
 
 
 def _larger(cfg, **extra):
@@ -53,7 +53,7 @@ def _larger(cfg, **extra):
 
 # Quantities that are themselves rounding-level errors, measured on a scale of order 1
 # (balance drift: a change of a_j² − ‖w_j‖²): compared on that scale.
-ERROR_SCALE = {"balance_drift": 1.0, "balance_drift_rel": 1.0}
+ERROR_SCALE = {"balance_drift": 1.0, "balance_drift_rel": 1.0, "max_violation": 1.0}
 
 
 def _assert_same(alone, padded, tol, skip=()):
@@ -91,12 +91,13 @@ def test_padded_gd_run_equals_the_lone_run_float64(case):
     _check_padded(knobs | CASES[case], 1e-10)
 
 
-@pytest.mark.parametrize("case", ["diagonal_coverage"])
+@pytest.mark.parametrize("case", ["diagonal_coverage", "dense", "implicit"])
 def test_padded_flow_run_equals_the_lone_run_float64(case):
     knobs = dict(runs=2, seed=5, x64=True, record=6, horizon=8.0, keep_state=True, solver="flow")
-    # the adaptive controller's accepted-step count is a statistic of the solver, not of
-    # the solution: rounding can tip an accept/reject decision at a kink
-    _check_padded(knobs | FLOW | CASES[case], 1e-9, skip=("steps",))
+    # The exact flow (sliding on the sphere cases): the solution agrees to 1e-10; the
+    # solver's own counts of steps and of entries onto sliding surfaces are statistics
+    # of its path to it (rounding can tip a step or a settle near a degenerate surface).
+    _check_padded(knobs | FLOW | CASES[case], 1e-10, skip=("steps", "rejected", "slides"))
 
 
 @pytest.mark.parametrize("case", ["dense", "diagonal_coverage"])

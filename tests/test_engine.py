@@ -116,15 +116,16 @@ def test_tables_have_one_row_per_run_and_per_record(base):
 
 
 def _check_mu_bounds(res, rtol):
+    """The bounds are about the state: μ = p‖∇L‖²/L at θ (``mu_state``)."""
     assert res.init["assumption1"].all()
     v = res.valid
-    lo, mu, hi = (res.records[k][v] for k in ("mu_low", "mu", "mu_upp"))
+    lo, mu, hi = (res.records[k][v] for k in ("mu_low", "mu_state", "mu_upp"))
     assert (lo > 0).all()
     assert (lo <= mu * (1 + rtol)).all(), np.min(mu / lo)
     assert (mu <= hi * (1 + rtol)).all(), np.max(mu / hi)
     f = res.final
-    assert (f["mu_low"] <= f["mu"] * (1 + rtol)).all() and (
-        f["mu"] <= f["mu_upp"] * (1 + rtol)
+    assert (f["mu_low"] <= f["mu_state"] * (1 + rtol)).all() and (
+        f["mu_state"] <= f["mu_upp"] * (1 + rtol)
     ).all()
     # the paper's constants: μ_low ≥ (2/n) min E_i and μ_upp ≤ (16/n) max E_i, ‖x_i‖ ∈ [1, 2]
     n = res.cfg.n

@@ -77,6 +77,14 @@ def assumption1(state: State, off2: jax.Array) -> jax.Array:
     return jnp.all(state.a**2 >= w2 * (1 - slack))
 
 
+def on_surface(geom: Geometry, state: State, prob: Problem, fw: Forward) -> Forward:
+    """``fw`` with pre-activations within rounding of 0 set to exactly 0 (σ(0) = 0, so
+    h, r and L are unchanged to rounding)."""
+    size = jnp.sqrt(jnp.sum(state.v**2, 1))[:, None] * jnp.sqrt(geom.sq_norms(prob.z))[None, :]
+    tol = 64 * jnp.finfo(fw.pre.dtype).eps * size
+    return fw._replace(pre=jnp.where(jnp.abs(fw.pre) <= tol, 0.0, fw.pre))
+
+
 def measure(
     geom: Geometry,
     state: State,
@@ -89,8 +97,12 @@ def measure(
     loss, μ, balance drift max_j |Δ(a_j² − ‖w_j‖²)| (absolute, and relative to
     ``scale0`` = max_j (a_j(0)² + ‖w_j(0)‖²)), coverage, energies range, the
     orthogonal-data μ bounds and the empirical Theorem-1 constant
-    n μ / min_i (h_θ(x_i)/y_i)."""
-    fw = forward(geom, state, prob, slope)
+    n μ / min_i (h_θ(x_i)/y_i).
+
+    A pair within rounding of its surface (|u_ji| ≤ 64 ε ‖v_j‖‖x_i‖) is measured as on
+    it (u = 0, σ'(0) = 0): the exact flow holds sliding pairs there, and which side
+    rounding leaves them on must not change what is measured (SPEC §3b)."""
+    fw = on_surface(geom, state, prob, forward(geom, state, prob, slope))
     field = field_from_forward(geom, state, prob, fw, slope)
     n, p = prob.sizes(state)
     m = mu_from(fw, field, p)
@@ -109,5 +121,5 @@ def measure(
         "mu_low": lo,
         "mu_upp": hi,
         "min_fit": fit,
-        "thm1_const": n * m / fit,
+        "thm1_const": n * m / fit,  # Theorem 1's PL inequality is about the state
     }

@@ -411,7 +411,8 @@ def orthogonal_bounds(p: P, fig_dir: Path | None = None) -> CheckResult:
     out, ok, a1 = {}, True, True
     for label, cfg in (("flow", _lemma1_flow_cfg(p)), ("gd", _gd_cfg(p, 1.0))):
         res = _sim(cfg)
-        mu, lo, up = (res.records[k] for k in ("mu", "mu_low", "mu_upp"))
+        # the bounds hold at every θ: they bound the state quantity p‖∇L‖²/L
+        mu, lo, up = (res.records[k] for k in ("mu_state", "mu_low", "mu_upp"))
         lo, up = lo * lo_f, up * up_f
         v = res.valid
         low_ratio = float(np.min(np.where(v, mu / lo, np.inf)))
@@ -432,7 +433,7 @@ def orthogonal_bounds(p: P, fig_dir: Path | None = None) -> CheckResult:
         for k, (lab, res) in enumerate((("flow", flow), ("GD η=1", gd))):
             v = res.valid[0]
             t = res.times[v]
-            ax[k].semilogy(t, res.records["mu"][0][v], label="μ")
+            ax[k].semilogy(t, res.records["mu_state"][0][v], label="μ")
             ax[k].semilogy(t, lo_f * res.records["mu_low"][0][v], "--", label="μ_low")
             ax[k].semilogy(t, up_f * res.records["mu_upp"][0][v], "--", label="μ_upp")
             ax[k].set(xlabel="t", title=f"{lab}, run 0")
