@@ -497,12 +497,60 @@ def gpu_fig3(peak: float) -> None:
         print(f"   target one H100: warm ≤ 5 s: {'MET' if ok else 'NOT MET'} (GPU only)")
 
 
+def exact_vs_gd(cell: Cell, horizon: float | None, runs: int) -> None:
+    """The exact event-driven flow (``solver="flow"``) against GD η = 1 on the same
+    draws: wall time per unit of t, compile excluded (a call with horizon 0.5 compiles
+    the program: the horizon is a traced value), with the flow's event counts."""
+    from shallowflow.config import make_config
+    from shallowflow.engine import simulate
+
+    knobs = dict(cell.knobs, runs=runs, record=20)
+    if horizon is not None:
+        knobs |= {"horizon": horizon, "horizon_factor": 1.0}
+    print(f"\n== exact flow vs GD η = 1, cell ({cell.name}), {runs} run(s)")
+    per_t = {}
+    for solver in ("gd", "flow"):
+        cfg = make_config(**knobs, solver=solver)
+        simulate(cfg.model_copy(update={"horizon": 0.5}))
+        with timed() as tm:
+            res = simulate(cfg)
+        t_run = float(np.sum(res.final["t_final"]))
+        per_t[solver] = tm.t.wall / max(t_run, 1e-12)
+        line = (
+            f"   {solver:4s}: {tm.t.wall:7.2f} s for {t_run:8.1f} units of t "
+            f"({1e3 * per_t[solver]:8.3f} ms per unit of t per run); μ(t_∞) "
+            f"{np.mean(res.final['mu_tail']):.5f} {tm.t.note()}"
+        )
+        print(line)
+        if solver == "flow":
+            f = res.final
+            print(
+                f"         crossings {int(f['crossings'].sum())}, entries onto sliding "
+                f"surfaces {int(f['slides'].sum())}, most sliding at once "
+                f"{int(f['max_sliding'].max())}, time sliding "
+                f"{float(f['sliding_time'].sum()):.1f}, "
+                f"accepted steps {int(f['steps'].sum())}, rejected {int(f['rejected'].sum())}, "
+                f"largest |u| on a sliding pair {float(f['max_violation'].max()):.2g}"
+            )
+    target = 5.0 if cell.name == "a" else 3.0
+    ratio = per_t["flow"] / per_t["gd"]
+    print(
+        f"   RATIO flow/GD per unit of t: {ratio:.1f}x; target ≤ {target:g}x: "
+        f"{'MET' if ratio <= target else 'NOT MET'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fast smoke version")
     ap.add_argument("--cells", default="a,b", help="comma-separated cells to run (a, b)")
     ap.add_argument("--gpu-fig3", action="store_true", help="all 17 Fig. 3 cells, 80 runs each")
     ap.add_argument("--no-baseline", action="store_true", help="skip the NumPy baseline")
+    ap.add_argument("--exact", action="store_true", help="the exact flow against GD per unit of t")
+    ap.add_argument(
+        "--exact-horizon", type=float, default=None, help="horizon of --exact (default: cell's)"
+    )
+    ap.add_argument("--exact-runs", type=int, default=1, help="runs of --exact")
     ap.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak")
     args = ap.parse_args(argv)
 
@@ -519,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     # Baselines first: right after JAX work, its idle worker threads compete with
     # OpenBLAS's for a while and the eager loop slows down several-fold.
     bases: dict[str, list[BaselineResult]] = {}
-    if not (args.gpu_fig3 or args.no_baseline):
+    if not (args.gpu_fig3 or args.no_baseline or args.exact):
         for name in names:
             bases[name] = run_baseline(table[name], make_config(**table[name].knobs))
     dev = jax.devices()[0]
@@ -540,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     all_ok = True
     if args.gpu_fig3:
         gpu_fig3(peak)
+    elif args.exact:
+        for name in names:
+            exact_vs_gd(table[name], args.exact_horizon, args.exact_runs)
     else:
         for name in names:
             all_ok &= bench_cell(table[name], peak, bases.get(name))

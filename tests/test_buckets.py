@@ -97,7 +97,9 @@ def test_padded_flow_run_equals_the_lone_run_float64(case):
     # The exact flow (sliding on the sphere cases): the solution agrees to 1e-10; the
     # solver's own counts of steps and of entries onto sliding surfaces are statistics
     # of its path to it (rounding can tip a step or a settle near a degenerate surface).
-    _check_padded(knobs | FLOW | CASES[case], 1e-10, skip=("steps", "rejected", "slides"))
+    _check_padded(
+        knobs | FLOW | CASES[case], 1e-10, skip=("steps", "rejected", "slides", "last_event")
+    )
 
 
 @pytest.mark.parametrize("case", ["dense", "diagonal_coverage"])

@@ -71,7 +71,13 @@ def simulate(
     w_scale: Annotated[float, typer.Option(help="factor on W after drawing a")] = 1.0,
     require_coverage: Annotated[bool, typer.Option(help="redraw until all covered")] = False,
     activation_slope: Annotated[float, typer.Option(help="leaky-ReLU slope (0 = ReLU)")] = 0.0,
-    solver: Annotated[str, typer.Option(help="gd (step --lr) | flow (adaptive RK)")] = "gd",
+    solver: Annotated[
+        str,
+        typer.Option(
+            help="gd (step --lr) | flow (the exact event-driven flow through the kinks) "
+            "| flow-floor (the older floored flow)"
+        ),
+    ] = "gd",
     lr: Annotated[float, typer.Option(help="GD step η")] = 1.0,
     rtol: Annotated[float, typer.Option(help="flow: relative tolerance")] = 1e-5,
     atol: Annotated[float, typer.Option(help="flow: absolute tolerance")] = 1e-7,
@@ -191,7 +197,9 @@ def reproduce(
     resume: Annotated[bool, typer.Option(help="skip finished cells")] = False,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="existing Ray cluster")] = None,
-    solver: Annotated[str, typer.Option(help="gd (the paper's η = 1) | flow")] = "gd",
+    solver: Annotated[
+        str, typer.Option(help="gd (the paper's η = 1) | flow (exact) | flow-floor")
+    ] = "gd",
     adaptive: Annotated[bool, typer.Option(help="adaptive threshold search")] = False,
 ) -> None:
     """Reproduce the paper's Figures 2–6: runs.parquet, points.parquet, PNG/PDF figures,

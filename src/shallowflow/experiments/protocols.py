@@ -45,6 +45,7 @@ __all__ = ["FIGURES", "PRESETS", "Protocol", "fig5_sizes", "protocol", "protocol
 
 FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig6")
 PRESETS = ("quick", "paper")
+SOLVERS = ("gd", "flow", "flow-floor")
 Preset = Literal["quick", "paper"]
 
 EPS = 0.05  # failure probability of the width p(n, ε) (SPEC §2, §5)
@@ -287,15 +288,16 @@ def _fig6(preset: str, solver: str, seed: int) -> Protocol:
 def protocol(figure: str, preset: str = "quick", solver: str = "gd", seed: int = 0) -> Protocol:
     """The protocol of ``figure`` (fig2..fig6) under ``preset`` (quick | paper), SPEC §5.
 
-    ``solver`` = "gd" (the paper's GD with η = 1) or "flow" (the adaptive ODE
-    solver on the same horizon); ``seed`` is the sweep seed stored in every cell.
+    ``solver`` = "gd" (the paper's GD with η = 1), "flow" (the exact event-driven
+    gradient flow on the same horizon) or "flow-floor" (the older floored flow, for
+    comparison); ``seed`` is the sweep seed stored in every cell.
     """
     if figure not in FIGURES:
         raise ShallowflowInputError("figure", f"unknown figure {figure!r}; choose one of {FIGURES}")
     if preset not in PRESETS:
         raise ShallowflowInputError("preset", f"unknown preset {preset!r}; choose one of {PRESETS}")
-    if solver not in ("gd", "flow"):
-        raise ShallowflowInputError("solver", f"must be 'gd' or 'flow', got {solver!r}")
+    if solver not in SOLVERS:
+        raise ShallowflowInputError("solver", f"must be one of {SOLVERS}, got {solver!r}")
     if figure == "fig2":
         return _fig2(preset)
     build = {"fig3": _fig3, "fig4": _fig4, "fig5": _fig5, "fig6": _fig6}[figure]

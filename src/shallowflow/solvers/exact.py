@@ -72,6 +72,7 @@ INACTIVE, ACTIVE, SLIDING = 0, 1, 2
 TAIL_BUFFER = 512  # step ends kept for the end-of-run rate window
 NEWTON = 6  # Newton corrections of a located event time, at most
 SCAN = 16  # samples of the Hermite interpolant when looking for the first root
+EVENTS = 32  # pairs whose crossing is located (and landed on) together, at most
 
 
 class Stats(NamedTuple):
@@ -364,6 +365,7 @@ def solve(
     data = _Data(sgeom, z, rows, prob.y, geom.sq_norms(prob.z), n, p, slope)
     width, count = prob.y.shape[0], state0.v.shape[0]
     k_slots = 0 if geom.diagonal else (min(rows.shape[1], 32) if slots is None else slots)
+    sticky = geom.diagonal and float(slope) == 0.0  # orthogonal data, ReLU
     real = (jnp.arange(count)[:, None] < p) & (jnp.arange(width)[None, :] < n)
     if size is None:
         size = sum(x.size for x in jax.tree_util.tree_leaves(state0))
@@ -438,12 +440,13 @@ def solve(
         pat = c.pat
         s = slope
         # rates with the pair inactive / active (sliding sets of the others unchanged)
-        if k_slots:
+        qform = jnp.broadcast_to(data.sq[None, :], pend.shape)
+        if k_slots:  # ⟨P⊥x_i, x_i⟩ with P⊥ off neuron j's sliding examples: pending pairs
             zs, chol = _gram(data, pat.slots)
-            zx = jnp.einsum("pkm,im->pki", zs, data.rows)  # ⟨x_k, x_i⟩ for slot k
-            qform = data.sq[None, :] - jnp.sum(zx * _solve(chol, zx), axis=1)
-        else:
-            qform = jnp.broadcast_to(data.sq[None, :], pend.shape)
+            jj, ii = jnp.nonzero(pend, size=min(EVENTS, pend.size), fill_value=0)
+            zx = jnp.einsum("ckm,cm->ck", zs[jj], data.rows[ii])
+            q = data.sq[ii] - jnp.sum(zx * _solve(chol[jj], zx), axis=1)
+            qform = qform.at[jj, ii].set(jnp.where(pend[jj, ii], q, qform[jj, ii]))
         d_cur = jnp.where(pat.mode == ACTIVE, 1.0, s)
         jump = (y1.a[:, None] / n) * ev1.r[None, :] * qform
         dn = du1 - (d_cur - s) * jump  # u̇⁻
@@ -528,11 +531,56 @@ def solve(
         inside = (s_ext > 0) & (s_ext < 1) & (disc >= 0)
         dip = inside & (sign * _hermite(s_ext, u0, c.du, u1, du1, h) < -thr)
         cand = moving & ((sign * u1 < -thr) | dip)
-        s_cross = jax.lax.cond(
-            jnp.any(cand),
-            lambda: _first_root(u0, c.du, u1, du1, h, c.pat.mode == ACTIVE, cand),
-            lambda: jnp.full(cand.shape, 2.0, dtype),
-        )
+        # the earliest candidates (estimated: secant on the ends, or the dip) get an
+        # accurate root; at most EVENTS of them are landed on together
+        secant = u0 / jnp.where(u0 == u1, 1.0, u0 - u1)
+        guess = jnp.where(cand, jnp.where(dip, s_ext, jnp.clip(secant, 0.0, 1.0)), 3.0)
+        _, flat = jax.lax.top_k(-guess.ravel(), min(EVENTS, guess.size))
+        jj, ii = jnp.unravel_index(flat, guess.shape)
+
+        def roots():
+            r = _first_root(
+                u0[jj, ii],
+                c.du[jj, ii],
+                u1[jj, ii],
+                du1[jj, ii],
+                h,
+                c.pat.mode[jj, ii] == ACTIVE,
+                cand[jj, ii],
+            )
+            return jnp.full(cand.shape, 2.0, dtype).at[jj, ii].set(r)
+
+        stick = jnp.zeros_like(cand)
+        if sticky:
+            # Orthogonal data, ReLU: a pair that reaches 0 stays there. It is run past its
+            # crossing with the frozen pattern and put back exactly on its surface at the
+            # step's end; what the overshoot δ = (1 − s)h does elsewhere is of order δ²
+            # (σ(u) ≈ u̇(t − τ) kept in h_i, r_i σ(u) in ȧ_j) and joins the step's error.
+            stick = cand
+            cand = jnp.zeros_like(cand)
+            delta = jnp.where(stick, (1.0 - jnp.clip(guess, 0.0, 1.0)) * h, 0.0)
+            rate = jnp.maximum(jnp.abs(c.du), jnp.abs(du1))
+            kick = rate * delta * delta / 2  # ∫ |u| over the overshoot
+            e_h = jnp.abs(st.y1.a) @ kick / p  # error in h_i
+            e_a = kick @ jnp.abs(st.ev1.r) / n
+            e_v = jnp.abs(st.y1.a)[:, None] * (jnp.sqrt(data.sq) * e_h)[None, :] / n
+            tol_a = scale[0] + scale[1] * jnp.abs(st.y1.a)
+            tol_v = scale[0] + scale[1] * jnp.abs(st.y1.v)
+            kink = jnp.sqrt((jnp.sum((e_a / tol_a) ** 2) + jnp.sum((e_v / tol_v) ** 2)) / size)
+            e_loss = jnp.sum(jnp.abs(st.ev1.r) * e_h) / n
+            kink = jnp.maximum(kink, e_loss / (scale[1] * st.ev1.loss + scale[0] ** 2))
+            err = jnp.maximum(st.err, kink)
+            ok = jnp.isfinite(err) & (err <= 1.0)
+            factor = jnp.clip(0.9 * jnp.maximum(err, 1e-10) ** -0.2, 0.2, 5.0)
+            factor = jnp.where(jnp.isfinite(err), factor, 0.2)
+            s_cross = jnp.full(cand.shape, 2.0, dtype)
+            # ∫μ: the overshooting pairs' dv terms (in ‖F‖² at first order) are not
+            # part of the flow followed
+            over_mu = jnp.sum(st.ev1.f.v**2 * delta) / (p * st.ev1.loss)
+            st = st._replace(q1=st.q1 - over_mu)
+        else:
+            s_cross = jax.lax.cond(jnp.any(cand), roots, lambda: jnp.full(cand.shape, 2.0, dtype))
+        cand = cand & (s_cross <= 1.0)
         lam1 = _lam(data, st.y1, c.pat, st.ev1) if k_slots else c.lam
         exiting = ((lam1 < 0) | (lam1 > 1)) & (c.pat.slots >= 0) & ~c.pend_exit
         bound = jnp.where(lam1 > 1, 1.0, 0.0)
@@ -570,7 +618,22 @@ def solve(
 
         def no_events():
             zero_i = jnp.zeros((), jnp.int32)
-            return st.y1, st.ev1, du1, lam1, c.pat, zero_i, zero_i, zero_i
+            if not sticky:
+                return st.y1, st.ev1, du1, lam1, c.pat, zero_i, zero_i, zero_i
+
+            def clamp():
+                y_c = State(st.y1.a, jnp.where(stick, 0.0, st.y1.v))
+                pat_c = Pattern(
+                    jnp.where(stick, INACTIVE, c.pat.mode).astype(jnp.int8), c.pat.slots
+                )
+                ev_c = _field(data, y_c, pat_c, None)
+                flips = jnp.sum(stick).astype(jnp.int32)
+                return y_c, ev_c, _dudt(data, ev_c.f), lam1, pat_c, flips, zero_i, zero_i
+
+            def keep():
+                return st.y1, st.ev1, du1, lam1, c.pat, zero_i, zero_i, zero_i
+
+            return jax.lax.cond(jnp.any(stick), clamp, keep)
 
         y2, ev2, du2, lam2, pat2, flips, slides, n_over = jax.lax.cond(
             settle & (jnp.any(c.pend) | jnp.any(c.pend_exit)), on_landing, no_events
@@ -640,12 +703,12 @@ def solve(
         stats = Stats(
             c.stats.steps + take.astype(jnp.int32),
             c.stats.rejected + (~accept).astype(jnp.int32),
-            c.stats.crossings + flips.astype(jnp.int32),
-            c.stats.slides + slides.astype(jnp.int32),
+            c.stats.crossings + jnp.where(take, flips, 0).astype(jnp.int32),
+            c.stats.slides + jnp.where(take, slides, 0).astype(jnp.int32),
             c.stats.sliding_time + jnp.where(take & any_slide, h, 0.0),
             jnp.maximum(c.stats.max_sliding, jnp.sum(pat_next.mode == SLIDING).astype(jnp.int32)),
             jnp.maximum(c.stats.max_violation, jnp.where(take, violation, 0.0)),
-            c.stats.overflow + n_over.astype(jnp.int32),
+            c.stats.overflow + jnp.where(take, n_over, 0).astype(jnp.int32),
             jnp.where(take & (flips + slides > 0), t1, c.stats.last_event),
         )
         return _Carry(
