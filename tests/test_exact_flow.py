@@ -4,6 +4,11 @@ data, tolerance, and the Fig. 6 rate against GD on the same draws."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -236,3 +241,41 @@ def test_exact_flow_stops_at_the_located_stop_time():
     np.testing.assert_allclose(res.final["loss"], res.cfg.threshold, rtol=1e-6)
     gd_res = simulate(make_config(data="orthogonal", n=12, d=20, runs=2, stop_loss=1e-4, x64=True))
     assert (gd_res.final["loss"] < res.cfg.threshold * (1 - 1e-3)).any()  # GD overshoots
+
+
+def test_sliding_runs_shared_over_two_cpu_devices_finish():
+    # Regression: LAPACK's batched Cholesky (jnp.linalg.cholesky) splits its batch over
+    # the CPU runtime's thread pool and waits for it; with runs shared over two CPU
+    # devices both pool threads waited at once and the program hung forever (zero CPU)
+    # on sphere cells as small as n = 60, d = 40, p = 37. The solver must finish, and
+    # give the runs it gives on one device.
+    script = (
+        "import json, numpy as np\n"
+        "from shallowflow import make_config, simulate\n"
+        "cfg = make_config(n=60, d=40, p=37, runs=2, solver='flow', horizon=0.2,\n"
+        "                  horizon_factor=1.0, record=3, seed=3, x64=True)\n"
+        "r = simulate(cfg)\n"
+        "print(json.dumps([float(x) for x in r.final['loss']] + [int(r.final['slides'].sum())]))\n"
+    )
+    outs = []
+    for flags in ("--xla_force_host_platform_device_count=2", ""):
+        env = dict(os.environ, XLA_FLAGS=flags, SHALLOWFLOW_CPU_DEVICES="1", JAX_PLATFORMS="cpu")
+        proc = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    shared, lone = outs
+    assert shared[-1] > 0  # the runs slide (the Cholesky is exercised)
+    np.testing.assert_allclose(shared[:-1], lone[:-1], rtol=1e-10)
+
+
+def test_batched_cholesky_matches_lapack():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 12, 12))
+    g = a @ a.transpose(0, 2, 1) + 1e-6 * np.eye(12)
+    g[3] = np.eye(12)  # an empty neuron's (identity) block
+    with jax.enable_x64(True):
+        low = np.asarray(exact._cholesky(jnp.asarray(g)))
+    np.testing.assert_allclose(low, np.linalg.cholesky(g), rtol=0, atol=1e-10)
+    assert np.all(np.triu(low, 1) == 0.0)

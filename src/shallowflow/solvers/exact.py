@@ -144,7 +144,25 @@ def _gram(data: _Data, slots: jax.Array):
         jnp.einsum("pkm,plm->pkl", zs, zs)
         + jnp.eye(slots.shape[1], dtype=zs.dtype) * empty[:, :, None]
     )
-    return zs, jnp.linalg.cholesky(g)
+    return zs, _cholesky(g)
+
+
+def _cholesky(g: jax.Array) -> jax.Array:
+    """Lower Cholesky factors of a batch (p, K, K) of SPD matrices, column by column
+    in plain XLA ops. Not ``jnp.linalg.cholesky``: on CPU, LAPACK's batched kernel splits
+    the batch over the runtime's thread pool and waits on it, and with runs shared over
+    several CPU devices every pool thread waited at once (a deadlock, tested)."""
+    k = g.shape[-1]
+    idx = jnp.arange(k)
+
+    def column(j, low):
+        row = low[:, j, :]  # L[j, :j] (zeros beyond)
+        diag = jnp.sqrt(g[:, j, j] - jnp.sum(row * row, axis=-1))
+        col = (g[:, :, j] - jnp.einsum("pik,pk->pi", low, row)) / diag[:, None]
+        col = jnp.where(idx > j, col, jnp.where(idx == j, diag[:, None], 0.0))
+        return low.at[:, :, j].set(col)
+
+    return jax.lax.fori_loop(0, k, column, jnp.zeros_like(g))
 
 
 def _solve(chol: jax.Array, b: jax.Array) -> jax.Array:
