@@ -163,3 +163,76 @@ def test_width_and_threshold_overrides():
 )
 def test_resolved_geometry(knobs, kind):
     assert make_config(**knobs).resolved_geometry == kind
+
+
+# ----------------------------------------------------------------- issue 11 regressions
+
+
+@pytest.mark.parametrize(
+    "knobs, param",
+    [
+        (dict(lr=math.inf), "lr"),
+        (dict(lr=math.nan), "lr"),
+        (dict(horizon=math.inf), "horizon"),
+        (dict(init="gaussian", sigma=math.inf), "sigma"),
+        (dict(w_scale=math.inf), "w_scale"),
+        (dict(data="correlated", d=40, rho=math.nan), "rho"),
+        (dict(stop_loss=math.inf), "stop_loss"),
+    ],
+)
+def test_non_finite_numbers_are_refused(knobs, param):
+    _bad(param, "finite", **knobs)
+
+
+def test_gd_horizon_cannot_overflow_the_step_counter():
+    # 1e12 (and 3e9) steps overflowed the int32 step grid: rows after the stop showed
+    # the initial loss.
+    _bad("horizon", "2^30", horizon=1e12)
+    _bad("horizon", "2^30", horizon=3e9)
+    _bad("horizon", "2^30", horizon=3e9, lr=2.0, n=10, d=5)  # 1.5e9 steps
+    make_config(horizon=2.0**30)  # the boundary is allowed
+    make_config(horizon=1e12, solver="flow")  # the flow counts time, not steps
+
+
+def test_seeds_are_32_bit():
+    # jax.random.key(2**32) is the key of seed 0: a larger seed silently repeated seed 0.
+    _bad("seed", "4294967295", seed=2**32)
+    _bad("seed", "0", seed=-1)
+    make_config(seed=2**32 - 1)
+
+
+@pytest.mark.parametrize(
+    "knobs, param",
+    [
+        (dict(data="sphere", rho=0.9), "rho"),  # was ignored, yet recorded
+        (dict(data="sphere", labels="file"), "labels"),  # was a traceback
+    ],
+)
+def test_knobs_that_do_not_apply_are_refused(knobs, param):
+    _bad(param, **knobs)
+    make_config(data="correlated", d=2000, rho=0.9)
+
+
+@pytest.mark.parametrize(
+    "knobs, param",
+    [
+        (dict(p=10**8), "p"),  # was RESOURCE_EXHAUSTED after compiling
+        (dict(n=10**8), "n"),
+        (dict(runs=10**8), "runs"),  # hung building the results
+    ],
+)
+def test_cells_that_cannot_fit_are_refused_with_the_estimate(knobs, param):
+    _bad(param, "GiB", **knobs)
+
+
+def test_sweep_seed_obeys_the_seed_rules():
+    from shallowflow.experiments.sweepfile import sweep_cells
+
+    with pytest.raises(ShallowflowInputError) as info:
+        sweep_cells({"seed": -1, "base": {"n": 10, "d": 5}, "grid": {"p": [2, 3]}})
+    assert info.value.param == "seed"
+
+
+def test_float32_runs_refuse_knobs_beyond_float32():
+    _bad("w_scale", "float32", w_scale=1e300)  # was inf on device
+    make_config(w_scale=1e300, x64=True)

@@ -73,7 +73,7 @@ def test_chunks_of_one_give_the_results_of_one_batch(base):
     # float32: the same up to roundoff (under vmap XLA may fuse a batch of 1 differently)
     for got, want in ((chunked.records, base.records), (chunked.final, base.final)):
         for name in want:
-            scale = float(np.max(np.abs(want[name])))
+            scale = float(np.nanmax(np.abs(want[name])))
             np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5 * scale)
 
 
@@ -81,6 +81,10 @@ def test_huge_step_is_flagged_diverged_with_finite_records():
     res = simulate(make_config(lr=1e4, **BASE))
     assert (res.final["status"] == DIVERGED).all()
     for name, rec in res.records.items():
+        if name == "thm1_const":  # undefined (NaN, a null in tables) where min_fit ≤ 0
+            fit = res.records["min_fit"][res.valid]
+            assert np.array_equal(np.isfinite(rec[res.valid]), fit > 0)
+            continue
         assert np.isfinite(rec[res.valid]).all(), name
     for name in ("loss", "mu", "t_final", "balance_drift"):
         assert np.isfinite(res.final[name]).all(), name
@@ -97,12 +101,14 @@ def test_tables_have_one_row_per_run_and_per_record(base):
     np.testing.assert_allclose(runs["final_loss"], base.final["loss"])
     assert (runs["p"] == base.cfg.width).all() and (runs["n"] == base.cfg.n).all()
     num = runs.select_dtypes("number")
-    assert not num.isna().any().any()
+    assert not num.drop(columns=["final_thm1_const"], errors="ignore").isna().any().any()
 
     traj = trajectory_table(base)
     assert len(traj) == int(base.valid.sum()) + base.runs
     assert traj["final"].sum() == base.runs
-    assert not traj.select_dtypes("number").isna().any().any()
+    assert not traj.select_dtypes("number").drop(columns="thm1_const").isna().any().any()
+    # Theorem 1's constant is null exactly where it is undefined (min_fit ≤ 0)
+    np.testing.assert_array_equal(traj["thm1_const"].isna(), traj["min_fit"] <= 0)
     for r in range(base.runs):
         rows = traj[(traj["run"] == r) & ~traj["final"]]
         np.testing.assert_allclose(rows["t"], base.times[base.valid[r]])
@@ -197,7 +203,7 @@ def test_runs_shared_over_devices_match_one_device(knobs, tmp_path):
     np.testing.assert_array_equal(one["f_status"], many.final["status"])
     np.testing.assert_array_equal(one["f_steps"], many.final["steps"])
     for name, want in many.records.items():
-        scale = float(np.max(np.abs(want)))
+        scale = float(np.nanmax(np.abs(want)))
         np.testing.assert_allclose(one[f"r_{name}"], want, rtol=1e-5, atol=1e-6 * scale)
 
 
@@ -209,3 +215,23 @@ def test_user_arrays_too_big_to_copy_to_every_device_keep_one_device():
     assert devices_for(bucket, small, 2.0) == ndev
     # a quarter of 1e-6 GB: 268 bytes < 2 × 840 bytes
     assert devices_for(bucket, small, 1e-6) == 1
+
+
+def test_theorem1_constant_is_null_where_it_is_undefined(tmp_path):
+    # n·μ / min_i(h_i/y_i) means something only where min_i h_i/y_i > 0; it was −115 at
+    # t = 0 in the default cell and ±inf where the minimum was 0.
+    import pandas as pd
+
+    from shallowflow.storage import write_parquet_atomic
+
+    res = simulate(make_config(n=40, d=10, runs=3, record=8, seed=2))
+    fit, const = res.records["min_fit"], res.records["thm1_const"]
+    live = res.valid
+    assert (live & (fit <= 0)).any() and (live & (fit > 0)).any()  # both cases occur
+    assert np.all(np.isnan(const[live & (fit <= 0)]))
+    assert np.all(np.isfinite(const[live & (fit > 0)]) & (const[live & (fit > 0)] > 0))
+    path = tmp_path / "traj.parquet"
+    write_parquet_atomic(trajectory_table(res), path)
+    col = pd.read_parquet(path)[["min_fit", "thm1_const"]]
+    np.testing.assert_array_equal(col["thm1_const"].isna(), col["min_fit"] <= 0)
+    assert (col["thm1_const"].dropna() > 0).all() and not np.isinf(col["thm1_const"]).any()

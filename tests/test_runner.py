@@ -202,7 +202,7 @@ def test_resume_with_more_cells_reuses_finished_ones(tmp_path):
     pdt.assert_frame_equal(grown, fresh)
 
 
-def test_same_manifest_without_resume_recomputes_all(tmp_path):
+def test_same_manifest_recomputes_all_only_with_overwrite(tmp_path):
     cells = toy_cells(3)
     reference = run_sweep(cells, simulate_toy_batch, tmp_path, progress=False)
     seen: list[dict] = []
@@ -211,7 +211,11 @@ def test_same_manifest_without_resume_recomputes_all(tmp_path):
         seen.extend(batch)
         return simulate_toy_batch(batch)
 
-    again = run_sweep(cells, recording, tmp_path, progress=False)
+    # finished cells are a user's results: neither --resume nor --overwrite is refused
+    with pytest.raises(ShallowflowInputError, match=r"out_dir.*3 finished cells.*--overwrite"):
+        run_sweep(cells, recording, tmp_path, progress=False)
+    assert seen == [] and len(cell_files(tmp_path)) == 3
+    again = run_sweep(cells, recording, tmp_path, progress=False, overwrite=True)
     assert seen == cells
     pdt.assert_frame_equal(again, reference)
 

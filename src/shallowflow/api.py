@@ -29,6 +29,13 @@ def load_user(knobs: dict) -> tuple[dict, UserArrays]:
     if knobs.get("data_file"):
         X, y = load_data(knobs["data_file"])
         knobs["n"], knobs["d"] = X.shape
+        zero = np.flatnonzero(~np.any(X != 0, axis=1))
+        require(
+            zero.size == 0,
+            "data",
+            f"{zero.size} row(s) of X are zero (first: row {zero[:1].tolist()}); no network "
+            "can fit them (h(0) = 0), and check-data refuses them too",
+        )
         if y is None and knobs.get("labels") == "file":
             raise ShallowflowInputError("labels", "'file' needs y in the data file")
         if y is not None and knobs.get("labels", "paper") == "paper":
@@ -63,18 +70,34 @@ def _orthogonal(X: np.ndarray) -> bool:
 def run_simulation(
     out: Path | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
     **knobs,
 ) -> dict:
     """Load any user files, simulate, and (if ``out``) write ``config.json``,
     ``runs.parquet`` (one row per run × recorded time, with each run's outcome),
-    ``final.parquet`` (one row per run) and ``summary.json``. Returns the summary."""
+    ``final.parquet`` (one row per run) and ``summary.json``. Returns the summary.
+
+    ``out`` is checked before anything is computed and locked while the cell runs: a
+    sweep's directory is refused, and finished results are replaced only with
+    ``overwrite``."""
+    from shallowflow.experiments.runner import _lock
+
     knobs, user = load_user(knobs)
     cfg = make_config(**knobs)
-    res = simulate(cfg, user, progress)
-    summ = summary(res)
-    if out is not None:
+    if out is None:
+        return summary(simulate(cfg, user, progress))
+    out = Path(out)
+    if (out / "sweep.json").exists():
+        raise ShallowflowInputError("out", f"{str(out)!r} holds a sweep; choose another directory")
+    if not overwrite and any((out / f).exists() for f in ("runs.parquet", "config.json")):
+        raise ShallowflowInputError(
+            "out", f"{str(out)!r} holds finished results; pass --overwrite to replace them"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    with _lock(out):
+        res = simulate(cfg, user, progress)
         save(res, out)
-    return summ
+    return summary(res)
 
 
 def save(res: SimResult, out: Path | str) -> None:

@@ -5,9 +5,13 @@ Side effects live here: reading files, writing results, progress bars, printing.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -29,9 +33,78 @@ console = Console(stderr=True)
 DATA_NAMES = ("sphere", "orthogonal", "gaussian", "correlated")
 
 
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option(help="show the traceback of an unexpected error")] = False,
+) -> None:
+    _DEBUG["on"] = debug
+
+
 def _fail(exc: Exception) -> None:
     console.print(f"[red]error[/red] {exc}")
     raise typer.Exit(2)
+
+
+def _check_out(out: Path) -> None:
+    """The output location, before anything is computed: a directory (or one that can
+    be made), writable, not the current directory itself."""
+    if str(out).strip() in ("", "."):
+        raise ShallowflowInputError("out", "give an output directory (got the current directory)")
+    if out.exists() and not out.is_dir():
+        raise ShallowflowInputError("out", f"{str(out)!r} exists and is not a directory")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ShallowflowInputError("out", f"{str(out)!r} lies under a file, {str(probe)!r}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ShallowflowInputError("out", f"{str(probe)!r} is not writable")
+
+
+def _guarded(name: str):
+    """Run a command so that no traceback reaches the user: bad input exits 2 with its
+    message; an unexpected error exits 1 with a short message naming the command, and
+    its traceback goes to a log file (in the output directory when there is one);
+    ``shallowflow --debug ...`` shows it."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except ShallowflowInputError as exc:
+                _fail(exc)
+            except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # the top-level handler
+                if _DEBUG["on"]:
+                    raise
+                out = kwargs.get("out")
+                where = Path(out) if out is not None and Path(out).is_dir() else None
+                try:
+                    if where is None:
+                        fd, log = tempfile.mkstemp(prefix=f"shallowflow-{name}-", suffix=".log")
+                        os.close(fd)
+                        log = Path(log)
+                    else:
+                        log = where / f"shallowflow-{name}-error.log"
+                    log.write_text(traceback.format_exc(), encoding="utf-8")
+                    saved = f"traceback in {log}"
+                except OSError:
+                    saved = "the traceback could not be saved"
+                console.print(
+                    f"[red]shallowflow {name} failed[/red]: {type(exc).__name__}: "
+                    f"{str(exc)[:300]}\n{saved}; rerun with `shallowflow --debug {name} ...` "
+                    "to see it"
+                )
+                raise typer.Exit(1) from None
+
+        return run
+
+    return wrap
 
 
 def _progress() -> Progress:
@@ -48,6 +121,7 @@ def _progress() -> Progress:
 
 
 @app.command()
+@_guarded("simulate")
 def simulate(
     data: Annotated[
         str,
@@ -95,6 +169,7 @@ def simulate(
         "highest"
     ),
     keep_state: Annotated[bool, typer.Option(help="save final states (state.npz)")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace finished results in --out")] = False,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/simulate"),
 ) -> None:
     """Simulate R runs of one cell (a default Fig. 3 cell) and write config.json,
@@ -129,6 +204,7 @@ def simulate(
         keep_state=keep_state,
     )
     try:
+        _check_out(out)
         knobs["p"] = None if p == "auto" else _int_or_fail("p", p)
         if data in DATA_NAMES:
             knobs["data"] = data
@@ -144,7 +220,10 @@ def simulate(
             task = bar.add_task("simulating", total=runs)
             t0 = time.perf_counter()
             summ = run_simulation(
-                out, progress=lambda k, tot: bar.update(task, completed=k), **knobs
+                out,
+                progress=lambda k, tot: bar.update(task, completed=k),
+                overwrite=overwrite,
+                **knobs,
             )
     except ShallowflowInputError as exc:
         _fail(exc)
@@ -169,6 +248,7 @@ def _int_or_fail(param: str, text: str) -> int:
 
 
 @app.command("check-data")
+@_guarded("check-data")
 def check_data_cmd(
     file: Annotated[Path, typer.Argument(help=".npz with X[, y]; .npy; .csv")],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
@@ -190,6 +270,7 @@ FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig6", "all")
 
 
 @app.command()
+@_guarded("reproduce")
 def reproduce(
     figure: Annotated[str, typer.Argument(help="fig2 | fig3 | fig4 | fig5 | fig6 | all")],
     preset: Annotated[str, typer.Option(help="quick (CPU, minutes) | paper (SPEC §5)")] = "quick",
@@ -201,6 +282,7 @@ def reproduce(
         str, typer.Option(help="gd (the paper's η = 1) | flow (exact) | flow-floor")
     ] = "gd",
     adaptive: Annotated[bool, typer.Option(help="adaptive threshold search")] = False,
+    overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
     """Reproduce the paper's Figures 2–6: runs.parquet, points.parquet, PNG/PDF figures,
     report.md and report.html in --out."""
@@ -209,6 +291,7 @@ def reproduce(
     try:
         if figure not in FIGURES:
             raise ShallowflowInputError("figure", f"{figure!r}; allowed: {FIGURES}")
+        _check_out(out)
         t0 = time.perf_counter()
         res = run(
             figure,
@@ -220,6 +303,7 @@ def reproduce(
             solver=solver,
             adaptive=adaptive,
             progress=console.is_terminal,
+            overwrite=overwrite,
         )
     except ShallowflowInputError as exc:
         _fail(exc)
@@ -236,24 +320,35 @@ def _verdicts(res: dict) -> str:
 
 
 @app.command()
+@_guarded("sweep")
 def sweep(
     file: Annotated[Path, typer.Argument(help="sweep definition (.toml or .yaml)")],
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/sweep"),
     resume: Annotated[bool, typer.Option(help="skip finished cells")] = False,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="existing Ray cluster")] = None,
+    overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
     """Run a user-defined sweep: [base] knobs × [grid] lists (see examples/sweep.toml)."""
     from shallowflow.experiments.sweepfile import run_sweep_file
 
     try:
-        df = run_sweep_file(file, out, resume=resume, executor=executor, ray_address=ray_address)
+        _check_out(out)
+        df = run_sweep_file(
+            file,
+            out,
+            resume=resume,
+            executor=executor,
+            ray_address=ray_address,
+            overwrite=overwrite,
+        )
     except ShallowflowInputError as exc:
         _fail(exc)
-    typer.echo(f"{len(df)} runs; results in {out}/")
+    typer.echo(f"{len(df)} cells, {int(df['runs'].sum())} runs; results in {out}/")
 
 
 @app.command()
+@_guarded("verify")
 def verify(
     preset: Annotated[str, typer.Option(help="quick (CPU, minutes) | full (GPU)")] = "quick",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/verify"),
@@ -263,6 +358,7 @@ def verify(
     from shallowflow.verify import run_verify
 
     try:
+        _check_out(out)
         ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
     except ShallowflowInputError as exc:
         _fail(exc)

@@ -27,8 +27,17 @@ def horizon_steps(n: int, p: int) -> int:
     return int(math.floor(1.5 * math.sqrt(n * p) * math.log(n * p) / 4)) + 1
 
 
+# Largest GD horizon in steps: step counters and record grids are int32 on device.
+MAX_STEPS = 2**30
+# Seeds are 32-bit: jax.random.key(2**32) is the key of seed 0.
+MAX_SEED = 2**32 - 1
+# Host memory for one result row (run × record): the recorded observables in float64.
+_RECORD_BYTES = 8 * 32
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No inf or NaN anywhere: every float knob must be finite.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SimConfig(_Frozen):
@@ -66,7 +75,7 @@ class SimConfig(_Frozen):
     record: int = Field(50, ge=2, description="number of recorded times")
     grid: GridName = "linear"
     runs: int = Field(16, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="32-bit seed")
     geometry: GeometryName = "auto"
     x64: bool = False
     precision: Literal["highest", "high", "default"] = "highest"
@@ -87,6 +96,21 @@ class SimConfig(_Frozen):
             raise ValueError("state_file: init='file' needs a path (--state FILE)")
         if self.init == "group" and self.data != "orthogonal":
             raise ValueError("init: 'group' needs orthogonal data (SPEC §4)")
+        if self.rho != 0.0 and self.data != "correlated":
+            raise ValueError(f"rho: only data='correlated' uses rho; got data={self.data!r}")
+        if self.labels == "file" and self.data != "file":
+            raise ValueError("labels: 'file' takes y from a data file (--data FILE with y)")
+        if self.solver == "gd" and self.t_end / self.lr > MAX_STEPS:
+            raise ValueError(
+                f"horizon: {self.t_end / self.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
+                "(the step counter is 32-bit)"
+            )
+        if not self.x64:  # the run's values are float32 on device: no silent inf
+            big = 3.4028234e38
+            for name, value in self:
+                if isinstance(value, float) and abs(value) > big:
+                    raise ValueError(f"{name}: {value:g} exceeds float32's range; use x64")
+        _check_memory(self)
         if self.geometry == "diagonal" and self.data != "orthogonal":
             raise ValueError("geometry: 'diagonal' needs data='orthogonal'")
         if self.geometry == "implicit" and not self.implicit_ok:
@@ -151,6 +175,41 @@ class SimConfig(_Frozen):
     def threshold(self) -> float:
         """Early-stop loss: 1/(2n) by default (the paper's success criterion)."""
         return self.stop_loss if self.stop_loss is not None else 1.0 / (2 * self.n)
+
+
+def run_bytes(cfg: SimConfig) -> int:
+    """Device memory one run needs (an estimate; cf. engine._run_bytes): data, first
+    layer, pre-activations and recorded states."""
+    n, d, p = cfg.n, cfg.d, cfg.width
+    geometry = cfg.resolved_geometry
+    m = {"dense": d, "diagonal": n, "implicit": n}.get(geometry, min(n, d))
+    explicit = 0 if geometry in ("implicit", "diagonal") else n * d + p * d
+    per_run = explicit + n * m + p * m * (cfg.record + 4) + 8 * p * n
+    return per_run * (8 if cfg.x64 else 4)
+
+
+def _check_memory(cfg: SimConfig) -> None:
+    """Refuse a cell whose one run cannot fit the device, or whose results cannot fit
+    the host, with the estimate and the limit."""
+    from shallowflow.devices import device_memory_bytes, host_memory_bytes
+
+    gib = 2**30
+    limit = device_memory_bytes()
+    need = run_bytes(cfg)
+    if limit is not None and need > limit:
+        n, p = cfg.n, cfg.width
+        culprit = "p" if p * (cfg.record + 12) > n + cfg.d else "n"
+        raise ValueError(
+            f"{culprit}: one run of n={cfg.n}, d={cfg.d}, p={cfg.width} needs about "
+            f"{need / gib:.3g} GiB; the device has {limit / gib:.3g} GiB"
+        )
+    host = host_memory_bytes()
+    results = cfg.runs * (cfg.record + 2) * _RECORD_BYTES
+    if host is not None and results > host / 2:
+        raise ValueError(
+            f"runs: {cfg.runs} runs × {cfg.record} records need about {results / gib:.3g} GiB "
+            f"of results; at most half the host's {host / gib:.3g} GiB"
+        )
 
 
 def make_config(**knobs) -> SimConfig:

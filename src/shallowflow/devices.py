@@ -27,3 +27,25 @@ def use_cpu_devices(count: int | None = None) -> bool:
     except RuntimeError:  # JAX already initialised its backends
         return False
     return True
+
+
+def host_memory_bytes() -> int | None:
+    """The host's physical memory, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def device_memory_bytes() -> int | None:
+    """Memory of one local device: an accelerator's own limit, or the host's memory
+    for CPU devices (shared by all of them). None where unknown."""
+    dev = jax.local_devices()[0]
+    if dev.platform != "cpu":
+        try:
+            stats = dev.memory_stats() or {}
+        except Exception:  # some backends do not report
+            stats = {}
+        if stats.get("bytes_limit"):
+            return int(stats["bytes_limit"])
+    return host_memory_bytes()

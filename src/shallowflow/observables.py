@@ -121,5 +121,8 @@ def measure(
         "mu_low": lo,
         "mu_upp": hi,
         "min_fit": fit,
-        "thm1_const": n * m / fit,  # Theorem 1's PL inequality is about the state
+        # Theorem 1's PL inequality is about the state; its constant is defined only
+        # where every example is fitted on the right side (min_fit > 0): elsewhere NaN,
+        # a null in the tables (with min_fit ≤ 0 saying why), never ±inf or < 0.
+        "thm1_const": jnp.where(fit > 0, n * m / jnp.where(fit > 0, fit, 1.0), jnp.nan),
     }

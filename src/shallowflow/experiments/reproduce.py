@@ -644,6 +644,7 @@ def run_protocol(
     ray_address: str | None = None,
     progress: bool = True,
     adaptive: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Simulate (or evaluate) one protocol, write its tables and figure; return its summary.
 
@@ -669,6 +670,7 @@ def run_protocol(
             plan=plan_cells,
             progress=progress,
             ray_address=ray_address,
+            overwrite=overwrite,
         )
     fig_dir.mkdir(parents=True, exist_ok=True)
     points, summary = summarise(runs, proto)
@@ -703,6 +705,7 @@ def reproduce(
     solver: str = "gd",
     progress: bool = True,
     adaptive: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Reproduce ``figure`` (fig2..fig6 or ``all``) under ``preset`` into ``out``.
 
@@ -735,6 +738,7 @@ def reproduce(
             ray_address=ray_address,
             progress=progress,
             adaptive=adaptive,
+            overwrite=overwrite,
         )
         seconds[proto.name] = time.perf_counter() - start
         summaries[proto.name]["seconds"] = seconds[proto.name]

@@ -207,8 +207,11 @@ def _lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
     return held()
 
 
-def _prepare(out_dir: Path, manifest: dict[str, Any], resume: bool) -> None:
-    """Check ``out_dir`` against ``manifest``; clear old results unless resuming."""
+def _prepare(
+    out_dir: Path, manifest: dict[str, Any], resume: bool, overwrite: bool = False
+) -> None:
+    """Check ``out_dir`` against ``manifest``; clear old results unless resuming (and
+    only with ``overwrite``: finished cells are a user's results)."""
     manifest_path = out_dir / "sweep.json"
     others = [
         p
@@ -230,6 +233,13 @@ def _prepare(out_dir: Path, manifest: dict[str, Any], resume: bool) -> None:
                 f"{str(out_dir)!r} holds a different sweep; choose another out_dir, "
                 "or pass resume=True (--resume) to reuse its finished cells",
             )
+    finished = list((out_dir / "cells").glob("*.parquet")) if (out_dir / "cells").is_dir() else []
+    if finished and not resume and not overwrite:
+        raise ShallowflowInputError(
+            "out_dir",
+            f"{str(out_dir)!r} holds {len(finished)} finished cells of this sweep; pass "
+            "--resume to reuse them or --overwrite to recompute them",
+        )
     write_json_atomic(manifest, manifest_path)
     cells_dir = out_dir / "cells"
     cells_dir.mkdir(exist_ok=True)
@@ -374,6 +384,7 @@ def run_sweep(
     max_batch: int | None = None,
     progress: bool = True,
     ray_address: str | None = None,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Simulate every cell once, storing each under ``out_dir``; return all runs.
 
@@ -389,7 +400,8 @@ def run_sweep(
     ``cell_id``, the knobs (sequence knobs as JSON strings), then the
     simulator's columns, cells in the given order. ``resume=True`` reuses the
     readable cell files already in ``out_dir``; without it, ``out_dir`` must be
-    empty, new, or hold the same sweep (which is then recomputed).
+    empty, new, or hold the same sweep with no finished cell, unless
+    ``overwrite=True`` (then they are recomputed).
     """
     cell_list = _as_cells(cells)
     if max_batch is not None and (
@@ -410,7 +422,7 @@ def run_sweep(
         raise ShallowflowInputError("out_dir", f"{str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
-        _prepare(out, _manifest(cell_list), resume)
+        _prepare(out, _manifest(cell_list), resume, overwrite)
         done = _finished(out, cell_list) if resume else set()
         todo = {c.cell_id for c in cell_list} - done
         batches = _batches(cell_list, todo, labels, max_batch)

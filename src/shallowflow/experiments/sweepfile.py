@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shallowflow.config import make_config
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import TAGS, cell_config, plan_cells, simulate_batch
 from shallowflow.experiments.runner import run_sweep
@@ -42,6 +43,10 @@ _TOP = {"name", "runs", "seed", "base", "grid"}
 def load_sweep(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a sweep file: ``.toml`` with tomllib, ``.yaml``/``.yml`` with PyYAML."""
     path = Path(path)
+    if path.is_dir():
+        raise ShallowflowInputError(
+            "sweep_file", f"{str(path)!r} is a directory; give a .toml or .yaml sweep file"
+        )
     if not path.is_file():
         raise ShallowflowInputError("sweep_file", f"no such file: {str(path)!r}")
     suffix = path.suffix.lower()
@@ -54,9 +59,9 @@ def load_sweep(path: str | os.PathLike[str]) -> dict[str, Any]:
             spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         else:
             raise ShallowflowInputError("sweep_file", f"expected .toml, .yaml or .yml: {path.name}")
-    except (tomllib.TOMLDecodeError, ValueError) as err:
-        if isinstance(err, ShallowflowInputError):
-            raise
+    except ShallowflowInputError:
+        raise
+    except Exception as err:  # tomllib's and PyYAML's parse errors, bad encodings
         raise ShallowflowInputError("sweep_file", f"cannot parse {path.name}: {err}") from None
     if not isinstance(spec, dict):
         raise ShallowflowInputError("sweep_file", "the file must hold a table/mapping at top level")
@@ -64,6 +69,10 @@ def load_sweep(path: str | os.PathLike[str]) -> dict[str, Any]:
     if unknown:
         raise ShallowflowInputError(
             "sweep_file", f"unknown top-level keys {sorted(unknown)}; allowed: {sorted(_TOP)}"
+        )
+    if not spec.get("base") and not spec.get("grid"):
+        raise ShallowflowInputError(
+            "sweep_file", f"{path.name} defines no cell: give [base] knobs and/or [grid] lists"
         )
     return spec
 
@@ -76,6 +85,10 @@ def sweep_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     base = dict(spec.get("base") or {})
     grid = dict(spec.get("grid") or {})
     for key, values in grid.items():
+        if key in ("runs", "seed"):
+            raise ShallowflowInputError(
+                f"grid.{key}", f"{key} is set once per sweep (top level or [base]), not a grid"
+            )
         if not isinstance(values, list) or not values:
             raise ShallowflowInputError(f"grid.{key}", "must be a non-empty list of values")
     base.setdefault("runs", spec.get("runs", 16))
@@ -84,6 +97,7 @@ def sweep_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     cells = [
         base | dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())
     ]
+    make_config(seed=base["seed"])  # a file's seed obeys the rules of any seed (CLI, API)
     for cell in cells:
         cell_config(cell)
     return cells
@@ -115,6 +129,7 @@ def run_sweep_file(
     executor: str = "local",
     ray_address: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Run the sweep described by ``path`` into ``out``; return the per-cell points table."""
     from shallowflow.plots.figures import plot_success, save
@@ -130,6 +145,7 @@ def run_sweep_file(
         plan=plan_cells,
         progress=progress,
         ray_address=ray_address,
+        overwrite=overwrite,
     )
     varied = [k for k in (spec.get("grid") or {}) if k not in TAGS]
     points = sweep_points(runs, varied)

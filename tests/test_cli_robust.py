@@ -1,0 +1,222 @@
+"""Bad input and misuse at the command line (issue 11): exit 2 naming the parameter,
+before anything is computed or written; an unexpected error exits 1 with a short
+message and its traceback in a log file; never a traceback on the terminal."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from shallowflow.cli import app
+
+runner = CliRunner()
+
+
+def _refused(args: list[str], param: str, out=None):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, (args, res.output)
+    assert f"{param}:" in res.output, (args, res.output)
+    assert "Traceback" not in res.output
+    if out is not None:
+        assert not out.exists(), (args, "wrote before refusing")
+    return res
+
+
+@pytest.mark.parametrize(
+    "args, param",
+    [
+        (["--lr", "inf"], "lr"),  # was: cannot convert float NaN to integer
+        (["--horizon", "inf"], "horizon"),  # was: OverflowError
+        (["--init", "gaussian", "--sigma", "inf"], "sigma"),  # was: simulated, then crashed
+        (["--w-scale", "inf"], "w_scale"),
+        (["--labels", "file"], "labels"),  # was: None is not a valid value for jnp.array
+        (["--data", "correlated", "--n", "10", "--d", "20", "--rho", "nan"], "rho"),
+        (["--rho", "0.9"], "rho"),  # was: ignored but recorded
+        (["--horizon", "1e12"], "horizon"),  # was: int32 overflow, wrong rows
+        (["--p", "100000000"], "p"),  # was: RESOURCE_EXHAUSTED after compiling
+        (["--n", "100000000"], "n"),
+        (["--runs", "100000000"], "runs"),  # was: a hang
+        (["--seed", "4294967296"], "seed"),  # was: silently seed 0's key
+    ],
+)
+def test_simulate_refuses_bad_numbers_before_writing(tmp_path, args, param):
+    out = tmp_path / "out"
+    _refused(["simulate", "--n", "20", "--d", "10", *args, "--out", str(out)], param, out)
+
+
+def test_output_location_is_checked_before_computing(tmp_path):
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    sweep = tmp_path / "s.toml"
+    sweep.write_text("[base]\nn = 10\nd = 5\nruns = 2\n")
+    for cmd in (
+        ["simulate", "--n", "20", "--d", "10"],
+        ["reproduce", "fig3"],
+        ["verify", "--only", "theorem2"],
+        ["sweep", str(sweep)],
+    ):
+        _refused([*cmd, "--out", str(afile)], "out")  # an existing file
+        _refused([*cmd, "--out", str(afile / "sub")], "out")  # a path under a file
+        _refused([*cmd, "--out", ""], "out")  # was: wrote into the current directory
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("base: [unclosed\n", "bad.yaml"),  # was: a YAML traceback
+        ("", "empty.toml"),  # was: silently ran a default cell
+        ("[base]\nn = 10\nd = 5\n[grid]\nruns = [2, 3]\n", "runs.toml"),  # was: crashed late
+        ("seed = -1\n[base]\nn = 10\nd = 5\n", "seed.toml"),  # was: accepted
+    ],
+)
+def test_sweep_files_are_checked_before_running(tmp_path, text, name):
+    f = tmp_path / name
+    f.write_text(text)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["sweep", str(f), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert re.search(r"(sweep_file|grid\.runs|seed):", res.output), res.output
+    assert "Traceback" not in res.output and not out.exists()
+
+
+def test_sweep_of_a_directory_says_so(tmp_path):
+    res = runner.invoke(app, ["sweep", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "is a directory" in res.output
+
+
+def test_unexpected_errors_exit_1_with_a_logged_traceback(tmp_path, monkeypatch):
+    import shallowflow.api
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated internal failure")
+
+    monkeypatch.setattr(shallowflow.api, "run_simulation", boom)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = runner.invoke(app, ["simulate", "--n", "20", "--d", "10", "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "shallowflow simulate failed" in res.output and "simulated internal" in res.output
+    assert "Traceback" not in res.output
+    log = out / "shallowflow-simulate-error.log"
+    assert "Traceback" in log.read_text() and "simulated internal failure" in log.read_text()
+    # --debug shows it
+    res = runner.invoke(app, ["--debug", "simulate", "--n", "20", "--d", "10", "--out", str(out)])
+    assert isinstance(res.exception, RuntimeError)
+
+
+def test_finished_results_are_not_overwritten_unasked(tmp_path):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text("runs = 2\n[base]\nd = 5\nrecord = 3\n[grid]\nn = [6, 8]\n")
+    out = tmp_path / "sw"
+    first = runner.invoke(app, ["sweep", str(sweep), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "2 cells, 4 runs" in first.output  # was: "2 runs" for 2 cells × 2 runs
+    stamp = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    # rerun without --resume: was silently deleting and recomputing the finished cells
+    again = _refused(["sweep", str(sweep), "--out", str(out)], "out_dir")
+    assert "--overwrite" in again.output and "--resume" in again.output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == stamp
+    assert runner.invoke(app, ["sweep", str(sweep), "--out", str(out), "--resume"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["sweep", str(sweep), "--out", str(out), "--overwrite"]).exit_code == 0
+    )
+    # simulate into a sweep's directory: was replacing the sweep's runs.parquet
+    runs = (out / "runs.parquet").read_bytes()
+    _refused(["simulate", "--n", "6", "--d", "5", "--out", str(out)], "out")
+    assert (out / "runs.parquet").read_bytes() == runs
+    # simulate twice into one directory
+    sim = tmp_path / "sim"
+    args = ["simulate", "--n", "6", "--d", "5", "--runs", "2", "--record", "3", "--out", str(sim)]
+    assert runner.invoke(app, args).exit_code == 0
+    _refused(args, "out")
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_simulate_respects_a_running_sweeps_lock(tmp_path):
+    import fcntl
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with open(out / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sweep holds the directory
+        res = runner.invoke(app, ["simulate", "--n", "6", "--d", "5", "--out", str(out)])
+    assert res.exit_code == 2 and "running" in res.output, res.output
+    assert not (out / "runs.parquet").exists()
+
+
+# ----------------------------------------------------------------------- fuzzing
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NUMBERS = st.sampled_from(
+    ["0", "-1", "1", "2", "0.5", "1e-300", "1e300", "inf", "-inf", "nan", "abc", "", "3e9"]
+)
+_OPTIONS = {
+    "--lr": _NUMBERS,
+    "--horizon": _NUMBERS,
+    "--sigma": _NUMBERS,
+    "--w-scale": _NUMBERS,
+    "--rho": _NUMBERS,
+    "--eps": _NUMBERS,
+    "--stop-loss": _NUMBERS,
+    "--seed": st.sampled_from(["0", "-1", "4294967296", "1.5", "x"]),
+    "--p": st.sampled_from(["auto", "1", "3", "0", "-2", "100000000", "x"]),
+    "--runs": st.sampled_from(["1", "2", "0", "100000000", "x"]),
+    "--data": st.sampled_from(
+        ["sphere", "orthogonal", "gaussian", "correlated", "nope", "/no/file"]
+    ),
+    "--labels": st.sampled_from(["paper", "teacher", "file", "nope"]),
+    "--init": st.sampled_from(["asymmetric", "balanced", "gaussian", "group", "nope"]),
+    "--solver": st.sampled_from(["gd", "flow", "flow-floor", "nope"]),
+    "--geometry": st.sampled_from(["auto", "dense", "reduced", "diagonal", "implicit", "x"]),
+    "--activation-slope": _NUMBERS,
+}
+
+
+@settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    picked=st.dictionaries(st.sampled_from(sorted(_OPTIONS)), st.just(None), max_size=4),
+    data=st.data(),
+)
+def test_fuzzed_simulate_never_shows_a_traceback_nor_writes_non_finite_numbers(
+    tmp_path_factory, picked, data
+):
+    import numpy as np
+    import pandas as pd
+
+    args = ["simulate", "--n", "6", "--d", "8", "--runs", "2", "--record", "3", "--horizon", "20"]
+    for opt in picked:
+        args += [opt, data.draw(_OPTIONS[opt], label=opt)]
+    out = tmp_path_factory.mktemp("fuzz") / "out"
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert "Traceback" not in res.output, (args, res.output)
+    assert res.exit_code in (0, 1, 2), (args, res.output)
+    if res.exit_code == 1:
+        assert "shallowflow simulate failed" in res.output, (args, res.output)
+    if res.exit_code == 2:
+        assert not out.exists() or not any(out.iterdir()), (args, "wrote on exit 2")
+    if res.exit_code == 0:
+        for name in ("runs.parquet", "final.parquet"):
+            table = pd.read_parquet(out / name).select_dtypes("number")
+            table = table.drop(columns=[c for c in table if "thm1_const" in c])
+            assert np.isfinite(table.to_numpy(float)).all(), (args, name)
+
+
+def test_zero_rows_in_a_data_file_are_refused_as_check_data_does(tmp_path):
+    import numpy as np
+
+    from shallowflow.io import save_data
+
+    f = tmp_path / "zeros.npz"
+    save_data(f, np.zeros((6, 4)), np.ones(6))
+    out = tmp_path / "out"
+    _refused(["simulate", "--data", str(f), "--out", str(out)], "data", out)
+    assert runner.invoke(app, ["check-data", str(f)]).exit_code == 2
