@@ -220,3 +220,21 @@ def test_zero_rows_in_a_data_file_are_refused_as_check_data_does(tmp_path):
     out = tmp_path / "out"
     _refused(["simulate", "--data", str(f), "--out", str(out)], "data", out)
     assert runner.invoke(app, ["check-data", str(f)]).exit_code == 2
+
+
+def test_coverage_that_cannot_be_reached_is_reported(tmp_path):
+    # p = 1 cannot cover 8 examples of both label signs: it gave up silently
+    args = ["simulate", "--n", "8", "--d", "6", "--p", "1", "--runs", "2", "--record", "3"]
+    res = runner.invoke(app, [*args, "--require-coverage", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "require_coverage: 2 of 2 runs" in res.output
+
+
+def test_verify_keeps_a_finished_ledger_unless_asked(tmp_path):
+    out = tmp_path / "v"
+    args = ["verify", "--only", "theorem2", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    ledger = (out / "verify.md").read_text()
+    _refused(args, "out")
+    assert (out / "verify.md").read_text() == ledger
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0

@@ -239,7 +239,7 @@ def test_a_second_runner_on_the_same_out_dir_is_refused(tmp_path):
     fcntl = pytest.importorskip("fcntl")
     with open(tmp_path / ".lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ShallowflowInputError, match="another sweep is running"):
+        with pytest.raises(ShallowflowInputError, match="another shallowflow command is running"):
             run_sweep(toy_cells(2), simulate_toy_batch, tmp_path, progress=False)
 
 

@@ -80,7 +80,7 @@ def run_simulation(
     ``out`` is checked before anything is computed and locked while the cell runs: a
     sweep's directory is refused, and finished results are replaced only with
     ``overwrite``."""
-    from shallowflow.experiments.runner import _lock
+    from shallowflow.experiments.runner import directory_lock
 
     knobs, user = load_user(knobs)
     cfg = make_config(**knobs)
@@ -94,7 +94,7 @@ def run_simulation(
             "out", f"{str(out)!r} holds finished results; pass --overwrite to replace them"
         )
     out.mkdir(parents=True, exist_ok=True)
-    with _lock(out):
+    with directory_lock(out):
         res = simulate(cfg, user, progress)
         save(res, out)
     return summary(res)

@@ -236,6 +236,13 @@ def simulate(
         f"median mu at end {summ['median_mu_end']:.3e}\n"
         f"results in {out}/"
     )
+    if require_coverage and summ["fully_covered_fraction"] < 1.0:
+        short = round((1.0 - summ["fully_covered_fraction"]) * summ["runs"])
+        console.print(
+            f"[yellow]warning[/yellow] require_coverage: {short} of {summ['runs']} runs found "
+            "no fully covering start in 1000 draws (they start uncovered; see coverage0); "
+            "a wider network (--p) covers more often"
+        )
 
 
 def _int_or_fail(param: str, text: str) -> int:
@@ -353,13 +360,22 @@ def verify(
     preset: Annotated[str, typer.Option(help="quick (CPU, minutes) | full (GPU)")] = "quick",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/verify"),
     only: Annotated[str | None, typer.Option(help="run only this check")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a finished ledger in --out")] = False,
 ) -> None:
     """Check the paper's claims numerically; exit code 0 iff no check FAILs."""
     from shallowflow.verify import run_verify
 
     try:
+        from shallowflow.experiments.runner import directory_lock
+
         _check_out(out)
-        ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
+        if (out / "verify.md").exists() and not overwrite:
+            raise ShallowflowInputError(
+                "out", f"{str(out)!r} holds a finished ledger; pass --overwrite to replace it"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        with directory_lock(out):
+            ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
     except ShallowflowInputError as exc:
         _fail(exc)
     for r in ledger.results:

@@ -186,7 +186,7 @@ def _cell_path(out_dir: Path, cell_id: str) -> Path:
     return out_dir / "cells" / f"{cell_id}.parquet"
 
 
-def _lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
+def directory_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Exclusive advisory lock on ``out_dir`` (released by the kernel on kill)."""
     try:
         import fcntl
@@ -200,7 +200,7 @@ def _lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise ShallowflowInputError(
-                    "out_dir", f"another sweep is running in {str(out_dir)!r}"
+                    "out_dir", f"another shallowflow command is running in {str(out_dir)!r}"
                 ) from None
             yield
 
@@ -421,7 +421,7 @@ def run_sweep(
     if out.exists() and not out.is_dir():
         raise ShallowflowInputError("out_dir", f"{str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    with _lock(out):
+    with directory_lock(out):
         _prepare(out, _manifest(cell_list), resume, overwrite)
         done = _finished(out, cell_list) if resume else set()
         todo = {c.cell_id for c in cell_list} - done
