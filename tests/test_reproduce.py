@@ -108,3 +108,30 @@ def test_success_points_and_slopes():
     slopes = fig6_slopes(runs, n_boot=50)
     for s in slopes.values():
         assert s["slope"] == pytest.approx(-0.5, abs=0.03) and 0 < s["se"] < 0.05
+
+
+def test_fig6_verdicts_print_the_uncertainty_and_apply_prop1_to_rates_only():
+    from shallowflow.experiments.protocols import protocol
+    from shallowflow.experiments.reproduce import SUMMARISERS
+    from shallowflow.plots.figures import plus_minus
+
+    assert plus_minus(-0.4812, 0.0042) == "-0.4812 ± 0.0042"  # was "-0.48 ± 0.00"
+    assert plus_minus(-0.79, 0.08) == "-0.790 ± 0.080"
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in (600, 900, 1200):
+        mu = 0.3 * n**-0.8 * np.exp(rng.normal(0, 0.01, 8))
+        rows.append(
+            pd.DataFrame(
+                {"n": n, "p": 30, "success": True, "mu_tail": mu, "mu_mean": mu,
+                 "final_mu_low": mu / 2, "final_mu_upp": 0.3 * n**-0.48 + 0 * mu}
+            )
+        )  # fmt: skip
+    _, summ = SUMMARISERS["fig6"](pd.concat(rows, ignore_index=True), protocol("fig6", "quick"))
+    lines = {line.split(" vs ")[0]: line for line in summ["verdicts"] if "slope" in line}
+    assert "proven range" in lines["slope of log μ(t_∞)"]
+    assert "proven range" in lines["slope of log ⟨μ⟩"]
+    # Prop. 1 bounds the rate, not μ_upp (which read "inside the proven range: no" at −0.48)
+    assert "proven range" not in lines["slope of log μ_upp"]
+    assert "proven range" not in lines["slope of log μ_low"]
+    assert "± 0.00 " not in " ".join(summ["verdicts"]) + " "

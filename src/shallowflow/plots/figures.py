@@ -39,6 +39,15 @@ STYLE = {
 }
 
 
+def plus_minus(value: float, se: float) -> str:
+    """``value ± se`` with the uncertainty to two significant digits and the value to
+    the same decimal place (never "−0.48 ± 0.00")."""
+    if not (np.isfinite(value) and np.isfinite(se)) or se <= 0:
+        return f"{value:+.3g} ± {se:.2g}"
+    decimals = max(0, 1 - int(np.floor(np.log10(se))))
+    return f"{value:+.{decimals}f} ± {se:.{decimals}f}"
+
+
 def _yerr(points: pd.DataFrame) -> np.ndarray:
     """Asymmetric Hoeffding bars around the success fraction."""
     frac = points["fraction"].to_numpy()
@@ -205,7 +214,7 @@ def plot_fig6(points: pd.DataFrame, summary: dict[str, Any]) -> Figure:
             "-",
             color=f"C{i}",
             lw=1,
-            label=f"{tex[col]}: slope {s['slope']:+.2f} ± {s['se']:.2f}",
+            label=f"{tex[col]}: slope {plus_minus(s['slope'], s['se'])}",
         )
     mid = points["mu_tail"].to_numpy()
     ref = mid[len(mid) // 2] * (grid / n[len(n) // 2]) ** -0.5
