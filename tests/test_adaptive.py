@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shallowflow.cli import app
+from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments import reproduce as rp
 from shallowflow.experiments.protocols import EPS, _cell, protocol
 from shallowflow.storage import read_json, read_parquet
@@ -89,6 +90,9 @@ def test_adaptive_resume_replays_stored_evaluations(adaptive_out, monkeypatch):
 
     monkeypatch.setattr(rp, "simulate_cell", no_engine)
     monkeypatch.setattr(rp, "protocols", lambda *a: [tiny_fig3(adaptive_width=0.5)])
+    # without --resume or --overwrite the stored evaluations are not recomputed over
+    with pytest.raises(ShallowflowInputError, match=r"adaptive evaluations.*--overwrite"):
+        rp.reproduce("fig3", "quick", adaptive_out, adaptive=True, progress=False)
     res = rp.reproduce("fig3", "quick", adaptive_out, resume=True, adaptive=True, progress=False)
     after = res["figures"]["fig3"]["adaptive"]
     assert after["runs_used"] == before["runs_used"]

@@ -520,9 +520,16 @@ def _adaptive_buckets(proto: Protocol) -> dict[str, Any]:
 
 
 def run_adaptive(
-    proto: Protocol, fig_dir: Path, *, resume: bool = False, progress: bool = True
+    proto: Protocol,
+    fig_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Adaptive threshold search for each group of a threshold figure (module doc).
+    Stored evaluations are reused with ``resume`` and recomputed only with
+    ``overwrite``.
 
     Returns the runs table of every evaluation (runner columns plus
     ``adaptive_step``) and the ``summary["adaptive"]`` record.
@@ -530,6 +537,13 @@ def run_adaptive(
     if proto.name not in ADAPTIVE_FIGURES:
         raise ShallowflowInputError("adaptive", f"only {ADAPTIVE_FIGURES} have thresholds")
     cache = Path(fig_dir) / "adaptive"
+    stored = list(cache.glob("*.parquet")) if cache.is_dir() else []
+    if stored and not resume and not overwrite:
+        raise ShallowflowInputError(
+            "out_dir",
+            f"{str(fig_dir)!r} holds {len(stored)} finished adaptive evaluations; pass "
+            "--resume to reuse them or --overwrite to recompute them",
+        )
     cache.mkdir(parents=True, exist_ok=True)
     fixed = proto.params.get("adaptive_width")
     frames: list[pd.DataFrame] = []
@@ -662,7 +676,9 @@ def run_protocol(
     runs = None
     record = None
     if proto.kind == "simulate" and adaptive and proto.name in ADAPTIVE_FIGURES:
-        runs, record = run_adaptive(proto, fig_dir, resume=resume, progress=progress)
+        runs, record = run_adaptive(
+            proto, fig_dir, resume=resume, progress=progress, overwrite=overwrite
+        )
         write_parquet_atomic(runs, fig_dir / "runs.parquet")
     elif proto.kind == "simulate":
         runs = run_sweep(
