@@ -203,30 +203,27 @@ def simulate(
         precision=precision,
         keep_state=keep_state,
     )
-    try:
-        _check_out(out)
-        knobs["p"] = None if p == "auto" else _int_or_fail("p", p)
-        if data in DATA_NAMES:
-            knobs["data"] = data
-        elif not Path(data).exists():
-            raise ShallowflowInputError(
-                "data", f"{data!r} is neither a generator {DATA_NAMES} nor an existing file"
-            )
-        else:
-            knobs["data"], knobs["data_file"] = "file", data
-        if state is not None:
-            knobs["init"], knobs["state_file"] = "file", str(state)
-        with _progress() as bar:
-            task = bar.add_task("simulating", total=runs)
-            t0 = time.perf_counter()
-            summ = run_simulation(
-                out,
-                progress=lambda k, tot: bar.update(task, completed=k),
-                overwrite=overwrite,
-                **knobs,
-            )
-    except ShallowflowInputError as exc:
-        _fail(exc)
+    _check_out(out)
+    knobs["p"] = None if p == "auto" else _int_or_fail("p", p)
+    if data in DATA_NAMES:
+        knobs["data"] = data
+    elif not Path(data).exists():
+        raise ShallowflowInputError(
+            "data", f"{data!r} is neither a generator {DATA_NAMES} nor an existing file"
+        )
+    else:
+        knobs["data"], knobs["data_file"] = "file", data
+    if state is not None:
+        knobs["init"], knobs["state_file"] = "file", str(state)
+    with _progress() as bar:
+        task = bar.add_task("simulating", total=runs)
+        t0 = time.perf_counter()
+        summ = run_simulation(
+            out,
+            progress=lambda k, tot: bar.update(task, completed=k),
+            overwrite=overwrite,
+            **knobs,
+        )
     wall = time.perf_counter() - t0
     typer.echo(
         f"{summ['runs']} runs, n={summ['n']} d={summ['d']} p={summ['p']} "
@@ -265,11 +262,8 @@ def check_data_cmd(
     from shallowflow.io import load_data
     from shallowflow.theory.datacheck import check_data, format_report
 
-    try:
-        X, y = load_data(file)
-        res = check_data(X, y)
-    except ShallowflowInputError as exc:
-        _fail(exc)
+    X, y = load_data(file)
+    res = check_data(X, y)
     typer.echo(json.dumps(res) if as_json else format_report(res))
 
 
@@ -295,25 +289,22 @@ def reproduce(
     report.md and report.html in --out."""
     from shallowflow.experiments.reproduce import reproduce as run
 
-    try:
-        if figure not in FIGURES:
-            raise ShallowflowInputError("figure", f"{figure!r}; allowed: {FIGURES}")
-        _check_out(out)
-        t0 = time.perf_counter()
-        res = run(
-            figure,
-            preset,
-            out,
-            resume=resume,
-            executor=executor,
-            ray_address=ray_address,
-            solver=solver,
-            adaptive=adaptive,
-            progress=console.is_terminal,
-            overwrite=overwrite,
-        )
-    except ShallowflowInputError as exc:
-        _fail(exc)
+    if figure not in FIGURES:
+        raise ShallowflowInputError("figure", f"{figure!r}; allowed: {FIGURES}")
+    _check_out(out)
+    t0 = time.perf_counter()
+    res = run(
+        figure,
+        preset,
+        out,
+        resume=resume,
+        executor=executor,
+        ray_address=ray_address,
+        solver=solver,
+        adaptive=adaptive,
+        progress=console.is_terminal,
+        overwrite=overwrite,
+    )
     typer.echo(_verdicts(res))
     typer.echo(f"done in {time.perf_counter() - t0:.0f} s; report: {out}/report.md")
 
@@ -339,18 +330,15 @@ def sweep(
     """Run a user-defined sweep: [base] knobs × [grid] lists (see examples/sweep.toml)."""
     from shallowflow.experiments.sweepfile import run_sweep_file
 
-    try:
-        _check_out(out)
-        df = run_sweep_file(
-            file,
-            out,
-            resume=resume,
-            executor=executor,
-            ray_address=ray_address,
-            overwrite=overwrite,
-        )
-    except ShallowflowInputError as exc:
-        _fail(exc)
+    _check_out(out)
+    df = run_sweep_file(
+        file,
+        out,
+        resume=resume,
+        executor=executor,
+        ray_address=ray_address,
+        overwrite=overwrite,
+    )
     typer.echo(f"{len(df)} cells, {int(df['runs'].sum())} runs; results in {out}/")
 
 
@@ -363,21 +351,17 @@ def verify(
     overwrite: Annotated[bool, typer.Option(help="replace a finished ledger in --out")] = False,
 ) -> None:
     """Check the paper's claims numerically; exit code 0 iff no check FAILs."""
+    from shallowflow.experiments.runner import directory_lock
     from shallowflow.verify import run_verify
 
-    try:
-        from shallowflow.experiments.runner import directory_lock
-
-        _check_out(out)
-        if (out / "verify.md").exists() and not overwrite:
-            raise ShallowflowInputError(
-                "out", f"{str(out)!r} holds a finished ledger; pass --overwrite to replace it"
-            )
-        out.mkdir(parents=True, exist_ok=True)
-        with directory_lock(out):
-            ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
-    except ShallowflowInputError as exc:
-        _fail(exc)
+    _check_out(out)
+    if (out / "verify.md").exists() and not overwrite:
+        raise ShallowflowInputError(
+            "out", f"{str(out)!r} holds a finished ledger; pass --overwrite to replace it"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    with directory_lock(out):
+        ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
     for r in ledger.results:
         typer.echo(f"{r.verdict.value:<13} {r.name:<18} {r.summary}")
     typer.echo(f"ledger: {out}/verify.md")

@@ -177,15 +177,15 @@ class SimConfig(_Frozen):
         return self.stop_loss if self.stop_loss is not None else 1.0 / (2 * self.n)
 
 
-def run_bytes(cfg: SimConfig) -> int:
-    """Device memory one run needs (an estimate; cf. engine._run_bytes): data, first
-    layer, pre-activations and recorded states."""
-    n, d, p = cfg.n, cfg.d, cfg.width
-    geometry = cfg.resolved_geometry
-    m = {"dense": d, "diagonal": n, "implicit": n}.get(geometry, min(n, d))
-    explicit = 0 if geometry in ("implicit", "diagonal") else n * d + p * d
-    per_run = explicit + n * m + p * m * (cfg.record + 4) + 8 * p * n
-    return per_run * (8 if cfg.x64 else 4)
+def run_bytes(geometry: str, n: int, d: int, p: int, records: int, x64: bool) -> int:
+    """Device memory one run of these sizes needs (an estimate, also the engine's chunk
+    rule): data, first layer, pre-activations and recorded states."""
+    from shallowflow.problem import working_dim
+
+    m = working_dim(geometry, n, d)
+    explicit = 0 if geometry == "implicit" else n * d + p * d
+    per_run = explicit + n * m + p * m * (records + 4) + 8 * p * n
+    return per_run * (8 if x64 else 4)
 
 
 def _check_memory(cfg: SimConfig) -> None:
@@ -195,7 +195,7 @@ def _check_memory(cfg: SimConfig) -> None:
 
     gib = 2**30
     limit = device_memory_bytes()
-    need = run_bytes(cfg)
+    need = run_bytes(cfg.resolved_geometry, cfg.n, cfg.d, cfg.width, cfg.record, cfg.x64)
     if limit is not None and need > limit:
         n, p = cfg.n, cfg.width
         culprit = "p" if p * (cfg.record + 12) > n + cfg.d else "n"

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shallowflow.config import SimConfig
+from shallowflow.config import SimConfig, run_bytes
 from shallowflow.geometry import Geometry
 from shallowflow.observables import assumption1, balance, coverage, measure
 from shallowflow.problem import (
@@ -255,11 +255,8 @@ def plan(
 def _run_bytes(bucket: Bucket) -> int:
     """Working memory of one run at the bucket's padded shape (an estimate)."""
     n, d, p = bucket.shape
-    m, k = bucket.m, bucket.sig.records
-    kind = bucket.sig.draw.geometry
-    explicit = 0 if kind == "implicit" else n * d + p * d
-    per_run = explicit + n * m + p * m * (k + 4) + 8 * p * n
-    return per_run * (8 if bucket.sig.draw.x64 else 4)
+    draw = bucket.sig.draw
+    return run_bytes(draw.geometry, n, d, p, bucket.sig.records, draw.x64)
 
 
 def _chunk(bucket: Bucket, runs: int, memory_gb: float) -> int:

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from shallowflow.config import SolverName
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.theory.width import width
 
@@ -45,7 +46,7 @@ __all__ = ["FIGURES", "PRESETS", "Protocol", "fig5_sizes", "protocol", "protocol
 
 FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig6")
 PRESETS = ("quick", "paper")
-SOLVERS = ("gd", "flow", "flow-floor")
+SOLVERS = get_args(SolverName)
 Preset = Literal["quick", "paper"]
 
 EPS = 0.05  # failure probability of the width p(n, ε) (SPEC §2, §5)

@@ -233,7 +233,8 @@ def _prepare(
                 f"{str(out_dir)!r} holds a different sweep; choose another out_dir, "
                 "or pass resume=True (--resume) to reuse its finished cells",
             )
-    finished = list((out_dir / "cells").glob("*.parquet")) if (out_dir / "cells").is_dir() else []
+    cells_dir = out_dir / "cells"
+    finished = list(cells_dir.glob("*.parquet")) if cells_dir.is_dir() else []
     if finished and not resume and not overwrite:
         raise ShallowflowInputError(
             "out_dir",
@@ -241,7 +242,6 @@ def _prepare(
             "--resume to reuse them or --overwrite to recompute them",
         )
     write_json_atomic(manifest, manifest_path)
-    cells_dir = out_dir / "cells"
     cells_dir.mkdir(exist_ok=True)
     remove_temporaries(cells_dir)
     remove_temporaries(out_dir)
