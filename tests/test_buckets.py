@@ -82,7 +82,9 @@ def _check_padded(knobs, tol, skip=()):
     assert buckets[0] == buckets[1] == buckets[2]  # one compiled program for the three
     assert buckets[0].shape != (cfg.n, cfg.d, cfg.width)  # and cfg is padded in it
     padded = simulate_many([cfg, *others])[0]
-    _assert_same(simulate(cfg), padded, tol, skip)
+    alone = simulate(cfg)
+    _assert_same(alone, padded, tol, skip)
+    return alone, padded
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -95,11 +97,15 @@ def test_padded_gd_run_equals_the_lone_run_float64(case):
 def test_padded_flow_run_equals_the_lone_run_float64(case):
     knobs = dict(runs=2, seed=5, x64=True, record=6, horizon=8.0, keep_state=True, solver="flow")
     # The exact flow (sliding on the sphere cases): the solution agrees to 1e-10; the
-    # solver's own counts of steps and of entries onto sliding surfaces are statistics
-    # of its path to it (rounding can tip a step or a settle near a degenerate surface).
-    _check_padded(
-        knobs | FLOW | CASES[case], 1e-10, skip=("steps", "rejected", "slides", "last_event")
-    )
+    # solver's own counts of steps, and whether an event at a surface where u̇⁻ ≈ 0 is
+    # counted a crossing or an entry onto a sliding surface, are statistics of its path
+    # to it (rounding can tip a step, a settle, or that call: measured, 1 of 94 events
+    # changed kind on a dense case, and a brief slide of 118 events became a crossing
+    # on the implicit one). Such calls are rare: the event counts agree to a few.
+    skip = ("steps", "rejected", "slides", "crossings", "last_event")
+    alone, padded = _check_padded(knobs | FLOW | CASES[case], 1e-10, skip=skip)
+    events = [r.final["crossings"] + r.final["slides"] for r in (alone, padded)]
+    assert np.all(np.abs(events[0] - events[1]) <= 2 + 0.02 * events[0])
 
 
 @pytest.mark.parametrize("case", ["dense", "diagonal_coverage"])
