@@ -202,3 +202,33 @@ def test_text_comparison_masks_only_numbers():
     with pytest.raises(AssertionError):
         assert_same_text("N = 12.5", "N = 13.5", 1e-9)
     assert_same_text("slope −0.4812", "slope −0.4813", 1e-9)  # the last printed digit
+
+
+# --------------------------------------------------------------------------- stored sweeps
+
+STORED = GOLDEN / "stored"  # sweep directories written by shallowflow 0.1 (cells only)
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("a stored cell was recomputed")
+
+
+@pytest.mark.parametrize("name", ["fig3", "sweep"])
+def test_stored_sweeps_resume_without_recomputing(tmp_path, monkeypatch, name):
+    """A sweep directory written by an earlier version resumes: every cell id still
+    matches, so nothing is simulated and the table is the stored cells'."""
+    from shallowflow.experiments import cells, reproduce, sweepfile
+
+    out = tmp_path / name
+    shutil.copytree(STORED / name, out)
+    for module in (cells, reproduce, sweepfile):
+        monkeypatch.setattr(module, "simulate_batch", _never, raising=False)
+    if name == "fig3":
+        run_protocol(_small("fig3"), tmp_path, progress=False, resume=True)
+    else:
+        (tmp_path / "g.toml").write_text(SWEEP)
+        run_sweep_file(tmp_path / "g.toml", out, progress=False, resume=True)
+    stored = sorted((STORED / name / "cells").glob("*.parquet"))
+    want = pd.concat([read_parquet(p) for p in stored]).sort_values(["cell_id", "run"])
+    got = read_parquet(out / "runs.parquet").sort_values(["cell_id", "run"])
+    assert_same_table(got.reset_index(drop=True), want.reset_index(drop=True), 0.0)
