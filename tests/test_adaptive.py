@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from shallowflow.cli import app
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments import adaptive as ad
 from shallowflow.experiments import reproduce as rp
 from shallowflow.experiments.protocols import EPS, _cell, protocol
 from shallowflow.storage import read_json, read_parquet
@@ -88,7 +89,7 @@ def test_adaptive_resume_replays_stored_evaluations(adaptive_out, monkeypatch):
     def no_engine(knobs):
         raise AssertionError("resume should not simulate again")
 
-    monkeypatch.setattr(rp, "simulate_cell", no_engine)
+    monkeypatch.setattr(ad, "simulate_cell", no_engine)
     monkeypatch.setattr(rp, "protocols", lambda *a: [tiny_fig3(adaptive_width=0.5)])
     # without --resume or --overwrite the stored evaluations are not recomputed over
     with pytest.raises(ShallowflowInputError, match=r"adaptive evaluations.*--overwrite"):
@@ -106,18 +107,18 @@ def test_closed_form_figure_ignores_adaptive(tmp_path):
 
 def test_grid_width_shrinks_with_runs_and_needs_a_curve():
     ns = np.arange(100, 401, 50)
-    few = rp.grid_width(250.0, 0.05, ns, np.full(ns.size, 8))
-    many = rp.grid_width(250.0, 0.05, ns, np.full(ns.size, 200))
+    few = ad.grid_width(250.0, 0.05, ns, np.full(ns.size, 8))
+    many = ad.grid_width(250.0, 0.05, ns, np.full(ns.size, 200))
     assert 0 < many < few
-    assert math.isnan(rp.grid_width(math.nan, 0.05, ns, np.full(ns.size, 8)))
-    assert math.isnan(rp.grid_width(250.0, 0.0, ns, np.full(ns.size, 8)))
+    assert math.isnan(ad.grid_width(math.nan, 0.05, ns, np.full(ns.size, 8)))
+    assert math.isnan(ad.grid_width(250.0, 0.0, ns, np.full(ns.size, 8)))
 
 
 def test_cell_at_follows_the_groups_width_rule():
     fig3 = tiny_fig3().cells
-    assert rp._cell_at(fig3, 30)["p"] == width(30, EPS) and rp._cell_at(fig3, 30)["n"] == 30
+    assert ad._cell_at(fig3, 30)["p"] == width(30, EPS) and ad._cell_at(fig3, 30)["n"] == 30
     fig4 = [c for c in protocol("fig4", "quick").cells if c["d"] == 20]
-    cell = rp._cell_at(fig4, 75)
+    cell = ad._cell_at(fig4, 75)
     assert cell["p"] == 30 and cell["n"] == 75 and cell["d"] == 20
-    groups = rp._groups(protocol("fig5", "quick"))
+    groups = ad._groups(protocol("fig5", "quick"))
     assert [v for v, _ in groups] == [30, 60, 120]

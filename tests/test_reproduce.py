@@ -7,14 +7,9 @@ import pandas as pd
 import pytest
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.reproduce import (
-    fig6_slopes,
-    growth_fits,
-    linear_fit,
-    reproduce,
-    success_points,
-)
+from shallowflow.experiments.reproduce import fig6_slopes, reproduce, success_points
 from shallowflow.experiments.sweepfile import load_sweep, run_sweep_file, sweep_cells
+from shallowflow.stats.fits import growth_fits, linear_fit
 from shallowflow.storage import read_json, read_parquet
 
 
@@ -113,7 +108,7 @@ def test_success_points_and_slopes():
 def test_fig6_verdicts_print_the_uncertainty_and_apply_prop1_to_rates_only():
     from shallowflow.experiments.protocols import protocol
     from shallowflow.experiments.reproduce import SUMMARISERS
-    from shallowflow.plots.figures import plus_minus
+    from shallowflow.report.format import plus_minus
 
     assert plus_minus(-0.4812, 0.0042) == "-0.4812 ± 0.0042"  # was "-0.48 ± 0.00"
     assert plus_minus(-0.79, 0.08) == "-0.790 ± 0.080"

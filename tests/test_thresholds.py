@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from scipy import special
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments import thresholds as th
-from shallowflow.experiments.thresholds import (
+from shallowflow.stats import thresholds as th
+from shallowflow.stats.thresholds import (
     adaptive_threshold,
     fit_threshold,
     hoeffding_halfwidth,

@@ -25,7 +25,7 @@ anchored on N(30, 30) ≈ 150, N(30, 60) ≈ 230, N(30, 120) ≈ 320 measured wi
 this engine, 12 runs per point) and span ``N̂·2^e``: e = −1, −3/4, …, 1 in the
 paper preset (9 points, a factor 4), e = −2/3..2/3 in thirds in the quick one
 (5 points). The
-threshold fit (:func:`~shallowflow.experiments.thresholds.fit_threshold`)
+threshold fit (:func:`~shallowflow.stats.thresholds.fit_threshold`)
 interpolates inside that window; a threshold at its edge is flagged.
 
 Fig. 2 has no simulation: its "cells" are the sizes n of the closed-form

@@ -299,7 +299,7 @@ def _knob_column(value: Any) -> Any:
     return json.dumps(value, separators=(",", ":")) if isinstance(value, tuple) else value
 
 
-def _with_knobs(df: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+def with_knobs(df: pd.DataFrame, cell: Cell) -> pd.DataFrame:
     """``cell_id`` and the knobs as leading columns (knob values override same-named columns)."""
     rest = df.drop(columns=[c for c in df.columns if c in cell or c == _ID_COLUMN])
     head = {_ID_COLUMN: cell.cell_id} | {k: _knob_column(v) for k, v in cell.items()}
@@ -362,7 +362,7 @@ def _execute(
         for index, results in finished:
             batch = batches[index][1]
             for cell, df in zip(batch, _check_results(results, batch), strict=True):
-                write_parquet_atomic(_with_knobs(df, cell), _cell_path(out_dir, cell.cell_id))
+                write_parquet_atomic(with_knobs(df, cell), _cell_path(out_dir, cell.cell_id))
             advance(len(batch))
     finally:
         close = getattr(finished, "close", None)

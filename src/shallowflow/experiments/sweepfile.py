@@ -32,7 +32,7 @@ from shallowflow.config import make_config
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import TAGS, cell_config, plan_cells, simulate_batch
 from shallowflow.experiments.runner import run_sweep
-from shallowflow.experiments.thresholds import success_bars
+from shallowflow.stats.thresholds import success_bars
 from shallowflow.storage import write_parquet_atomic
 
 __all__ = ["load_sweep", "run_sweep_file", "sweep_cells", "sweep_points"]

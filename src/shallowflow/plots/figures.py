@@ -23,6 +23,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from shallowflow.report.format import plus_minus  # noqa: E402
+
 __all__ = ["PLOTS", "plot_fig2", "plot_fig3", "plot_fig4", "plot_fig5", "plot_fig6", "render"]
 
 STYLE = {
@@ -37,15 +39,6 @@ STYLE = {
     "savefig.bbox": "tight",
     "savefig.dpi": 150,
 }
-
-
-def plus_minus(value: float, se: float) -> str:
-    """``value ± se`` with the uncertainty to two significant digits and the value to
-    the same decimal place (never "−0.48 ± 0.00")."""
-    if not (np.isfinite(value) and np.isfinite(se)) or se <= 0:
-        return f"{value:+.3g} ± {se:.2g}"
-    decimals = max(0, 1 - int(np.floor(np.log10(se))))
-    return f"{value:+.{decimals}f} ± {se:.{decimals}f}"
 
 
 def _yerr(points: pd.DataFrame) -> np.ndarray:

@@ -26,6 +26,8 @@ from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, vector_field
 from shallowflow.observables import coverage
 from shallowflow.problem import UserArrays, make_run
+from shallowflow.stats.fits import bootstrap_slopes
+from shallowflow.stats.fits import loglog_slope as _slope
 from shallowflow.theory import closed_form as cf
 from shallowflow.theory.datacheck import d_needed
 from shallowflow.theory.width import width
@@ -74,11 +76,6 @@ def _starts(cfg: SimConfig, res: SimResult):
     if not np.allclose(loss0, res.init["loss0"], rtol=1e-4):
         raise RuntimeError("redrawn starts disagree with the engine (its key scheme changed?)")
     return starts
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of log y against log x."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 def _result(name: str, claim: str, criterion: str, verdict: Verdict, numbers: dict, fig, summ):
@@ -721,11 +718,8 @@ def _fig6_cfg(p: P, n: int, solver: str) -> SimConfig:
 
 def _boot_slope(ns: np.ndarray, samples: list[np.ndarray], reps: int, seed: int):
     """Slope of log(mean rate) vs log n and its 95% bootstrap CI over runs."""
-    rng = np.random.default_rng(seed)
     est = _slope(ns, np.array([s.mean() for s in samples]))
-    boots = [
-        _slope(ns, np.array([rng.choice(s, s.size).mean() for s in samples])) for _ in range(reps)
-    ]
+    boots = bootstrap_slopes(ns, samples, reps, np.random.default_rng(seed))
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return est, float(lo), float(hi)
 

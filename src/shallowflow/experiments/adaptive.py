@@ -1,0 +1,281 @@
+"""The adaptive threshold search of ``reproduce --adaptive`` (Figs. 3–5).
+
+Adaptive mode (``adaptive=True``, Figs. 3–5 only; Figs. 2 and 6 ignore it)
+replaces each threshold's n grid (Fig. 3: the whole grid; Fig. 4: one per d;
+Fig. 5: one per p) by the sequential design of
+:func:`~shallowflow.stats.thresholds.adaptive_threshold`: on the same
+range ``[min n, max n]`` snapped to the grid's step (the gcd of its spacings),
+batches of ``ADAPTIVE_RUNS_FRACTION`` × the protocol's runs per point, at
+most the grid's runs for that group. It stops once its 95% interval is no
+wider than the grid design's would be: :func:`grid_width`, the median
+bootstrap width of the grid design's fit under a *planted* logistic curve (the
+design's current fit), re-estimated after each batch. ``proto.params`` may
+override ``adaptive_width`` (a fixed target, as a fraction of the range) and
+``adaptive_runs`` (runs per batch). Every evaluated (n, runs) is one cell of
+knobs (``tag = "adaptive"``, its own ``seed`` drawn by the design), simulated
+locally and stored under ``out/<figure>/adaptive/<cell_id>.parquet``; with
+``resume`` those files are reused, and since the design is deterministic a
+rerun replays the same sequence. ``runs.parquet``/``points.parquet`` hold
+every evaluation (repeated sizes pooled in the points), so the figures and
+fits are the grid's functions of the runs table; ``summary["adaptive"]``
+records each group's design fit, target width, evaluations, and runs used
+against the grid's runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments.cells import plan_cells, simulate_cell
+from shallowflow.experiments.protocols import EPS, Protocol
+from shallowflow.experiments.runner import Cell, cell_seed, with_knobs
+from shallowflow.report.format import fmt
+from shallowflow.stats.thresholds import AdaptiveResult, adaptive_threshold, fit_threshold
+from shallowflow.storage import read_parquet, write_parquet_atomic
+from shallowflow.theory.width import width
+
+__all__ = ["ADAPTIVE_FIGURES", "adaptive_lines", "grid_width", "run_adaptive"]
+
+ADAPTIVE_FIGURES = ("fig3", "fig4", "fig5")
+ADAPTIVE_RUNS_FRACTION = 0.5  # runs per adaptive batch, as a fraction of the grid's runs per n
+ADAPTIVE_N_INIT = 5  # sizes of the pilot (evenly spaced over the grid's range)
+ADAPTIVE_N_BOOT = 400
+
+
+def grid_width(
+    threshold: float,
+    slope: float,
+    n: Any,
+    runs: Any,
+    reps: int = 16,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> float:
+    """Planted estimate of the grid design's 95% interval width for ``N``.
+
+    Draws ``reps`` data sets ``k_i ~ Bin(R_i, P(n_i))`` from the logistic curve
+    ``P(n) = 1/(1 + exp(slope (n − threshold)))`` on the grid ``(n_i, R_i)``,
+    fits each (:func:`fit_threshold`) and returns the median interval width
+    (``inf`` when most intervals are unbounded, ``nan`` without a finite curve).
+    """
+    if not (np.isfinite(threshold) and np.isfinite(slope) and slope != 0):
+        return math.nan
+    n, runs = np.asarray(n, float), np.asarray(runs, np.int64)
+    rng = np.random.default_rng(seed)
+    prob = special.expit(slope * (threshold - n))
+    widths = []
+    for _ in range(reps):
+        k = rng.binomial(runs, prob)
+        fit = fit_threshold(n, k, runs, n_boot=n_boot, seed=int(rng.integers(2**32)))
+        widths.append(fit.ci_width if np.isfinite(fit.ci_width) else math.inf)
+    return float(np.median(widths))
+
+
+def _groups(proto: Protocol) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The protocol's threshold groups: ``(value of proto.group, cells)``; Fig. 3 has one."""
+    if proto.group is None:
+        return [(None, list(proto.cells))]
+    values = sorted({c[proto.group] for c in proto.cells})
+    return [(v, [c for c in proto.cells if c[proto.group] == v]) for v in values]
+
+
+def _cell_at(cells: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """The group's knobs at size ``n``: those of the nearest grid cell, with ``p = p(n, 0.05)``
+    where the group's width follows n (Fig. 3), else its fixed p (Figs. 4, 5)."""
+    near = min(cells, key=lambda c: abs(c["n"] - n))
+    knobs = dict(near) | {"n": int(n)}
+    if len({c["p"] for c in cells}) > 1:
+        if any(c["p"] != width(c["n"], EPS) for c in cells):
+            raise ShallowflowInputError("adaptive", "the group's width p is neither fixed nor p(n)")
+        knobs["p"] = width(int(n), EPS)
+    return knobs
+
+
+def _design(
+    simulate: Callable[[int, int, int], int],
+    ns: np.ndarray,
+    grid_runs: np.ndarray,
+    batch: int,
+    seed: int,
+    fixed_width: float | None,
+) -> tuple[AdaptiveResult, float, bool]:
+    """The adaptive design of one group: ``(result, target width, target reached)``.
+
+    With ``fixed_width`` the target is ``fixed_width × range``. Otherwise the
+    design grows one batch at a time until its interval is no wider than the
+    grid design's, estimated by :func:`grid_width` under the current fit, or the
+    grid's runs are spent. ``adaptive_threshold`` is deterministic, so each longer
+    design replays the previous one (free with a memoising ``simulate``).
+    """
+    n_min, n_max = int(ns.min()), int(ns.max())
+    common = {
+        "n_min": n_min,
+        "n_max": n_max,
+        "runs_per_point": batch,
+        "seed": seed,
+        "n_step": int(np.gcd.reduce(np.diff(ns).astype(np.int64))),
+        "n_init": min(ADAPTIVE_N_INIT, ns.size),
+        "n_boot": ADAPTIVE_N_BOOT,
+    }
+    budget = int(grid_runs.sum())
+    if fixed_width is not None:
+        target = fixed_width * (n_max - n_min)
+        res = adaptive_threshold(simulate, target_width=target, max_runs=budget, **common)
+        return res, target, res.reached_target
+    allowed = common["n_init"] * batch
+    while True:
+        allowed = min(allowed, budget)
+        res = adaptive_threshold(simulate, target_width=1e-9, max_runs=allowed, **common)
+        fit = res.fit
+        target = grid_width(fit.threshold, fit.slope, ns, grid_runs, seed=seed % 2**32)
+        reached = bool(fit.ci_width <= target)
+        if reached or res.total_runs >= budget or res.total_runs < allowed:
+            return res, target, reached
+        allowed += batch
+
+
+def _adaptive_batch(proto: Protocol, cells: list[dict[str, Any]]) -> int:
+    """Runs per adaptive evaluation of a group."""
+    per_point = max(int(c["runs"]) for c in cells)
+    return int(proto.params.get("adaptive_runs", 0)) or max(
+        1, math.ceil(ADAPTIVE_RUNS_FRACTION * per_point)
+    )
+
+
+def _adaptive_buckets(proto: Protocol) -> dict[str, Any]:
+    """The compiled bucket of each grid cell (by cell id) for evaluations of the
+    adaptive batch's size: an evaluation at n runs in the bucket of the group's
+    smallest grid cell with n_cell ≥ n (same knobs, sizes no larger: p(n) grows with
+    n), so the whole design compiles what the grid would."""
+    resized = [
+        c | {"runs": _adaptive_batch(proto, cells)} for _, cells in _groups(proto) for c in cells
+    ]
+    plan = plan_cells(resized, max_batch=1)
+    originals = [c for _, cells in _groups(proto) for c in cells]
+    return {Cell(c).cell_id: b for c, b in zip(originals, plan, strict=True)}
+
+
+def run_adaptive(
+    proto: Protocol,
+    fig_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Adaptive threshold search for each group of a threshold figure (module doc).
+    Stored evaluations are reused with ``resume`` and recomputed only with
+    ``overwrite``.
+
+    Returns the runs table of every evaluation (runner columns plus
+    ``adaptive_step``) and the ``summary["adaptive"]`` record.
+    """
+    if proto.name not in ADAPTIVE_FIGURES:
+        raise ShallowflowInputError("adaptive", f"only {ADAPTIVE_FIGURES} have thresholds")
+    cache = Path(fig_dir) / "adaptive"
+    stored = list(cache.glob("*.parquet")) if cache.is_dir() else []
+    if stored and not resume and not overwrite:
+        raise ShallowflowInputError(
+            "out_dir",
+            f"{str(fig_dir)!r} holds {len(stored)} finished adaptive evaluations; pass "
+            "--resume to reuse them or --overwrite to recompute them",
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    fixed = proto.params.get("adaptive_width")
+    frames: list[pd.DataFrame] = []
+    groups, total_used, total_grid = [], 0, 0
+    buckets = _adaptive_buckets(proto)
+    for value, cells in _groups(proto):
+        cells = sorted(cells, key=lambda c: c["n"])
+        ns = np.array([c["n"] for c in cells], dtype=np.int64)
+        grid_runs = np.array([c["runs"] for c in cells], dtype=np.int64)
+        batch = _adaptive_batch(proto, cells)
+        key = {"adaptive": proto.name} | ({proto.group: value} if proto.group else {})
+        seed = cell_seed(int(cells[0].get("seed", 0)), key)
+        memo: dict[tuple[int, int, int], pd.DataFrame] = {}
+
+        def simulate(n: int, runs: int, rng_seed: int, cells=cells, memo=memo) -> int:
+            if (n, runs, rng_seed) not in memo:
+                extra = {"runs": runs, "seed": rng_seed, "tag": "adaptive"}
+                cell = Cell(_cell_at(cells, n) | extra)
+                path = cache / f"{cell.cell_id}.parquet"
+                df = read_parquet(path) if resume and path.exists() else None
+                if df is None or len(df) != runs:
+                    bucket = next(buckets[Cell(c).cell_id] for c in cells if c["n"] >= n)
+                    df = with_knobs(simulate_cell(cell.to_dict(), bucket), cell)
+                    write_parquet_atomic(df, path)
+                memo[(n, runs, rng_seed)] = df
+                if progress:
+                    _echo(f"  {proto.name} adaptive: n = {n}, {int(df['success'].sum())}/{runs}")
+            return int(memo[(n, runs, rng_seed)]["success"].sum())
+
+        res, target, reached = _design(simulate, ns, grid_runs, batch, seed, fixed)
+        # The pilot's calls are a prefix of the design's (same seeds), so the memo's keys
+        # in insertion order are the design's evaluations, each once.
+        for step, (key3, ev) in enumerate(zip(memo, res.evaluations, strict=True)):
+            assert key3[:2] == ev[:2]
+            frames.append(memo[key3].assign(adaptive_step=step))
+        fit = res.fit
+        group_grid = int(grid_runs.sum())
+        total_used += res.total_runs
+        total_grid += group_grid
+        groups.append(
+            ({proto.group: value} if proto.group else {})
+            | {
+                "N": fit.threshold,
+                "ci_low": fit.ci_low,
+                "ci_high": fit.ci_high,
+                "ci_width": fit.ci_width,
+                "slope": fit.slope,
+                "target_width": target,
+                "reached_target": reached,
+                "runs_used": res.total_runs,
+                "grid_runs": group_grid,
+                "saving": 1.0 - res.total_runs / group_grid,
+                "runs_per_batch": batch,
+                "n_range": [int(ns.min()), int(ns.max())],
+                "evaluations": [list(e) for e in res.evaluations],
+            }
+        )
+    runs = pd.concat(frames, ignore_index=True)
+    record = {
+        "groups": groups,
+        "runs_used": total_used,
+        "grid_runs": total_grid,
+        "saving": 1.0 - total_used / total_grid,
+        "target": "fixed fraction of the range" if fixed is not None else "grid width (planted)",
+    }
+    return runs, record
+
+
+def adaptive_lines(proto: Protocol, record: dict[str, Any]) -> list[str]:
+    lines = []
+    for g in record["groups"]:
+        where = f"{proto.group} = {g[proto.group]}: " if proto.group else ""
+        reached = "reached" if g["reached_target"] else "not reached: run budget spent"
+        lines.append(
+            f"adaptive: {where}N = {fmt(g['N'], 4)} [{fmt(g['ci_low'], 4)}, "
+            f"{fmt(g['ci_high'], 4)}], width {fmt(g['ci_width'])} (target "
+            f"{fmt(g['target_width'])} {reached}) with {g['runs_used']} runs vs "
+            f"{g['grid_runs']} runs on the grid (saving {g['saving']:.0%})"
+        )
+    if len(record["groups"]) > 1:
+        lines.append(
+            f"adaptive total: {record['runs_used']} runs vs {record['grid_runs']} runs on the "
+            f"grid (saving {record['saving']:.0%})"
+        )
+    return lines
+
+
+def _echo(line: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line)

@@ -1,0 +1,26 @@
+"""How numbers read in verdicts and reports: one formatting of values, of yes/no
+answers and of a value with its uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["fmt", "plus_minus", "yes"]
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits; ``nan`` for a missing or non-finite value."""
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def yes(cond: bool) -> str:
+    return "yes" if cond else "no"
+
+
+def plus_minus(value: float, se: float) -> str:
+    """``value ± se`` with the uncertainty to two significant digits and the value to
+    the same decimal place (never "−0.48 ± 0.00")."""
+    if not (np.isfinite(value) and np.isfinite(se)) or se <= 0:
+        return f"{value:+.3g} ± {se:.2g}"
+    decimals = max(0, 1 - int(np.floor(np.log10(se))))
+    return f"{value:+.{decimals}f} ± {se:.{decimals}f}"
