@@ -357,6 +357,7 @@ def _fmt(x: float) -> str:
 
 def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> bool:
     from shallowflow.config import make_config
+    from shallowflow.solvers.common import Outcome
 
     cfg = make_config(**cell.knobs)
     horizon = int(round(cfg.t_end / cfg.lr))
@@ -373,7 +374,11 @@ def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> b
     sps = steps / eng.second.wall
     outcomes = {
         s: int((eng.status == c).sum())
-        for c, s in ((1, "converged"), (2, "horizon"), (3, "diverged"))
+        for c, s in (
+            (Outcome.CONVERGED, "converged"),
+            (Outcome.HORIZON, "horizon"),
+            (Outcome.DIVERGED, "diverged"),
+        )
     }
     print(
         f"   engine: 1st call {eng.first.wall:.2f} s, then median of 3 calls "
@@ -449,6 +454,7 @@ import numpy as np
 from shallowflow.compilation import CompileCounter
 from shallowflow.config import make_config
 from shallowflow.engine import simulate_many
+from shallowflow.solvers.common import Outcome
 cfgs = [make_config(data="sphere", d=100, n=n, runs=80) for n in range(1300, 2101, 50)]
 start = time.perf_counter()
 with CompileCounter() as c:
@@ -457,7 +463,7 @@ wall = time.perf_counter() - start
 steps = np.concatenate([r.final["steps"] for r in res])
 print(json.dumps({"wall": wall, "process": time.perf_counter() - t0, "compiles": c.compiles,
     "compile_s": max(c.seconds, 0.0), "hits": c.hits,
-    "success": [float(np.mean(r.final["status"] == 1)) for r in res],
+    "success": [float(np.mean(r.final["status"] == Outcome.CONVERGED)) for r in res],
     "steps": int(steps.sum()), "max_steps": int(steps.max()), "networks": int(steps.size)}))
 """
 

@@ -21,7 +21,7 @@ from shallowflow.data import paper_labels, rows, sphere
 from shallowflow.engine import padding_waste, plan, simulate, simulate_many
 from shallowflow.experiments.cells import plan_cells, simulate_batch
 from shallowflow.experiments.runner import run_sweep
-from shallowflow.init import uniform_w
+from shallowflow.inits import uniform_w
 
 # One small cell per geometry and law; each is also run padded beside larger cells.
 CASES = {

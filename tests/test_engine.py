@@ -9,9 +9,9 @@ import pytest
 
 from shallowflow.config import horizon_steps, make_config
 from shallowflow.engine import devices_for, plan, record_grid, simulate
-from shallowflow.problem import UserArrays
 from shallowflow.results import runs_table, summary, trajectory_table
-from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON
+from shallowflow.solvers.common import Outcome
+from shallowflow.start import UserArrays
 
 BASE = dict(n=20, d=10, runs=4, record=10, seed=1)
 
@@ -33,16 +33,16 @@ def test_gd_stops_early_below_one_over_2n(base):
     assert cfg.t_end == horizon * cfg.lr
     np.testing.assert_array_equal(base.times, record_grid(cfg) * cfg.lr)
     status, steps = base.final["status"], base.final["steps"]
-    assert (status == CONVERGED).sum() >= 2
+    assert (status == Outcome.CONVERGED).sum() >= 2
     for r in range(base.runs):
         np.testing.assert_array_equal(base.valid[r], base.times <= base.final["t_final"][r])
         assert base.final["t_final"][r] == pytest.approx(steps[r] * cfg.lr)
         before = base.valid[r] & (base.times < base.final["t_final"][r])
         assert (base.records["loss"][r][before] > thr).all()
-        if status[r] == CONVERGED:
+        if status[r] == Outcome.CONVERGED:
             assert base.final["loss"][r] <= thr and steps[r] < horizon
         else:
-            assert status[r] == HORIZON and steps[r] == horizon
+            assert status[r] == Outcome.HORIZON and steps[r] == horizon
             assert base.final["loss"][r] > thr
     assert (base.init["loss0"] == base.records["loss"][:, 0]).all()
 
@@ -79,7 +79,7 @@ def test_chunks_of_one_give_the_results_of_one_batch(base):
 
 def test_huge_step_is_flagged_diverged_with_finite_records():
     res = simulate(make_config(lr=1e4, **BASE))
-    assert (res.final["status"] == DIVERGED).all()
+    assert (res.final["status"] == Outcome.DIVERGED).all()
     for name, rec in res.records.items():
         if name == "thm1_const":  # undefined (NaN, a null in tables) where min_fit ≤ 0
             fit = res.records["min_fit"][res.valid]
@@ -97,7 +97,7 @@ def test_tables_have_one_row_per_run_and_per_record(base):
     runs = runs_table(base)
     assert len(runs) == base.runs
     np.testing.assert_array_equal(runs["run"], np.arange(base.runs))
-    np.testing.assert_array_equal(runs["success"], base.final["status"] == CONVERGED)
+    np.testing.assert_array_equal(runs["success"], base.final["status"] == Outcome.CONVERGED)
     np.testing.assert_allclose(runs["final_loss"], base.final["loss"])
     assert (runs["p"] == base.cfg.width).all() and (runs["n"] == base.cfg.n).all()
     num = runs.select_dtypes("number")
@@ -118,7 +118,9 @@ def test_tables_have_one_row_per_run_and_per_record(base):
         assert fin["loss"].item() == pytest.approx(base.final["loss"][r])
     s = summary(base)
     assert s["runs"] == base.runs
-    assert s["success_fraction"] == pytest.approx(np.mean(base.final["status"] == CONVERGED))
+    assert s["success_fraction"] == pytest.approx(
+        np.mean(base.final["status"] == Outcome.CONVERGED)
+    )
 
 
 def _check_mu_bounds(res, rtol):
@@ -143,7 +145,7 @@ def test_orthogonal_mu_bounds_along_gd_paper_protocol(orth_gd):
     res = orth_gd
     assert res.cfg.lr == 1.0 and res.cfg.w_scale == 0.01
     assert (res.init["coverage0"] == res.cfg.n).all() and (res.init["draws"] >= 1).all()
-    assert (res.final["status"] == CONVERGED).all()
+    assert (res.final["status"] == Outcome.CONVERGED).all()
     assert (res.final["loss"] <= res.cfg.threshold).all()
     _check_mu_bounds(res, rtol=1e-9)
 

@@ -21,9 +21,9 @@ from shallowflow.engine import simulate
 from shallowflow.experiments.protocols import protocol
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
-from shallowflow.problem import geometry_of, make_run
 from shallowflow.solvers import exact, gd
-from shallowflow.solvers.common import HORIZON
+from shallowflow.solvers.common import Outcome
+from shallowflow.start import geometry_of, make_run
 
 TIGHT = dict(x64=True, rtol=1e-10, atol=1e-12, solver="flow")
 
@@ -84,7 +84,7 @@ def test_gd_converges_to_the_exact_flow_on_sliding_data():
                 geom, prob, s0, jnp.array([0.0, horizon]), rtol=1e-11, atol=1e-13, stop_loss=0.0
             )
         )()
-        assert int(ref.status) == HORIZON
+        assert int(ref.status) == Outcome.HORIZON
         assert int(ref.stats.slides) > 0 and int(ref.stats.max_sliding) > 1
 
         def theta(s):
@@ -237,7 +237,7 @@ def test_exact_flow_stops_at_the_located_stop_time():
     """The stop L = stop_loss is an event located like a crossing: the run ends with its
     loss at the stop level (not below it by a step's worth), and converged."""
     res = simulate(make_config(data="orthogonal", n=12, d=20, runs=2, stop_loss=1e-4, **TIGHT))
-    assert (res.final["status"] == 1).all()
+    assert (res.final["status"] == Outcome.CONVERGED).all()
     np.testing.assert_allclose(res.final["loss"], res.cfg.threshold, rtol=1e-6)
     gd_res = simulate(make_config(data="orthogonal", n=12, d=20, runs=2, stop_loss=1e-4, x64=True))
     assert (gd_res.final["loss"] < res.cfg.threshold * (1 - 1e-3)).any()  # GD overshoots

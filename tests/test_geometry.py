@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from shallowflow import data, implicit, init, model, observables
+from shallowflow import data, implicit, inits, model, observables
 from shallowflow.config import make_config
 from shallowflow.engine import simulate
 from shallowflow.geometry import Geometry, to_working
-from shallowflow.problem import geometry_of, make_run
+from shallowflow.start import geometry_of, make_run
 
 N, D, P = 5, 12, 7
 
@@ -186,7 +186,7 @@ def _dense_draws(keys):
         for gen, k in zip((data.sphere, data.gaussian), jax.random.split(key), strict=True):
             kx, kw = jax.random.split(k)
             X = gen(kx, NI, DI)
-            W = init.gaussian_w(kw, 3, DI, W_SCALE2)
+            W = inits.gaussian_w(kw, 3, DI, W_SCALE2)
             out.append((X @ X.T, W @ X.T, jnp.sum(W * W, axis=1)))
         return out
 

@@ -16,7 +16,7 @@ from shallowflow import model, observables
 from shallowflow.config import make_config
 from shallowflow.geometry import Geometry
 from shallowflow.observables import covered
-from shallowflow.problem import geometry_of, make_run
+from shallowflow.start import geometry_of, make_run
 from shallowflow.theory.width import coverage_failure_bound, width
 
 DENSE = Geometry("dense")

@@ -12,9 +12,9 @@ import pytest
 
 from shallowflow import model, observables
 from shallowflow.config import make_config
-from shallowflow.problem import geometry_of, make_run
 from shallowflow.solvers import exact, gd
-from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON
+from shallowflow.solvers.common import Outcome
+from shallowflow.start import geometry_of, make_run
 
 T_FIX = 8.0
 ETAS = (0.2, 0.1, 0.05)
@@ -47,7 +47,7 @@ def _gd_vs_flow(x64: bool):
 
 def _check_gd_converges_to_flow(x64: bool):
     geom, prob, s0, ref, finals = _gd_vs_flow(x64)
-    assert int(ref.status) == HORIZON and float(ref.t_final) == pytest.approx(T_FIX)
+    assert int(ref.status) == Outcome.HORIZON and float(ref.t_final) == pytest.approx(T_FIX)
     assert int(ref.stats.crossings) > 0  # the run meets kinks
     target = _theta(ref.final)
     errs = [np.linalg.norm(_theta(f) - target) / np.linalg.norm(target) for f in finals]
@@ -83,7 +83,7 @@ def test_flow_conserves_balance_and_signs(flow64):
     of a_j² − ‖w_j‖² stays below 1e-6, and no a_j changes sign (Assumption 1)."""
     res = flow64
     cfg = res.cfg
-    assert (res.final["status"] == CONVERGED).all()
+    assert (res.final["status"] == Outcome.CONVERGED).all()
     assert res.init["assumption1"].all()
     drift = res.records["balance_drift_rel"][res.valid]
     assert drift.max() < 1e-6, drift.max()
@@ -159,13 +159,13 @@ def test_gd_stops_at_first_step_below_threshold(gd_batch):
         t = _run(batched, r)
         loss = np.asarray(jax.vmap(lambda s, p=probs[r]: model.loss(geom, s, p))(t.states))
         k = int(t.steps)
-        if int(t.status) == CONVERGED:
+        if int(t.status) == Outcome.CONVERGED:
             converged += 1
             assert k < H
             assert loss[k] <= thr and np.all(loss[:k] > thr)
             assert float(model.loss(geom, t.final, probs[r])) <= thr
         else:
-            assert int(t.status) == HORIZON and k == H and np.all(loss > thr)
+            assert int(t.status) == Outcome.HORIZON and k == H and np.all(loss > thr)
         np.testing.assert_array_equal(np.asarray(t.valid), np.arange(H + 1) <= k)
         assert float(t.t_final) == pytest.approx(k * 1.0)
     assert converged >= 1
@@ -174,7 +174,7 @@ def test_gd_stops_at_first_step_below_threshold(gd_batch):
 def test_divergence_is_flagged_and_isolated(gd_batch):
     cfg, geom, probs, batched, alone = gd_batch
     bad = _run(batched, 1)
-    assert int(bad.status) == DIVERGED
+    assert int(bad.status) == Outcome.DIVERGED
     loss0 = float(model.loss(geom, jax.tree_util.tree_map(lambda x: x[0], bad.states), probs[1]))
     loss_end = float(model.loss(geom, bad.final, probs[1]))
     assert np.isfinite(loss_end) and loss_end <= cfg.diverge_factor * loss0
@@ -199,7 +199,7 @@ def test_diverged_run_keeps_last_finite_iterate_whatever_the_grid(gd_batch, grid
     s0 = jax.tree_util.tree_map(lambda x: x[0], alone[1].states)
     g = jnp.asarray(grid, jnp.int32)
     got = jax.jit(lambda: gd.solve(geom, probs[1], s0, g, lr=1.0, stop_loss=cfg.threshold))()
-    assert int(got.status) == DIVERGED
+    assert int(got.status) == Outcome.DIVERGED
     k = int(got.steps)
     assert k == int(alone[1].steps)
     s, losses = s0, []

@@ -34,8 +34,8 @@ from shallowflow.observables import (
     mu,
     orthogonal_bounds,
 )
-from shallowflow.problem import UserArrays, make_run
 from shallowflow.results import runs_table, summary, trajectory_table
+from shallowflow.start import UserArrays, make_run
 from shallowflow.theory.width import coverage_failure_bound, width
 
 __all__ = [

@@ -16,8 +16,8 @@ from shallowflow.config import SimConfig, make_config
 from shallowflow.engine import SimResult, simulate
 from shallowflow.errors import ShallowflowInputError, require
 from shallowflow.io import load_data, load_state
-from shallowflow.problem import UserArrays
 from shallowflow.results import runs_table, summary, trajectory_table
+from shallowflow.start import UserArrays
 from shallowflow.storage import write_json_atomic, write_parquet_atomic
 
 

@@ -180,7 +180,7 @@ class SimConfig(_Frozen):
 def run_bytes(geometry: str, n: int, d: int, p: int, records: int, x64: bool) -> int:
     """Device memory one run of these sizes needs (an estimate, also the engine's chunk
     rule): data, first layer, pre-activations and recorded states."""
-    from shallowflow.problem import working_dim
+    from shallowflow.start import working_dim
 
     m = working_dim(geometry, n, d)
     explicit = 0 if geometry == "implicit" else n * d + p * d

@@ -2,7 +2,7 @@
 
 A cell is R independent runs of one :class:`~shallowflow.config.SimConfig`. Each run
 gets its own key (``fold_in(key(seed), r)``), draws its data and θ(0)
-(:mod:`shallowflow.problem`), is solved by GD or the flow (:mod:`shallowflow.solvers`)
+(:mod:`shallowflow.start`), is solved by GD or the flow (:mod:`shallowflow.solvers`)
 and measured at its recorded times (:mod:`shallowflow.observables`).
 
 **Compile once per bucket.** What a compiled program bakes in is a cell's
@@ -50,7 +50,9 @@ import numpy as np
 from shallowflow.config import SimConfig, run_bytes
 from shallowflow.geometry import Geometry
 from shallowflow.observables import assumption1, balance, coverage, measure
-from shallowflow.problem import (
+from shallowflow.solvers import exact, floor, gd
+from shallowflow.solvers.common import Outcome
+from shallowflow.start import (
     DrawSpec,
     DrawValues,
     Shape,
@@ -60,8 +62,6 @@ from shallowflow.problem import (
     make_padded_run,
     working_dim,
 )
-from shallowflow.solvers import exact, floor, gd
-from shallowflow.solvers.common import DIVERGED
 
 MAX_WASTE = 2.0  # a bucket's padded work over its cells' own work, at most
 FLOW_MAX_STEPS = 2_000_000  # cap on the floored flow's steps (plus 10 000), as before
@@ -388,7 +388,7 @@ def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
 
 
 def _real_dim(geometry: str, n, d):
-    """The run's true working dimension m (traced sizes; cf. problem.working_dim)."""
+    """The run's true working dimension m (traced sizes; cf. start.working_dim)."""
     if geometry == "dense":
         return d
     if geometry in ("diagonal", "implicit"):
@@ -603,7 +603,7 @@ def simulate(
 
 def _check_finite(final: dict[str, np.ndarray], status: np.ndarray) -> None:
     """No NaN may pass silently: a non-finite final loss must be flagged diverged."""
-    bad = ~np.isfinite(final["loss"]) & (status != DIVERGED)
+    bad = ~np.isfinite(final["loss"]) & (status != Outcome.DIVERGED)
     if bad.any():
         raise FloatingPointError(
             f"{int(bad.sum())} runs ended with a non-finite loss without being flagged "

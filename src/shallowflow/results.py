@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from shallowflow.engine import SimResult
-from shallowflow.solvers.common import OUTCOMES
+from shallowflow.solvers.common import Outcome
 
 KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
 
@@ -24,7 +24,7 @@ def runs_table(res: SimResult) -> pd.DataFrame:
         }
     )
     df.insert(0, "run", np.arange(res.runs))
-    df["outcome"] = [OUTCOMES[int(s)] for s in res.final["status"]]
+    df["outcome"] = [Outcome(int(s)).label for s in res.final["status"]]
     df["success"] = df["outcome"] == "converged"
     for k, v in res.init.items():
         df[k] = v

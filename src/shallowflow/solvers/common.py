@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import NamedTuple
 
 import jax
@@ -9,14 +10,22 @@ import jax.numpy as jnp
 
 from shallowflow.model import State
 
-RUNNING, CONVERGED, HORIZON, DIVERGED, STALLED = 0, 1, 2, 3, 4
-OUTCOMES = {
-    CONVERGED: "converged",
-    HORIZON: "horizon",
-    DIVERGED: "diverged",
-    RUNNING: "horizon",
-    STALLED: "stalled",  # the exact flow's step size or step budget ran out
-}
+
+class Outcome(IntEnum):
+    """How a run ended (its ``status``): below the stop loss, at the horizon, diverged
+    (non-finite loss or above a factor of L(0)), or stalled (the exact flow's step size
+    or step budget ran out). ``RUNNING`` is the solvers' state while a run goes on."""
+
+    RUNNING = 0
+    CONVERGED = 1
+    HORIZON = 2
+    DIVERGED = 3
+    STALLED = 4
+
+    @property
+    def label(self) -> str:
+        """The word in the tables (a run still running at the end reached the horizon)."""
+        return "horizon" if self is Outcome.RUNNING else self.name.lower()
 
 
 class Trajectory(NamedTuple):

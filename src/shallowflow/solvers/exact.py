@@ -46,14 +46,7 @@ import jax.numpy as jnp
 
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
-from shallowflow.solvers.common import (
-    CONVERGED,
-    DIVERGED,
-    HORIZON,
-    RUNNING,
-    STALLED,
-    exploded,
-)
+from shallowflow.solvers.common import Outcome, exploded
 
 # Dormand–Prince 5(4): stage coefficients (the last row is the 5th-order solution) and
 # the weights of the error estimate (5th − 4th order).
@@ -422,7 +415,9 @@ def solve(
     fzero = jnp.zeros((), dtype)
     stats0 = Stats(zero, zero, zero, zero, fzero, zero, fzero, zero, fzero)
     status0 = jnp.where(
-        loss0 <= stop_loss, CONVERGED, jnp.where(t_end <= 0, HORIZON, RUNNING)
+        loss0 <= stop_loss,
+        Outcome.CONVERGED,
+        jnp.where(t_end <= 0, Outcome.HORIZON, Outcome.RUNNING),
     ).astype(jnp.int32)
     carry0 = _Carry(
         t=jnp.zeros((), dtype),
@@ -706,15 +701,15 @@ def solve(
         h_next = jnp.where(~ok, h * factor, jnp.where(accept & ~truncated, h * factor, c.h))
         status = jnp.where(
             diverged,
-            DIVERGED,
+            Outcome.DIVERGED,
             jnp.where(
                 stopped,
-                CONVERGED,
-                jnp.where(take & (rec >= k_rec), HORIZON, c.status),
+                Outcome.CONVERGED,
+                jnp.where(take & (rec >= k_rec), Outcome.HORIZON, c.status),
             ),
         )
-        stall = (status == RUNNING) & ~ok & (h * factor <= 16 * eps * jnp.maximum(1.0, c.t))
-        status = jnp.where(stall, STALLED, status).astype(jnp.int32)
+        stall = (status == Outcome.RUNNING) & ~ok & (h * factor <= 16 * eps * jnp.maximum(1.0, c.t))
+        status = jnp.where(stall, Outcome.STALLED, status).astype(jnp.int32)
         sliding = c.pat.mode == SLIDING
         violation = jnp.max(jnp.where(sliding, jnp.abs(u1), 0.0), initial=0.0)
         any_slide = jnp.any(sliding)
@@ -756,10 +751,10 @@ def solve(
         )
 
     def going(c: _Carry):
-        return (c.status == RUNNING) & (c.iters < max_steps)
+        return (c.status == Outcome.RUNNING) & (c.iters < max_steps)
 
     c = jax.lax.while_loop(going, body, carry0)
-    status = jnp.where(c.status == RUNNING, STALLED, c.status).astype(jnp.int32)
+    status = jnp.where(c.status == Outcome.RUNNING, Outcome.STALLED, c.status).astype(jnp.int32)
     valid = grid <= c.t
     states = jax.tree_util.tree_map(
         lambda buf, x: jnp.where(valid.reshape((-1,) + (1,) * x.ndim), buf, x[None]),

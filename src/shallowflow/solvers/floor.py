@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, forward, vector_field
 from shallowflow.observables import mu
-from shallowflow.solvers.common import CONVERGED, DIVERGED, HORIZON, Trajectory, exploded
+from shallowflow.solvers.common import Outcome, Trajectory, exploded
 
 METHODS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
 
@@ -101,8 +101,8 @@ def solve(
     last = forward(geom, final, prob, slope).loss
     status = jnp.where(
         exploded(last, loss0, diverge_factor),
-        DIVERGED,
-        jnp.where(last <= stop_loss, CONVERGED, HORIZON),
+        Outcome.DIVERGED,
+        jnp.where(last <= stop_loss, Outcome.CONVERGED, Outcome.HORIZON),
     )
     steps = sol.stats["num_accepted_steps"]
     # For the flow, μ(t_∞) is μ at the final state: −d/dt log L exactly (SPEC §2).

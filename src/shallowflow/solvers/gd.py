@@ -18,14 +18,7 @@ import jax.numpy as jnp
 
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
-from shallowflow.solvers.common import (
-    CONVERGED,
-    DIVERGED,
-    HORIZON,
-    RUNNING,
-    Trajectory,
-    exploded,
-)
+from shallowflow.solvers.common import Outcome, Trajectory, exploded
 
 
 def tail_rate(buf: jax.Array, k: jax.Array, tail: int) -> jax.Array:
@@ -67,8 +60,10 @@ def solve(
         fw = forward(geom, state, prob, slope)
         bad = exploded(fw.loss, loss0, diverge_factor)
         done = fw.loss <= stop_loss
-        status = jnp.where(bad, DIVERGED, jnp.where(done, CONVERGED, RUNNING)).astype(jnp.int32)
-        go = status == RUNNING
+        status = jnp.where(
+            bad, Outcome.DIVERGED, jnp.where(done, Outcome.CONVERGED, Outcome.RUNNING)
+        ).astype(jnp.int32)
+        go = status == Outcome.RUNNING
         # A stopped run does not move (η·0 = 0 exactly; a diverged one is replayed).
         new = move(state, fw, jnp.where(go, lr, 0.0).astype(dtype))
         buf = jnp.where(bad, buf, buf.at[k % (tail + 1)].set(fw.loss))
@@ -91,12 +86,12 @@ def solve(
     def upto(c, g):
         state, k, status, buf, anchors = c
         anchors = (anchors[1], (state, k))
-        was_running = status == RUNNING
+        was_running = status == Outcome.RUNNING
         state, k, status, buf = jax.lax.while_loop(
-            lambda c: (c[1] < g) & (c[2] == RUNNING), step, (state, k, status, buf)
+            lambda c: (c[1] < g) & (c[2] == Outcome.RUNNING), step, (state, k, status, buf)
         )
         state, k = jax.lax.cond(
-            was_running & (status == DIVERGED),
+            was_running & (status == Outcome.DIVERGED),
             lambda: roll_back(state, k, anchors),
             lambda: (state, k),
         )
@@ -110,9 +105,13 @@ def solve(
     # A run still running at the horizon is checked once more (its last loss).
     last = forward(geom, state, prob, slope).loss
     bad = exploded(last, loss0, diverge_factor)
-    running = status == RUNNING
+    running = status == Outcome.RUNNING
     status = jnp.where(
-        running, jnp.where(bad, DIVERGED, jnp.where(last <= stop_loss, CONVERGED, HORIZON)), status
+        running,
+        jnp.where(
+            bad, Outcome.DIVERGED, jnp.where(last <= stop_loss, Outcome.CONVERGED, Outcome.HORIZON)
+        ),
+        status,
     )
     state, k = jax.lax.cond(running & bad, lambda: roll_back(state, k, anchors), lambda: (state, k))
     buf = jnp.where(running & ~bad, buf.at[k % (tail + 1)].set(last), buf)

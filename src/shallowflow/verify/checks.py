@@ -18,14 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shallowflow import init as initmod
+from shallowflow import inits
 from shallowflow.config import SimConfig, make_config
 from shallowflow.data import paper_labels, sphere
 from shallowflow.engine import SimResult, simulate, simulate_many
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, vector_field
 from shallowflow.observables import coverage
-from shallowflow.problem import UserArrays, make_run
+from shallowflow.solvers.common import Outcome
+from shallowflow.start import UserArrays, make_run
 from shallowflow.stats.fits import bootstrap_slopes
 from shallowflow.stats.fits import loglog_slope as _slope
 from shallowflow.theory import closed_form as cf
@@ -202,7 +203,7 @@ def _coverage_fn(n: int, ps: tuple[int, ...], d: int):
     def one(k, sign_prob):
         kx, ky, kw, ka = jax.random.split(k, 4)
         prob = Problem(sphere(kx, n, d), paper_labels(ky, n))
-        W = initmod.uniform_w(kw, top, d)
+        W = inits.uniform_w(kw, top, d)
         a = jnp.where(jax.random.uniform(ka, (top,)) < sign_prob, 1.0, -1.0)
         masks = jnp.arange(top)[None, :] < jnp.asarray(ps)[:, None]
         return jax.vmap(lambda m: coverage(geom, State(a * m, W), prob))(masks)
@@ -328,7 +329,7 @@ def theorem1(p: P, fig_dir: Path | None = None) -> CheckResult:
     for cfg in _theorem1_cfgs(p):
         n, d = cfg.n, cfg.d
         res = _sim(cfg)
-        conv = res.final["status"] == 1
+        conv = res.final["status"] == Outcome.CONVERGED
         ok = res.valid & (res.records["min_fit"] > 0)
         run_min = np.where(ok, res.records["thm1_const"], np.inf).min(axis=1)
         fin = res.final["thm1_const"]
@@ -465,7 +466,7 @@ def _group_rate(n: int, beta: float, seed: int, level: float, t_grid: np.ndarray
     with jax.enable_x64(True):
         key = jax.random.key(seed)
         y = paper_labels(jax.random.fold_in(key, 1), n, jnp.float64)
-        a, u, owner = initmod.group_state(jax.random.fold_in(key, 2), y, p, n, jnp.float64)
+        a, u, owner = inits.group_state(jax.random.fold_in(key, 2), y, p, n, jnp.float64)
     y, a, u, owner = (np.asarray(x) for x in (y, a, u, owner))
     groups = [np.flatnonzero(owner == j) for j in range(p)]
     u0 = u[owner, np.arange(n)]
@@ -589,13 +590,13 @@ def _group_engine_vs_closed_form(p: P, closed):
 
 def _group_user_vs_closed_form(p: P, closed):
     """Engine on explicit orthogonal data with equal norms and groups of k > 1 examples
-    (data and θ(0) passed as arrays, init.group_state's law) against the closed form."""
+    (data and θ(0) passed as arrays, inits.group_state's law) against the closed form."""
     n, k = p["n_groups"] * p["group_size"], p["group_size"]
     pw = p["n_groups"]
     with jax.enable_x64(True):
         key = jax.random.key(p.get("seed", 0) + 7)
         y = paper_labels(jax.random.fold_in(key, 1), n, jnp.float64)
-        a, u, owner = initmod.group_state(jax.random.fold_in(key, 2), y, pw, n, jnp.float64)
+        a, u, owner = inits.group_state(jax.random.fold_in(key, 2), y, pw, n, jnp.float64)
     y, a, u, owner = (np.asarray(x) for x in (y, a, u, owner))
     s = p["norm"]
     X = s * np.eye(n)
@@ -839,7 +840,7 @@ def scaling(p: P, fig_dir: Path | None = None) -> CheckResult:
         kx, ky, kw, ka = jax.random.split(key, 4)
         X = sphere(kx, n, d, jnp.float64)
         y = paper_labels(ky, n, jnp.float64)
-        W = initmod.gaussian_w(kw, pw, d, 1.0, jnp.float64)
+        W = inits.gaussian_w(kw, pw, d, 1.0, jnp.float64)
         a = jax.random.normal(ka, (pw,), jnp.float64)
         prob = Problem(X, y)
         c = float(p.get("scale", math.sqrt(pw)))

@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow import data as datagen
-from shallowflow import implicit
-from shallowflow import init as initmod
+from shallowflow import implicit, inits
 from shallowflow.config import SimConfig
 from shallowflow.data import block, mask
 from shallowflow.geometry import Geometry, to_working
@@ -130,8 +129,8 @@ def _labels(key, spec: DrawSpec, n_dim: int, pre_fn, user: UserArrays, vals, siz
 def _random_w(key: jax.Array, spec: DrawSpec, vals: DrawValues, scale2, shape) -> jax.Array:
     """The explicit (p, d) first layer of the random initialisations."""
     if spec.init == "gaussian" or spec.w_law == "gaussian":
-        return initmod.gaussian_w(key, vals.p, vals.d, scale2, spec.dtype, shape)
-    return initmod.uniform_w(key, vals.p, vals.d, spec.dtype, shape)
+        return inits.gaussian_w(key, vals.p, vals.d, scale2, spec.dtype, shape)
+    return inits.uniform_w(key, vals.p, vals.d, spec.dtype, shape)
 
 
 def _draw(
@@ -142,7 +141,7 @@ def _draw(
     n, d, p = vals.n, vals.d, vals.p
     big_n, big_d, big_p = shape
     kind = spec.geometry
-    scale2 = initmod.w_variance(spec.init, spec.w_law, vals.sigma)
+    scale2 = inits.w_variance(spec.init, spec.w_law, vals.sigma)
 
     if kind == "implicit":
         z = implicit.implicit_data(kx, spec.data, n, d, dtype, big_n)
@@ -166,7 +165,7 @@ def _draw(
         if spec.init == "file":
             W = jnp.asarray(user.W, dtype)
         elif spec.init == "group":
-            a, u, _ = initmod.group_state(kw, y, p, d, dtype, n, big_p)
+            a, u, _ = inits.group_state(kw, y, p, d, dtype, n, big_p)
             norms = jnp.linalg.norm(X, axis=1, keepdims=True)
             W = u @ (X / jnp.where(norms > 0, norms, 1.0))
         else:
@@ -177,7 +176,7 @@ def _draw(
         a = jnp.asarray(user.a, dtype)
     elif spec.init != "group":
         w_norm = jnp.sqrt(jnp.sum(v * v, 1) + off2)
-        a = initmod.second_layer(ka, spec.init, w_norm, vals.sigma, p)
+        a = inits.second_layer(ka, spec.init, w_norm, vals.sigma, p)
     v, off2 = v * vals.w_scale, off2 * vals.w_scale**2
     prob = Problem(z, y, n, p)
     return RunStart(prob, State(a, v), off2, jnp.ones((), jnp.int32))
