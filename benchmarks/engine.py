@@ -137,22 +137,22 @@ def cells(quick: bool) -> dict[str, Cell]:
 
 
 def _baseline_problem(rng: np.random.Generator, cfg):
-    n, d, p = cfg.n, cfg.d, cfg.width
+    n, d, p = cfg.data.n, cfg.data.d, cfg.init.p
     f32 = np.float32
     while True:
-        if cfg.data == "sphere":
+        if cfg.data.law == "sphere":
             g = rng.standard_normal((n, d))
             X = rng.uniform(1, 2, n)[:, None] * g / np.linalg.norm(g, axis=1, keepdims=True)
-        elif cfg.data == "orthogonal":
+        elif cfg.data.law == "orthogonal":
             X = np.eye(n, d) * rng.uniform(1, 2, n)[:, None]
         else:
-            raise ValueError(cfg.data)
+            raise ValueError(cfg.data.law)
         y = rng.choice([-1.0, 1.0], n) * rng.uniform(1, 2, n)
         b = 1.0 / math.sqrt(d)
         W = rng.uniform(-b, b, (p, d))
         a = rng.choice([-1.0, 1.0], p) * (np.linalg.norm(W, axis=1) + rng.exponential(1.0, p))
-        W = W * cfg.w_scale
-        if not cfg.require_coverage:
+        W = W * cfg.init.w_scale
+        if not cfg.init.require_coverage:
             break
         pre = W @ X.T
         if np.all(np.any((a[:, None] * y[None, :] > 0) & (pre > 0), axis=0)):
@@ -257,18 +257,18 @@ def run_baseline(cell: Cell, cfg, seed: int = 0) -> list[BaselineResult]:
     2-core machine multi-threaded BLAS can be several times slower); both returned,
     fastest first (the ratio uses the fastest: conservative for the engine)."""
     rng = np.random.default_rng(seed)
-    horizon = int(round(cfg.t_end / cfg.lr))
+    horizon = int(round(cfg.solver.horizon / cfg.solver.lr))
     full = cell.baseline_runs > 0
     nets = cell.baseline_runs if full else 1
     max_steps = horizon if full else cell.baseline_steps
     probs = [_baseline_problem(rng, cfg) for _ in range(nets)]
-    stop = cfg.threshold if full else -1.0  # fixed-step timing: never stop early
+    stop = cfg.solver.stop_loss if full else -1.0  # fixed-step timing: never stop early
     loops = [("NumPy", baseline_train, _blas_threads)]
     if _torch_threads(None) is not None:  # the paper's own framework, when installed
         loops.append(("PyTorch autograd", torch_train, _torch_threads))
         X, y, W, a = probs[0]
-        ref = baseline_train(X, y, W, a, cfg.lr, -1.0, 5)[1]
-        got = torch_train(X, y, W, a, cfg.lr, -1.0, 5)[1]
+        ref = baseline_train(X, y, W, a, cfg.solver.lr, -1.0, 5)[1]
+        got = torch_train(X, y, W, a, cfg.solver.lr, -1.0, 5)[1]
         if not math.isclose(got, ref, rel_tol=1e-3):
             raise AssertionError(f"PyTorch and NumPy baselines disagree: {got} vs {ref}")
     out = []
@@ -277,11 +277,11 @@ def run_baseline(cell: Cell, cfg, seed: int = 0) -> list[BaselineResult]:
         for threads in (default, 1) if default not in (None, 1) else (default,):
             set_threads(threads)
             X, y, W, a = probs[0]
-            train(X, y, W, a, cfg.lr, -1.0, 5)  # warm-up (threads, caches)
+            train(X, y, W, a, cfg.solver.lr, -1.0, 5)  # warm-up (threads, caches)
             total = 0
             with timed() as tm:
                 for X, y, W, a in probs:
-                    k, _ = train(X, y, W, a, cfg.lr, stop, max_steps)
+                    k, _ = train(X, y, W, a, cfg.solver.lr, stop, max_steps)
                     total += k
             label = f"{name}, {'?' if threads is None else threads} thread(s)"
             out.append(BaselineResult(nets, total, tm.t, full, label))
@@ -295,10 +295,14 @@ def run_baseline(cell: Cell, cfg, seed: int = 0) -> list[BaselineResult]:
 
 def flops_per_step(cfg) -> tuple[int, int]:
     """(engine FLOPs, dense-equivalent FLOPs) per GD step of one network."""
-    p, n = cfg.width, cfg.n
-    geom = cfg.resolved_geometry
-    m = 1 if geom == "diagonal" else (cfg.d if geom == "dense" else min(cfg.n, cfg.d))
-    return 4 * p * m * n + 2 * p * n, 4 * p * cfg.d * n + 2 * p * n
+    p, n = cfg.init.p, cfg.data.n
+    geom = cfg.run.geometry
+    m = (
+        1
+        if geom == "diagonal"
+        else (cfg.data.d if geom == "dense" else min(cfg.data.n, cfg.data.d))
+    )
+    return 4 * p * m * n + 2 * p * n, 4 * p * cfg.data.d * n + 2 * p * n
 
 
 @dataclass
@@ -322,7 +326,7 @@ def run_engine(cfg) -> EngineResult:
         laps.append(t2.t)
     median = sorted(laps, key=lambda t: t.wall)[1]
     return EngineResult(
-        t1.t, median, np.asarray(res.final["steps"]), np.asarray(res.final["status"]), cfg.runs
+        t1.t, median, np.asarray(res.final["steps"]), np.asarray(res.final["status"]), cfg.run.runs
     )
 
 
@@ -360,11 +364,12 @@ def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> b
     from shallowflow.solvers.common import Outcome
 
     cfg = make_config(**cell.knobs)
-    horizon = int(round(cfg.t_end / cfg.lr))
+    horizon = cfg.solver.steps(cfg.solver.horizon)
     print(f"\n== ({cell.name}) {cell.title}")
     print(
-        f"   geometry={cfg.resolved_geometry} d={cfg.d} n={cfg.n} p={cfg.width} runs={cfg.runs} "
-        f"horizon={horizon} steps stop={cfg.threshold:.3g} precision={cfg.precision}"
+        f"   geometry={cfg.run.geometry} d={cfg.data.d} n={cfg.data.n} p={cfg.init.p} "
+        f"runs={cfg.run.runs} "
+        f"horizon={horizon} steps stop={cfg.solver.stop_loss:.3g} precision={cfg.run.precision}"
     )
     eng = run_engine(cfg)
     steps = int(eng.steps.sum())
@@ -394,13 +399,13 @@ def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> b
     rate = fl * steps / eng.second.wall
     frac = rate / peak
     note = ""
-    if cfg.resolved_geometry == "diagonal":
+    if cfg.run.geometry == "diagonal":
         note = " (diagonal geometry: O(np) element-wise per step, fraction NOT meaningful)"
     print(
         f"   engine FLOP/s: {rate / 1e9:.3g} GFLOP/s = {100 * frac:.1f}% of matmul peak"
         f"{note}; FLOPs/step/network = {fl:.4g} (4·p·m·n + 2·p·n)"
     )
-    if cfg.resolved_geometry == "diagonal":
+    if cfg.run.geometry == "diagonal":
         dense_rate = fl_dense * steps / eng.second.wall
         print(f"   dense-equivalent rate (m = d): {dense_rate / 1e9:.4g} GFLOP/s")
     ok = True
@@ -521,7 +526,7 @@ def exact_vs_gd(cell: Cell, horizon: float | None, runs: int) -> None:
         if horizon is not None and solver == "flow":
             extra = {"horizon": horizon, "horizon_factor": 1.0}
         cfg = make_config(**knobs, **extra, solver=solver)
-        simulate(cfg.model_copy(update={"horizon": 0.5}))
+        simulate(make_config(**(cfg.knobs() | {"horizon": 0.5})))
         with timed() as tm:
             res = simulate(cfg)
         t_run = float(np.sum(res.final["t_final"]))

@@ -46,9 +46,9 @@ FLOW = dict(rtol=1e-11, atol=1e-13, stop_loss=0.0)
 
 def _larger(cfg, **extra):
     """Cells of the same signature with larger n, d and p (so cfg is padded)."""
-    grow = 16 if cfg.data in ("orthogonal", "correlated") else 9
-    knobs = cfg.model_dump() | dict(n=cfg.n + 7, d=cfg.d + grow, p=cfg.width + 3, seed=1)
-    return [make_config(**(knobs | extra)), make_config(**(knobs | dict(n=cfg.n + 2, seed=2)))]
+    grow = 16 if cfg.data.law in ("orthogonal", "correlated") else 9
+    knobs = cfg.knobs() | dict(n=cfg.data.n + 7, d=cfg.data.d + grow, p=cfg.init.p + 3, seed=1)
+    return [make_config(**(knobs | extra)), make_config(**(knobs | dict(n=cfg.data.n + 2, seed=2)))]
 
 
 # Quantities that are themselves rounding-level errors, measured on a scale of order 1
@@ -80,7 +80,7 @@ def _check_padded(knobs, tol, skip=()):
     others = _larger(cfg)
     buckets = plan([cfg, *others])
     assert buckets[0] == buckets[1] == buckets[2]  # one compiled program for the three
-    assert buckets[0].shape != (cfg.n, cfg.d, cfg.width)  # and cfg is padded in it
+    assert buckets[0].shape != (cfg.data.n, cfg.data.d, cfg.init.p)  # and cfg is padded in it
     padded = simulate_many([cfg, *others])[0]
     alone = simulate(cfg)
     _assert_same(alone, padded, tol, skip)
@@ -138,7 +138,7 @@ def test_plan_pads_a_narrow_figure_into_one_bucket_and_splits_a_wide_one():
     assert len(set(buckets)) > 1
     assert padding_waste(wide, buckets) <= 2.0
     for cfg, b in zip(wide, buckets, strict=True):  # every cell fits its bucket
-        assert cfg.n <= b.shape.n and cfg.d <= b.shape.d and cfg.width <= b.shape.p
+        assert cfg.data.n <= b.shape.n and cfg.data.d <= b.shape.d and cfg.init.p <= b.shape.p
     # different signatures never share a program
     mixed = plan([make_config(n=20, d=10), make_config(n=20, d=10, solver="flow")])
     assert mixed[0] != mixed[1]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from shallowflow.config import SimConfig, horizon_steps, make_config
+from shallowflow.config import horizon_steps, make_config
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.io import validate_data
 from shallowflow.theory.width import width
@@ -124,11 +124,12 @@ def test_nonfinite_message_locates_the_entry():
 
 
 def test_defaults_are_the_papers():
-    cfg = SimConfig()
-    assert (cfg.data, cfg.labels, cfg.init, cfg.solver) == ("sphere", "paper", "asymmetric", "gd")
-    assert cfg.lr == 1.0 and cfg.eps == 0.05
-    assert cfg.width == width(cfg.n, 0.05)
-    assert cfg.threshold == pytest.approx(1 / (2 * cfg.n))
+    cfg = make_config()
+    knobs = (cfg.data.law, cfg.data.labels, cfg.init.law, cfg.solver.name)
+    assert knobs == ("sphere", "paper", "asymmetric", "gd")
+    assert cfg.solver.lr == 1.0
+    assert cfg.init.p == width(cfg.data.n, 0.05)
+    assert cfg.solver.stop_loss == pytest.approx(1 / (2 * cfg.data.n))
 
 
 @pytest.mark.parametrize("n, p", [(1, 1), (20, 21), (1300, 36), (2000, 38)])
@@ -137,16 +138,16 @@ def test_horizon_is_papers_T(n, p):
     want = math.floor(1.5 * math.sqrt(n * p) * math.log(n * p) / 4) + 1
     assert horizon_steps(n, p) == want
     cfg = make_config(n=n, p=p, lr=0.5, horizon_factor=10)
-    assert cfg.t_end == pytest.approx(10 * want * 0.5)
-    assert make_config(n=n, p=p, solver="flow").t_end == want
-    assert make_config(n=n, p=p, horizon=7.5).t_end == 7.5
+    assert cfg.solver.horizon == pytest.approx(10 * want * 0.5)
+    assert make_config(n=n, p=p, solver="flow").solver.horizon == want
+    assert make_config(n=n, p=p, horizon=7.5).solver.horizon == 7.5
 
 
 def test_width_and_threshold_overrides():
     cfg = make_config(n=100, eps=0.05)
-    assert cfg.width == 27
-    assert make_config(n=100, p=5).width == 5
-    assert make_config(n=100, stop_loss=1e-3).threshold == 1e-3
+    assert cfg.init.p == 27
+    assert make_config(n=100, p=5).init.p == 5
+    assert make_config(n=100, stop_loss=1e-3).solver.stop_loss == 1e-3
 
 
 @pytest.mark.parametrize(
@@ -162,7 +163,7 @@ def test_width_and_threshold_overrides():
     ],
 )
 def test_resolved_geometry(knobs, kind):
-    assert make_config(**knobs).resolved_geometry == kind
+    assert make_config(**knobs).run.geometry == kind
 
 
 # ----------------------------------------------------------------- issue 11 regressions

@@ -27,16 +27,16 @@ def _leaves(res):
 
 def test_gd_stops_early_below_one_over_2n(base):
     cfg = base.cfg
-    thr = 1 / (2 * cfg.n)
-    assert cfg.threshold == pytest.approx(thr)
-    horizon = horizon_steps(cfg.n, cfg.width)
-    assert cfg.t_end == horizon * cfg.lr
-    np.testing.assert_array_equal(base.times, record_grid(cfg) * cfg.lr)
+    thr = 1 / (2 * cfg.data.n)
+    assert cfg.solver.stop_loss == pytest.approx(thr)
+    horizon = horizon_steps(cfg.data.n, cfg.init.p)
+    assert cfg.solver.horizon == horizon * cfg.solver.lr
+    np.testing.assert_array_equal(base.times, record_grid(cfg) * cfg.solver.lr)
     status, steps = base.final["status"], base.final["steps"]
     assert (status == Outcome.CONVERGED).sum() >= 2
     for r in range(base.runs):
         np.testing.assert_array_equal(base.valid[r], base.times <= base.final["t_final"][r])
-        assert base.final["t_final"][r] == pytest.approx(steps[r] * cfg.lr)
+        assert base.final["t_final"][r] == pytest.approx(steps[r] * cfg.solver.lr)
         before = base.valid[r] & (base.times < base.final["t_final"][r])
         assert (base.records["loss"][r][before] > thr).all()
         if status[r] == Outcome.CONVERGED:
@@ -88,7 +88,7 @@ def test_huge_step_is_flagged_diverged_with_finite_records():
         assert np.isfinite(rec[res.valid]).all(), name
     for name in ("loss", "mu", "t_final", "balance_drift"):
         assert np.isfinite(res.final[name]).all(), name
-    assert (res.final["loss"] <= res.cfg.diverge_factor * res.init["loss0"]).all()
+    assert (res.final["loss"] <= res.cfg.solver.diverge_factor * res.init["loss0"]).all()
     table = runs_table(res)
     assert (table["outcome"] == "diverged").all() and not table["success"].any()
 
@@ -99,7 +99,7 @@ def test_tables_have_one_row_per_run_and_per_record(base):
     np.testing.assert_array_equal(runs["run"], np.arange(base.runs))
     np.testing.assert_array_equal(runs["success"], base.final["status"] == Outcome.CONVERGED)
     np.testing.assert_allclose(runs["final_loss"], base.final["loss"])
-    assert (runs["p"] == base.cfg.width).all() and (runs["n"] == base.cfg.n).all()
+    assert (runs["p"] == base.cfg.init.p).all() and (runs["n"] == base.cfg.data.n).all()
     num = runs.select_dtypes("number")
     assert not num.drop(columns=["final_thm1_const"], errors="ignore").isna().any().any()
 
@@ -136,17 +136,17 @@ def _check_mu_bounds(res, rtol):
         f["mu_state"] <= f["mu_upp"] * (1 + rtol)
     ).all()
     # the paper's constants: μ_low ≥ (2/n) min E_i and μ_upp ≤ (16/n) max E_i, ‖x_i‖ ∈ [1, 2]
-    n = res.cfg.n
+    n = res.cfg.data.n
     assert (lo >= 2 * res.records["energy_min"][v] / n * (1 - rtol)).all()
     assert (hi <= 16 * res.records["energy_max"][v] / n * (1 + rtol)).all()
 
 
 def test_orthogonal_mu_bounds_along_gd_paper_protocol(orth_gd):
     res = orth_gd
-    assert res.cfg.lr == 1.0 and res.cfg.w_scale == 0.01
-    assert (res.init["coverage0"] == res.cfg.n).all() and (res.init["draws"] >= 1).all()
+    assert res.cfg.solver.lr == 1.0 and res.cfg.init.w_scale == 0.01
+    assert (res.init["coverage0"] == res.cfg.data.n).all() and (res.init["draws"] >= 1).all()
     assert (res.final["status"] == Outcome.CONVERGED).all()
-    assert (res.final["loss"] <= res.cfg.threshold).all()
+    assert (res.final["loss"] <= res.cfg.solver.stop_loss).all()
     _check_mu_bounds(res, rtol=1e-9)
 
 
@@ -156,7 +156,7 @@ def test_orthogonal_mu_bounds_along_the_flow(flow64):
 
 def test_float64_option_gives_float64_outputs(flow64, orth_gd):
     for res in (flow64, orth_gd):
-        assert res.cfg.x64
+        assert res.cfg.run.x64
         for name in ("loss", "mu", "mu_low", "balance_drift"):
             assert res.records[name].dtype == np.float64, name
             assert res.final[name].dtype == np.float64, name

@@ -238,9 +238,9 @@ def test_exact_flow_stops_at_the_located_stop_time():
     loss at the stop level (not below it by a step's worth), and converged."""
     res = simulate(make_config(data="orthogonal", n=12, d=20, runs=2, stop_loss=1e-4, **TIGHT))
     assert (res.final["status"] == Outcome.CONVERGED).all()
-    np.testing.assert_allclose(res.final["loss"], res.cfg.threshold, rtol=1e-6)
+    np.testing.assert_allclose(res.final["loss"], res.cfg.solver.stop_loss, rtol=1e-6)
     gd_res = simulate(make_config(data="orthogonal", n=12, d=20, runs=2, stop_loss=1e-4, x64=True))
-    assert (gd_res.final["loss"] < res.cfg.threshold * (1 - 1e-3)).any()  # GD overshoots
+    assert (gd_res.final["loss"] < res.cfg.solver.stop_loss * (1 - 1e-3)).any()  # GD overshoots
 
 
 def test_sliding_runs_shared_over_two_cpu_devices_finish():

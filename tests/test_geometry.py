@@ -157,8 +157,8 @@ def test_config_geometry_only_changes_the_representation_float64(extra):
 def test_engine_geometries_agree(orth_gd):
     """The engine (GD, float64) on the Fig. 6 protocol: the dense geometry gives the
     trajectory of the diagonal one (auto)."""
-    assert orth_gd.cfg.resolved_geometry == "diagonal"
-    other = simulate(make_config(**{**orth_gd.cfg.model_dump(), "geometry": "dense"}))
+    assert orth_gd.cfg.run.geometry == "diagonal"
+    other = simulate(make_config(**{**orth_gd.cfg.knobs(), "geometry": "dense"}))
     np.testing.assert_array_equal(other.valid, orth_gd.valid)
     np.testing.assert_array_equal(other.final["status"], orth_gd.final["status"])
     np.testing.assert_array_equal(other.init["draws"], orth_gd.init["draws"])

@@ -279,7 +279,7 @@ def coverage_draws():
 
     keys = jax.random.split(jax.random.key(123), COV_R)
     full, small = jax.jit(jax.vmap(one))(keys)
-    return cfg.width, np.asarray(full), np.asarray(small)
+    return cfg.init.p, np.asarray(full), np.asarray(small)
 
 
 def test_all_examples_covered_with_probability_at_least_bound(coverage_draws):

@@ -20,64 +20,68 @@ def configs(figure: str, preset: str = "paper", solver: str = "gd"):
 
 def assert_common(cell: dict, cfg) -> None:
     """SPEC §5 common: ±U[1,2] labels, asymmetric init, GD with η = 1, horizon T(n, p)."""
-    assert cfg.labels == "paper" and cfg.init == "asymmetric" and cfg.w_law == "uniform"
-    assert cfg.solver == "gd" and cfg.lr == 1.0
+    assert (
+        cfg.data.labels == "paper" and cfg.init.law == "asymmetric" and cfg.init.w_law == "uniform"
+    )
+    assert cfg.solver.name == "gd" and cfg.solver.lr == 1.0
     assert cell["seed"] == 0
 
 
 def test_fig3_paper():
     cells = configs("fig3")
-    assert [cfg.n for _, cfg in cells] == list(range(1300, 2101, 50))
+    assert [cfg.data.n for _, cfg in cells] == list(range(1300, 2101, 50))
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.d == 100 and cfg.data == "sphere" and cfg.runs == 80
+        assert cfg.data.d == 100 and cfg.data.law == "sphere" and cfg.run.runs == 80
         assert (
-            cfg.width
-            == width(cfg.n, 0.05)
-            == math.floor(math.log(cfg.n / 0.05) / math.log(4 / 3)) + 1
+            cfg.init.p
+            == width(cfg.data.n, 0.05)
+            == math.floor(math.log(cfg.data.n / 0.05) / math.log(4 / 3)) + 1
         )
-        assert cfg.t_end == horizon_steps(cfg.n, cfg.width)
-        assert cfg.threshold == 1 / (2 * cfg.n) and cfg.w_scale == 1.0
+        assert cfg.solver.horizon == horizon_steps(cfg.data.n, cfg.init.p)
+        assert cfg.solver.stop_loss == 1 / (2 * cfg.data.n) and cfg.init.w_scale == 1.0
 
 
 def test_fig4_paper():
     cells = configs("fig4")
-    ds = sorted({cfg.d for _, cfg in cells})
+    ds = sorted({cfg.data.d for _, cfg in cells})
     assert ds == list(range(10, 101, 10))
     for d in ds:
-        ns = [cfg.n for _, cfg in cells if cfg.d == d]
+        ns = [cfg.data.n for _, cfg in cells if cfg.data.d == d]
         assert ns == list(range(d, 30 * d - 200 + 1, d))
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.width == 30 and cfg.runs == 20 and cfg.data == "sphere"
-        assert cfg.t_end == horizon_steps(cfg.n, 30) and cfg.threshold == 1 / (2 * cfg.n)
+        assert cfg.init.p == 30 and cfg.run.runs == 20 and cfg.data.law == "sphere"
+        assert cfg.solver.horizon == horizon_steps(cfg.data.n, 30)
+        assert cfg.solver.stop_loss == 1 / (2 * cfg.data.n)
 
 
 def test_fig5_paper():
     proto = protocol("fig5", "paper")
     cells = configs("fig5")
-    assert sorted({cfg.width for _, cfg in cells}) == list(range(50, 401, 10))
+    assert sorted({cfg.init.p for _, cfg in cells}) == list(range(50, 401, 10))
     assert proto.group == "p" and proto.notes
     for p in range(50, 401, 10):
-        ns = sorted(cfg.n for _, cfg in cells if cfg.width == p)
+        ns = sorted(cfg.data.n for _, cfg in cells if cfg.init.p == p)
         assert len(ns) >= 5 and ns[0] < ns[-1]
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.d == 30 and cfg.runs == 20 and cfg.data == "sphere"
-        assert cfg.t_end == horizon_steps(cfg.n, cfg.width) and cfg.threshold == 1 / (2 * cfg.n)
+        assert cfg.data.d == 30 and cfg.run.runs == 20 and cfg.data.law == "sphere"
+        assert cfg.solver.horizon == horizon_steps(cfg.data.n, cfg.init.p)
+        assert cfg.solver.stop_loss == 1 / (2 * cfg.data.n)
 
 
 def test_fig6_paper():
     cells = configs("fig6")
-    assert [cfg.n for _, cfg in cells] == list(range(1000, 2001, 100))
+    assert [cfg.data.n for _, cfg in cells] == list(range(1000, 2001, 100))
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.d == 2000 and cfg.data == "orthogonal" and cfg.runs == 500
-        assert cfg.width == width(cfg.n, 0.05)
-        assert cfg.w_scale == 0.01 and cfg.require_coverage
-        assert cfg.horizon_factor == 10 and cfg.t_end == 10 * horizon_steps(cfg.n, cfg.width)
-        assert cfg.threshold == pytest.approx(1e-6 / (2 * cfg.n), rel=1e-12)
-        assert cfg.resolved_geometry == "diagonal"
+        assert cfg.data.d == 2000 and cfg.data.law == "orthogonal" and cfg.run.runs == 500
+        assert cfg.init.p == width(cfg.data.n, 0.05)
+        assert cfg.init.w_scale == 0.01 and cfg.init.require_coverage
+        assert cfg.solver.horizon == 10 * horizon_steps(cfg.data.n, cfg.init.p)
+        assert cfg.solver.stop_loss == pytest.approx(1e-6 / (2 * cfg.data.n), rel=1e-12)
+        assert cfg.run.geometry == "diagonal"
 
 
 def test_fig2_is_closed_form():
@@ -94,7 +98,7 @@ def test_quick_keeps_the_protocol_and_few_shapes(figure):
     assert quick.shapes <= 15 and quick.total_runs < paper.total_runs
     for cell in quick.cells:
         cfg = cell_config(cell)
-        assert cfg.solver == "gd" and cfg.init == "asymmetric"
+        assert cfg.solver.name == "gd" and cfg.init.law == "asymmetric"
         assert {k: v for k, v in cell.items() if k not in ("n", "d", "p", "runs", "stop_loss")} == {
             k: v for k, v in paper.cells[0].items() if k not in ("n", "d", "p", "runs", "stop_loss")
         }
@@ -105,14 +109,14 @@ def test_cells_are_distinct_and_seeded_per_cell():
         ids = {Cell(c).cell_id for c in proto.cells}
         assert len(ids) == len(proto.cells)
     a, b = protocol("fig3", "quick").cells[:2]
-    assert cell_config(a).seed != cell_config(b).seed
-    assert cell_config(a).seed == cell_config(dict(reversed(list(a.items())))).seed
+    assert cell_config(a).run.seed != cell_config(b).run.seed
+    assert cell_config(a).run.seed == cell_config(dict(reversed(list(a.items())))).run.seed
     # different shapes, one compiled bucket (the quick Fig. 3 pads less than 2x)
     assert len(set(plan_cells(protocol("fig3", "quick").cells))) == 1
 
 
 def test_flow_solver_and_bad_names():
-    assert all(cfg.solver == "flow" for _, cfg in configs("fig3", "quick", "flow"))
+    assert all(cfg.solver.name == "flow" for _, cfg in configs("fig3", "quick", "flow"))
     with pytest.raises(ShallowflowInputError, match="figure"):
         protocol("fig7")
     with pytest.raises(ShallowflowInputError, match="preset"):

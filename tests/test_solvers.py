@@ -88,17 +88,17 @@ def test_flow_conserves_balance_and_signs(flow64):
     drift = res.records["balance_drift_rel"][res.valid]
     assert drift.max() < 1e-6, drift.max()
     assert (res.final["balance_drift_rel"] < 1e-6).all()
-    keys = jax.random.split(jax.random.key(cfg.seed), cfg.runs)
+    keys = jax.random.split(jax.random.key(cfg.run.seed), cfg.run.runs)
     with jax.enable_x64(True):
         a0s = np.asarray(jax.jit(jax.vmap(lambda k: make_run(k, cfg).state.a))(keys))
-        for r in range(cfg.runs):
+        for r in range(cfg.run.runs):
             a0 = a0s[r]
             a_end = res.states["a"][r]
             assert np.all(np.sign(a_end) == np.sign(a0))
             # |a_j| stays ≥ its conserved floor √(a_j(0)² − ‖w_j(0)‖²) > 0
             assert np.all(np.abs(a_end) > 0)
     loss = res.records["loss"]
-    for r in range(cfg.runs):
+    for r in range(cfg.run.runs):
         ok = res.valid[r]
         assert np.all(np.diff(loss[r][ok]) <= 0)  # L decreases along a gradient flow
 
@@ -122,7 +122,7 @@ def gd_batch():
     grid = jnp.arange(H + 1, dtype=jnp.int32)
 
     def solve(prob, s0):
-        return gd.solve(geom, prob, s0, grid, lr=1.0, stop_loss=cfg.threshold)
+        return gd.solve(geom, prob, s0, grid, lr=1.0, stop_loss=cfg.solver.stop_loss)
 
     def stack(xs):
         return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *xs)
@@ -152,8 +152,8 @@ def test_gd_step_is_theta_plus_eta_field(gd_batch):
 
 def test_gd_stops_at_first_step_below_threshold(gd_batch):
     cfg, geom, probs, batched, _ = gd_batch
-    thr = cfg.threshold
-    assert thr == pytest.approx(1 / (2 * cfg.n))
+    thr = cfg.solver.stop_loss
+    assert thr == pytest.approx(1 / (2 * cfg.data.n))
     converged = 0
     for r in (0, 2):
         t = _run(batched, r)
@@ -177,7 +177,7 @@ def test_divergence_is_flagged_and_isolated(gd_batch):
     assert int(bad.status) == Outcome.DIVERGED
     loss0 = float(model.loss(geom, jax.tree_util.tree_map(lambda x: x[0], bad.states), probs[1]))
     loss_end = float(model.loss(geom, bad.final, probs[1]))
-    assert np.isfinite(loss_end) and loss_end <= cfg.diverge_factor * loss0
+    assert np.isfinite(loss_end) and loss_end <= cfg.solver.diverge_factor * loss0
     assert np.isfinite(np.asarray(bad.final.a)).all() and np.isfinite(np.asarray(bad.final.v)).all()
     assert int(bad.steps) < H
     # the other runs of the batch are those solved alone
@@ -198,7 +198,7 @@ def test_diverged_run_keeps_last_finite_iterate_whatever_the_grid(gd_batch, grid
     cfg, geom, probs, _, alone = gd_batch
     s0 = jax.tree_util.tree_map(lambda x: x[0], alone[1].states)
     g = jnp.asarray(grid, jnp.int32)
-    got = jax.jit(lambda: gd.solve(geom, probs[1], s0, g, lr=1.0, stop_loss=cfg.threshold))()
+    got = jax.jit(lambda: gd.solve(geom, probs[1], s0, g, lr=1.0, stop_loss=cfg.solver.stop_loss))()
     assert int(got.status) == Outcome.DIVERGED
     k = int(got.steps)
     assert k == int(alone[1].steps)
@@ -210,7 +210,7 @@ def test_diverged_run_keeps_last_finite_iterate_whatever_the_grid(gd_batch, grid
             s = model.State(s.a + f.a, s.v + f.v)
     nxt = model.vector_field(geom, s, probs[1])
     after = float(model.loss(geom, model.State(s.a + nxt.a, s.v + nxt.v), probs[1]))
-    assert np.isfinite(losses).all() and max(losses) <= cfg.diverge_factor * losses[0]
-    assert not (np.isfinite(after) and after <= cfg.diverge_factor * losses[0])
+    assert np.isfinite(losses).all() and max(losses) <= cfg.solver.diverge_factor * losses[0]
+    assert not (np.isfinite(after) and after <= cfg.solver.diverge_factor * losses[0])
     np.testing.assert_allclose(np.asarray(got.final.v), np.asarray(s.v), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(got.final.a), np.asarray(s.a), rtol=1e-4, atol=1e-5)

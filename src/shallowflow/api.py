@@ -104,7 +104,7 @@ def save(res: SimResult, out: Path | str) -> None:
     """Write a result's files into ``out`` (atomically, file by file)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(res.cfg.model_dump(mode="json"), out / "config.json")
+    write_json_atomic(res.cfg.knobs(), out / "config.json")
     per_run = runs_table(res)
     traj = trajectory_table(res)
     run_cols = [

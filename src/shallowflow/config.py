@@ -1,15 +1,33 @@
-"""Simulation configuration: small immutable pydantic models, validated on creation.
+"""Simulation configuration: five small immutable specs, each resolved once.
 
-Defaults are the paper's ("paper" preset, SPEC §5): sphere data, ±U[1,2] labels,
-asymmetric initialisation, width p(n, 0.05), GD with η = 1, horizon T(n, p).
+A cell is described by flat *knobs* (``n=400, d=100, solver="gd", ...``): the
+vocabulary of the CLI, sweep files, protocols and :func:`make_config`. Defaults are
+the paper's ("paper" preset, SPEC §5): sphere data, ±U[1,2] labels, asymmetric
+initialisation, width p(n, 0.05), GD with η = 1, horizon T(n, p). :func:`make_config`
+validates the knobs, fills in the automatic ones once (width ``p = p(n, eps)``,
+horizon ``T(n, p)``, stop loss ``1/(2n)``, the flow's step floor, the geometry) and
+returns a :class:`SimConfig` made of
+
+- :class:`DataSpec`: the examples (law, n, d, labels);
+- :class:`InitSpec`: the network and θ(0) (width p, activation, initialisation);
+- :class:`SolverSpec`: the dynamics (GD or a flow, horizon, stop, tolerances); it is the
+  one place that converts GD steps to time and back;
+- :class:`RecordSpec`: what is recorded (the time grid, the tail window, states);
+- :class:`RunSpec`: how it runs (runs, seed, geometry, precision, memory).
+
+Each knob is a field of one spec, named there for what it is, with the knob's name as
+its alias (``DataSpec.law`` is the knob ``data``); :data:`KNOBS` lists them all, with
+the two that only choose automatic values (``eps``, ``horizon_factor``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.theory.width import width
@@ -18,14 +36,8 @@ DataName = Literal["sphere", "orthogonal", "gaussian", "correlated", "file"]
 LabelName = Literal["paper", "teacher", "file"]
 InitName = Literal["asymmetric", "balanced", "gaussian", "group", "file"]
 SolverName = Literal["gd", "flow", "flow-floor"]
-GeometryName = Literal["auto", "dense", "reduced", "diagonal", "implicit"]
+GeometryName = Literal["dense", "reduced", "diagonal", "implicit"]
 GridName = Literal["linear", "log"]
-
-
-def horizon_steps(n: int, p: int) -> int:
-    """The paper's horizon T(n, p) = ⌊1.5 √(np) log(np) / 4⌋ + 1 steps (SPEC §5)."""
-    return int(math.floor(1.5 * math.sqrt(n * p) * math.log(n * p) / 4)) + 1
-
 
 # Largest GD horizon in steps: step counters and record grids are int32 on device.
 MAX_STEPS = 2**30
@@ -33,148 +45,282 @@ MAX_STEPS = 2**30
 MAX_SEED = 2**32 - 1
 # Host memory for one result row (run × record): the recorded observables in float64.
 _RECORD_BYTES = 8 * 32
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class _Frozen(BaseModel):
+def horizon_steps(n: int, p: int) -> int:
+    """The paper's horizon T(n, p) = ⌊1.5 √(np) log(np) / 4⌋ + 1 steps (SPEC §5)."""
+    return int(math.floor(1.5 * math.sqrt(n * p) * math.log(n * p) / 4)) + 1
+
+
+def _auto(text: str) -> dict[str, Any]:
+    """Marks a field whose knob may be left out (None): ``make_config`` resolves it."""
+    return {"auto": text}
+
+
+class _Spec(BaseModel):
     # No inf or NaN anywhere: every float knob must be finite.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
+    )
 
 
-class SimConfig(_Frozen):
-    """Every knob of one simulation cell (R runs of one (d, n, p) setting)."""
+class DataSpec(_Spec):
+    """The examples (SPEC §1, §5): their law, numbers n and d, and their labels."""
 
+    law: DataName = Field(
+        "sphere", alias="data", description="sphere | orthogonal | gaussian | correlated | file"
+    )
     n: int = Field(1700, ge=1, description="number of examples")
     d: int = Field(100, ge=1, description="input dimension")
-    p: int | None = Field(None, ge=1, description="width; None = p(n, eps)")
-    eps: float = Field(0.05, gt=0, lt=1, description="failure probability for p(n, eps)")
-    data: DataName = "sphere"
     rho: float = Field(0.0, ge=0, lt=1, description="pairwise correlation for data='correlated'")
-    labels: LabelName = "paper"
-    teacher_width: int = Field(4, ge=1)
-    init: InitName = "asymmetric"
-    w_law: Literal["uniform", "gaussian"] = "uniform"
+    labels: LabelName = Field("paper", description="paper (±U[1,2]) | teacher | file")
+    teacher_width: int = Field(4, ge=1, description="width of the teacher network")
+    file: str | None = Field(None, alias="data_file", description="data file (.npz, .npy, .csv)")
+
+
+class InitSpec(_Spec):
+    """The network and its start θ(0) (SPEC §2, §5): width p, activation, initialisation."""
+
+    p: int = Field(ge=1, description="width", json_schema_extra=_auto("p(n, eps)"))
+    law: InitName = Field(
+        "asymmetric", alias="init", description="asymmetric | balanced | gaussian | group | file"
+    )
+    w_law: Literal["uniform", "gaussian"] = Field("uniform", description="first-layer law")
     sigma: float = Field(1.0, gt=0, description="scale of the gaussian initialisation")
     w_scale: float = Field(1.0, gt=0, description="factor on W after drawing a")
-    require_coverage: bool = False
+    require_coverage: bool = Field(False, description="redraw until every example is covered")
     activation_slope: float = Field(0.0, ge=0, lt=1, description="leaky-ReLU slope; 0 = ReLU")
-    solver: SolverName = "gd"
+    file: str | None = Field(None, alias="state_file", description="initial state .npz (W, a)")
+
+
+class SolverSpec(_Spec):
+    """The dynamics (SPEC §1, §3b): GD with step η, or a flow; the horizon and the stop.
+
+    The horizon is in units of time; a GD run takes ``steps(horizon)`` steps of η
+    (step k is time kη). :meth:`steps` and :meth:`times` are the only conversions
+    between the two."""
+
+    name: SolverName = Field("gd", alias="solver", description="gd | flow | flow-floor")
     lr: float = Field(1.0, gt=0, description="GD step η")
     rtol: float = Field(1e-5, gt=0, lt=1, description="flow: relative tolerance")
     atol: float = Field(1e-7, gt=0, description="flow: absolute tolerance")
-    dtmin: float | None = Field(
-        None,
+    step_floor: float = Field(
         gt=0,
-        description="flow-floor: step floor; None = 1e-6 (orthogonal data) or 1e-2",
+        alias="dtmin",
+        description="flow-floor: step floor",
+        json_schema_extra=_auto("1e-6 on orthogonal data, else 1e-2"),
     )
-    method: Literal["tsit5", "dopri5", "dopri8"] = "tsit5"
-    horizon: float | None = Field(None, gt=0, description="time horizon; None = T(n, p)")
-    horizon_factor: float = Field(1.0, gt=0, description="multiplies the default horizon")
-    stop_loss: float | None = Field(None, ge=0, description="stop below; None = 1/(2n)")
+    method: Literal["tsit5", "dopri5", "dopri8"] = Field(
+        "tsit5", description="flow-floor: Runge-Kutta method"
+    )
+    horizon: float = Field(
+        gt=0, description="time horizon", json_schema_extra=_auto("horizon_factor·T(n, p)·η")
+    )
+    stop_loss: float = Field(
+        ge=0, description="stop below this loss", json_schema_extra=_auto("1/(2n)")
+    )
     diverge_factor: float = Field(1e6, gt=1, description="loss > factor·L(0) marks divergence")
+
+    @property
+    def gd(self) -> bool:
+        return self.name == "gd"
+
+    def steps(self, t: float) -> int:
+        """GD steps in time ``t`` (at least one)."""
+        return max(1, int(round(t / self.lr)))
+
+    def times(self, grid: np.ndarray) -> np.ndarray:
+        """Times of a record grid: GD steps × η, or the flow's times as they are."""
+        return np.asarray(grid, np.float64) * (self.lr if self.gd else 1.0)
+
+
+class RecordSpec(_Spec):
+    """What a run records (SPEC §2, §5): the time grid, the tail window, the states."""
+
+    points: int = Field(50, ge=2, alias="record", description="number of recorded times")
+    grid: GridName = Field("linear", description="recorded times: linear | log")
     tail: int = Field(100, ge=1, description="steps averaged for mu(t_inf) (SPEC §5, Fig. 6)")
-    record: int = Field(50, ge=2, description="number of recorded times")
-    grid: GridName = "linear"
-    runs: int = Field(16, ge=1)
+    keep_state: bool = Field(False, description="keep the final states (state.npz)")
+
+
+class RunSpec(_Spec):
+    """How the cell runs: R runs from one seed, the geometry, the precision, the memory."""
+
+    runs: int = Field(16, ge=1, description="independent runs")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="32-bit seed")
-    geometry: GeometryName = "auto"
-    x64: bool = False
-    precision: Literal["highest", "high", "default"] = "highest"
+    geometry: GeometryName = Field(
+        description="dense | reduced | diagonal | implicit",
+        json_schema_extra=_auto("the cheapest exact one"),
+    )
+    x64: bool = Field(False, description="float64 instead of float32")
+    precision: Literal["highest", "high", "default"] = Field(
+        "highest", description="matmul precision: highest | high | default"
+    )
     memory_gb: float = Field(2.0, gt=0, description="memory budget for one batched chunk")
-    keep_state: bool = False
-    data_file: str | None = None
-    state_file: str | None = None
+
+
+class _Choices(_Spec):
+    """Knobs that only choose automatic values: they are spent by :func:`make_config`."""
+
+    eps: float = Field(0.05, gt=0, lt=1, description="ε in p(n, ε) = ⌊log(n/ε)/log(4/3)⌋+1")
+    horizon_factor: float = Field(1.0, gt=0, description="multiplies the default horizon")
+
+
+SPECS: dict[str, type[_Spec]] = {
+    "data": DataSpec,
+    "init": InitSpec,
+    "solver": SolverSpec,
+    "record": RecordSpec,
+    "run": RunSpec,
+}
+
+
+def _knob_fields() -> dict[str, tuple[str | None, str, FieldInfo]]:
+    """knob → (spec, field name, field); the spent knobs have spec None."""
+    out = {}
+    for spec, model in [*SPECS.items(), (None, _Choices)]:
+        for name, info in model.model_fields.items():
+            out[info.alias or name] = (spec, name, info)
+    return out
+
+
+KNOBS = _knob_fields()
+
+
+def is_auto(knob: str) -> bool:
+    """Whether a knob may be left out (None) and resolved by :func:`make_config`."""
+    extra = KNOBS[knob][2].json_schema_extra
+    return isinstance(extra, dict) and "auto" in extra
+
+
+def _flat_model() -> type[BaseModel]:
+    """The knobs as one flat model (field-level checks under the knobs' own names).
+    An automatic knob may be None; the geometry's knob also takes "auto"."""
+    fields = {}
+    for knob, (_, _, info) in KNOBS.items():
+        annotation = info.annotation
+        if is_auto(knob):
+            default = "auto" if knob == "geometry" else None
+            annotation = (
+                Literal["auto", *get_args(annotation)] if knob == "geometry" else annotation
+            )
+            info = FieldInfo.merge_field_infos(info, default=default)
+            annotation = annotation | None
+        fields[knob] = (annotation, FieldInfo.merge_field_infos(info, alias=None))
+    return create_model("Knobs", __base__=_Spec, **fields)
+
+
+_Knobs = _flat_model()
+
+
+class SimConfig(_Spec):
+    """Every knob of one simulation cell (R runs of one (d, n, p) setting), resolved."""
+
+    data: DataSpec
+    init: InitSpec
+    solver: SolverSpec
+    record: RecordSpec
+    run: RunSpec
 
     @model_validator(mode="after")
     def _consistent(self) -> SimConfig:
-        if self.data == "orthogonal" and self.n > self.d:
-            raise ValueError(f"n: orthogonal data need n <= d; got n={self.n} > d={self.d}")
-        if self.data == "correlated" and self.n + 1 > self.d:
-            raise ValueError(f"n: correlated data need n + 1 <= d; got n={self.n}, d={self.d}")
-        if self.data == "file" and not self.data_file:
+        data, init, solver, run = self.data, self.init, self.solver, self.run
+        if data.law == "orthogonal" and data.n > data.d:
+            raise ValueError(f"n: orthogonal data need n <= d; got n={data.n} > d={data.d}")
+        if data.law == "correlated" and data.n + 1 > data.d:
+            raise ValueError(f"n: correlated data need n + 1 <= d; got n={data.n}, d={data.d}")
+        if data.law == "file" and not data.file:
             raise ValueError("data_file: data='file' needs a path (--data FILE)")
-        if self.init == "file" and not self.state_file:
+        if init.law == "file" and not init.file:
             raise ValueError("state_file: init='file' needs a path (--state FILE)")
-        if self.init == "group" and self.data != "orthogonal":
+        if init.law == "group" and data.law != "orthogonal":
             raise ValueError("init: 'group' needs orthogonal data (SPEC §4)")
-        if self.rho != 0.0 and self.data != "correlated":
-            raise ValueError(f"rho: only data='correlated' uses rho; got data={self.data!r}")
-        if self.labels == "file" and self.data != "file":
+        if data.rho != 0.0 and data.law != "correlated":
+            raise ValueError(f"rho: only data='correlated' uses rho; got data={data.law!r}")
+        if data.labels == "file" and data.law != "file":
             raise ValueError("labels: 'file' takes y from a data file (--data FILE with y)")
-        if self.solver == "gd" and self.t_end / self.lr > MAX_STEPS:
+        if solver.gd and solver.horizon / solver.lr > MAX_STEPS:
             raise ValueError(
-                f"horizon: {self.t_end / self.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
+                f"horizon: {solver.horizon / solver.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
                 "(the step counter is 32-bit)"
             )
-        if not self.x64:  # the run's values are float32 on device: no silent inf
-            big = 3.4028234e38
-            for name, value in self:
-                if isinstance(value, float) and abs(value) > big:
+        if not run.x64:  # the run's values are float32 on device: no silent inf
+            for name, value in self.knobs().items():
+                if isinstance(value, float) and abs(value) > _FLOAT32_MAX:
                     raise ValueError(f"{name}: {value:g} exceeds float32's range; use x64")
         _check_memory(self)
-        if self.geometry == "diagonal" and self.data != "orthogonal":
+        if run.geometry == "diagonal" and data.law != "orthogonal":
             raise ValueError("geometry: 'diagonal' needs data='orthogonal'")
-        if self.geometry == "implicit" and not self.implicit_ok:
+        if run.geometry == "implicit" and not implicit_ok(data, init):
             raise ValueError(
                 "geometry: 'implicit' needs data in {sphere, gaussian}, labels in "
                 "{paper, teacher}, init 'gaussian' or w_law='gaussian', and n <= d"
             )
         return self
 
-    @property
-    def implicit_ok(self) -> bool:
-        """Rotation-invariant data and first layer: reduced coordinates can be sampled."""
-        gaussian_w = self.init == "gaussian" or (
-            self.init in ("asymmetric", "balanced") and self.w_law == "gaussian"
-        )
-        return (
-            self.data in ("sphere", "gaussian")
-            and self.labels in ("paper", "teacher")
-            and gaussian_w
-            and self.n <= self.d
-        )
+    def knobs(self) -> dict[str, Any]:
+        """The resolved knobs, flat: ``make_config(**cfg.knobs()) == cfg``."""
+        out: dict[str, Any] = {}
+        for spec in SPECS:
+            out |= getattr(self, spec).model_dump(by_alias=True)
+        return out
 
-    @property
-    def width(self) -> int:
-        """p, or p(n, ε) = ⌊log(n/ε)/log(4/3)⌋ + 1 when unset (SPEC §2)."""
-        return self.p if self.p is not None else width(self.n, self.eps)
 
-    @property
-    def resolved_geometry(self) -> str:
-        """The geometry used: the cheapest exact one unless fixed (SPEC §3)."""
-        if self.geometry != "auto":
-            return self.geometry
-        if self.data == "orthogonal":
-            return "diagonal"
-        if self.implicit_ok and self.d > self.n:
-            return "implicit"
-        if self.d > self.n:
-            return "reduced"
-        return "dense"
+def implicit_ok(data: DataSpec, init: InitSpec) -> bool:
+    """Rotation-invariant data and first layer: reduced coordinates can be sampled."""
+    gaussian_w = init.law == "gaussian" or (
+        init.law in ("asymmetric", "balanced") and init.w_law == "gaussian"
+    )
+    return (
+        data.law in ("sphere", "gaussian")
+        and data.labels in ("paper", "teacher")
+        and gaussian_w
+        and data.n <= data.d
+    )
 
-    @property
-    def t_end(self) -> float:
-        """The horizon in time units (steps × η for GD)."""
-        if self.horizon is not None:
-            return float(self.horizon)
-        return (
-            self.horizon_factor
-            * horizon_steps(self.n, self.width)
-            * (self.lr if self.solver == "gd" else 1.0)
-        )
 
-    @property
-    def step_floor(self) -> float:
-        """The floored flow's step floor (``solver="flow-floor"``): orthogonal data only
-        meet isolated kinks, so a tiny floor lets the tolerance hold there; other data
-        slide along activation boundaries, where 1e-2 bounds the cost."""
-        if self.dtmin is not None:
-            return self.dtmin
-        return 1e-6 if self.data == "orthogonal" else 1e-2
+def _geometry(data: DataSpec, init: InitSpec) -> str:
+    """The cheapest exact geometry (SPEC §3)."""
+    if data.law == "orthogonal":
+        return "diagonal"
+    if implicit_ok(data, init) and data.d > data.n:
+        return "implicit"
+    if data.d > data.n:
+        return "reduced"
+    return "dense"
 
-    @property
-    def threshold(self) -> float:
-        """Early-stop loss: 1/(2n) by default (the paper's success criterion)."""
-        return self.stop_loss if self.stop_loss is not None else 1.0 / (2 * self.n)
+
+def _resolve(flat: dict[str, Any]) -> SimConfig:
+    """Fill in the automatic knobs (once) and build the specs."""
+    parts: dict[str, dict[str, Any]] = {spec: {} for spec in SPECS}
+    for knob, value in flat.items():
+        spec = KNOBS[knob][0]
+        if spec is not None:
+            parts[spec][knob] = value
+    data = DataSpec(**parts["data"])
+    n = data.n
+    auto = parts["init"]
+    if auto["p"] is None:
+        auto["p"] = width(n, flat["eps"])
+    sol = parts["solver"]
+    if sol["horizon"] is None:
+        steps = flat["horizon_factor"] * horizon_steps(n, auto["p"])
+        sol["horizon"] = steps * (sol["lr"] if sol["solver"] == "gd" else 1.0)
+    if sol["stop_loss"] is None:
+        sol["stop_loss"] = 1.0 / (2 * n)
+    if sol["dtmin"] is None:
+        sol["dtmin"] = 1e-6 if data.law == "orthogonal" else 1e-2
+    init = InitSpec(**auto)
+    if parts["run"]["geometry"] in (None, "auto"):
+        parts["run"]["geometry"] = _geometry(data, init)
+    return SimConfig(
+        data=data,
+        init=init,
+        solver=SolverSpec(**sol),
+        record=RecordSpec(**parts["record"]),
+        run=RunSpec(**parts["run"]),
+    )
 
 
 def run_bytes(geometry: str, n: int, d: int, p: int, records: int, x64: bool) -> int:
@@ -194,33 +340,35 @@ def _check_memory(cfg: SimConfig) -> None:
     from shallowflow.devices import device_memory_bytes, host_memory_bytes
 
     gib = 2**30
+    n, d, p = cfg.data.n, cfg.data.d, cfg.init.p
+    points = cfg.record.points
     limit = device_memory_bytes()
-    need = run_bytes(cfg.resolved_geometry, cfg.n, cfg.d, cfg.width, cfg.record, cfg.x64)
+    need = run_bytes(cfg.run.geometry, n, d, p, points, cfg.run.x64)
     if limit is not None and need > limit:
-        n, p = cfg.n, cfg.width
-        culprit = "p" if p * (cfg.record + 12) > n + cfg.d else "n"
+        culprit = "p" if p * (points + 12) > n + d else "n"
         raise ValueError(
-            f"{culprit}: one run of n={cfg.n}, d={cfg.d}, p={cfg.width} needs about "
+            f"{culprit}: one run of n={n}, d={d}, p={p} needs about "
             f"{need / gib:.3g} GiB; the device has {limit / gib:.3g} GiB"
         )
     host = host_memory_bytes()
-    results = cfg.runs * (cfg.record + 2) * _RECORD_BYTES
+    results = cfg.run.runs * (points + 2) * _RECORD_BYTES
     if host is not None and results > host / 2:
         raise ValueError(
-            f"runs: {cfg.runs} runs × {cfg.record} records need about {results / gib:.3g} GiB "
+            f"runs: {cfg.run.runs} runs × {points} records need about {results / gib:.3g} GiB "
             f"of results; at most half the host's {host / gib:.3g} GiB"
         )
 
 
-def make_config(**knobs) -> SimConfig:
-    """Build a :class:`SimConfig`, turning validation failures into
-    :class:`ShallowflowInputError` that names the offending parameter."""
+def make_config(**knobs: Any) -> SimConfig:
+    """Build a :class:`SimConfig` from flat knobs (module doc), turning validation
+    failures into :class:`ShallowflowInputError` that names the offending knob."""
     try:
-        return SimConfig(**knobs)
+        flat = _Knobs(**knobs)
+        return _resolve(flat.model_dump())
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
-        loc = ".".join(str(x) for x in err["loc"])
-        if not loc:  # model-level checks write "param: message"
+        loc = str(err["loc"][-1]) if err["loc"] else ""
+        if not loc:  # the checks across knobs write "knob: message"
             loc, _, msg = msg.partition(": ") if ": " in msg else ("config", "", msg)
         raise ShallowflowInputError(loc, msg) from None

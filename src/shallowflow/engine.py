@@ -72,7 +72,7 @@ EXACT_MAX_STEPS = 50_000_000  # cap on the exact flow's step attempts (then "sta
 class SimResult:
     """Arrays of a simulated cell. ``records[name]`` has shape (R, K) at ``times``
     (K,), masked by ``valid`` (R, K); ``final[name]`` and ``init[name]`` have shape
-    (R,). ``states`` holds the final (a, v) when ``cfg.keep_state``."""
+    (R,). ``states`` holds the final (a, v) when ``cfg.record.keep_state``."""
 
     cfg: SimConfig
     times: np.ndarray
@@ -124,6 +124,7 @@ class RunValues(NamedTuple):
     index: np.ndarray  # the run's index in its cell
     draw: DrawValues
     grid: np.ndarray  # (K,) recorded steps (GD) or times (flow)
+    times: np.ndarray  # (K,) the recorded times (SolverSpec.times of the grid)
     lr: np.ndarray
     stop_loss: np.ndarray
     diverge_factor: np.ndarray
@@ -133,18 +134,18 @@ class RunValues(NamedTuple):
 
 
 def record_grid(cfg: SimConfig) -> np.ndarray:
-    """Recorded times: ``cfg.record`` points on [0, horizon], linear or log-spaced;
-    integer steps for GD (unique, so possibly fewer points)."""
-    t_end, k = cfg.t_end, cfg.record
-    if cfg.solver == "gd":
-        steps = max(1, int(round(t_end / cfg.lr)))
-        if cfg.grid == "log":
+    """Recorded times: ``cfg.record.points`` points on [0, horizon], linear or
+    log-spaced; integer steps for GD (unique, so possibly fewer points)."""
+    solver, k = cfg.solver, cfg.record.points
+    if solver.gd:
+        steps = solver.steps(solver.horizon)
+        if cfg.record.grid == "log":
             g = np.unique(np.round(np.geomspace(1, steps, k - 1)).astype(np.int64))
             return np.concatenate([[0], g])
         return np.unique(np.round(np.linspace(0, steps, k)).astype(np.int64))
-    if cfg.grid == "log":
-        return np.concatenate([[0.0], np.geomspace(t_end * 1e-4, t_end, k - 1)])
-    return np.linspace(0.0, t_end, k)
+    if cfg.record.grid == "log":
+        return np.concatenate([[0.0], np.geomspace(solver.horizon * 1e-4, solver.horizon, k - 1)])
+    return np.linspace(0.0, solver.horizon, k)
 
 
 def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
@@ -152,13 +153,13 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
     given = tuple(u is not None for u in (user or UserArrays()))
     return Signature(
         draw_spec(cfg),
-        cfg.solver,
-        float(cfg.activation_slope),
-        cfg.method,
-        int(cfg.tail),
-        int(cfg.record),
-        cfg.precision,
-        bool(cfg.keep_state),
+        cfg.solver.name,
+        float(cfg.init.activation_slope),
+        cfg.solver.method,
+        int(cfg.record.tail),
+        int(cfg.record.points),
+        cfg.run.precision,
+        bool(cfg.record.keep_state),
         given,
     )
 
@@ -173,13 +174,13 @@ def _own(user: UserArrays | None) -> int:
 
 def _work(cfg: SimConfig, shape: Shape) -> float:
     """Per-step work of one run at ``shape``: n·m·p (n·p for the diagonal geometry)."""
-    geometry = cfg.resolved_geometry
+    geometry = cfg.run.geometry
     m = 1 if geometry == "diagonal" else working_dim(geometry, shape.n, shape.d)
     return float(shape.n) * m * shape.p
 
 
 def _own_shape(cfg: SimConfig) -> Shape:
-    return Shape(cfg.n, cfg.d, cfg.width)
+    return Shape(cfg.data.n, cfg.data.d, cfg.init.p)
 
 
 def _cover(shapes: Sequence[Shape]) -> Shape:
@@ -188,7 +189,7 @@ def _cover(shapes: Sequence[Shape]) -> Shape:
 
 def _waste(cfgs: Sequence[SimConfig], shape: Shape) -> float:
     """Padded work over own work, each run weighted by its horizon."""
-    weight = [c.runs * max(c.t_end, 1e-9) for c in cfgs]
+    weight = [c.run.runs * max(c.solver.horizon, 1e-9) for c in cfgs]
     padded = sum(w * _work(c, shape) for w, c in zip(weight, cfgs, strict=True))
     own = sum(w * _work(c, _own_shape(c)) for w, c in zip(weight, cfgs, strict=True))
     return padded / max(own, 1e-300)
@@ -196,7 +197,7 @@ def _waste(cfgs: Sequence[SimConfig], shape: Shape) -> float:
 
 def padding_waste(cfgs: Sequence[SimConfig], buckets: Sequence[Bucket]) -> float:
     """The plan's padded work over the cells' own work (horizon-weighted)."""
-    weight = [c.runs * max(c.t_end, 1e-9) for c in cfgs]
+    weight = [c.run.runs * max(c.solver.horizon, 1e-9) for c in cfgs]
     padded = sum(w * _work(c, b.shape) for w, c, b in zip(weight, cfgs, buckets, strict=True))
     own = sum(w * _work(c, _own_shape(c)) for w, c in zip(weight, cfgs, strict=True))
     return padded / max(own, 1e-300)
@@ -204,9 +205,11 @@ def padding_waste(cfgs: Sequence[SimConfig], buckets: Sequence[Bucket]) -> float
 
 def _max_steps(cfgs: Sequence[SimConfig]) -> int:
     """The static step cap of a bucket's solver (GD needs none)."""
-    if cfgs[0].solver == "flow-floor":
-        return max(min(int(c.t_end / c.step_floor), FLOW_MAX_STEPS) + 10_000 for c in cfgs)
-    return EXACT_MAX_STEPS if cfgs[0].solver == "flow" else 0
+    if cfgs[0].solver.name == "flow-floor":
+        return max(
+            min(int(c.solver.horizon / c.solver.step_floor), FLOW_MAX_STEPS) + 10_000 for c in cfgs
+        )
+    return EXACT_MAX_STEPS if cfgs[0].solver.name == "flow" else 0
 
 
 def plan(
@@ -244,9 +247,11 @@ def plan(
         shape = _cover([_own_shape(c) for c in group])
         max_steps = _max_steps(group)
         bucket = Bucket(sigs[idx[0]], shape, 1, max_steps)
-        runs = sorted((c.runs for c in group), reverse=True)
+        runs = sorted((c.run.runs for c in group), reverse=True)
         per_call = sum(runs[:max_cells]) if max_cells else sum(runs)
-        bucket = replace(bucket, chunk=_chunk(bucket, per_call, min(c.memory_gb for c in group)))
+        bucket = replace(
+            bucket, chunk=_chunk(bucket, per_call, min(c.run.memory_gb for c in group))
+        )
         for j in idx:
             out[j] = bucket
     return out  # type: ignore[return-value]
@@ -361,10 +366,9 @@ def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
         final["mu"] = traj.rate_final
         final["mu_integral"] = traj.integral_final
     elif sig.solver == "gd":  # the realised rate, log(L_k/L_{k+1})/η averaged
-        times = v.grid.astype(loss0.dtype) * v.lr
-        records["mu"] = _gd_rates(records["loss"], times)
+        records["mu"] = _gd_rates(records["loss"], v.times)
         final["mu"] = _gd_final_rate(
-            records["loss"], times, traj.valid, end["loss"], traj.t_final, end["mu"]
+            records["loss"], v.times, traj.valid, end["loss"], traj.t_final, end["mu"]
         )
     final.update(
         t_final=traj.t_final,
@@ -443,11 +447,10 @@ def _key_data(seed: int) -> np.ndarray:
 
 def _values(cfg: SimConfig, bucket: Bucket, dtype) -> RunValues:
     """The per-run values of a cell's runs, stacked (leading axis: runs)."""
-    r = cfg.runs
+    r = cfg.run.runs
     grid = record_grid(cfg)
     k = bucket.sig.records
     padded = np.concatenate([grid, np.repeat(grid[-1:], k - grid.size)])
-    gd_solver = cfg.solver == "gd"
 
     def full(x, dt=dtype):
         return np.full(r, x, dt)
@@ -455,16 +458,17 @@ def _values(cfg: SimConfig, bucket: Bucket, dtype) -> RunValues:
     types = (np.int32, np.int32, np.int32, dtype, dtype, dtype)
     draw = DrawValues(*(full(x, t) for x, t in zip(draw_values(cfg), types, strict=True)))
     return RunValues(
-        key=np.tile(_key_data(cfg.seed), (r, 1)),
+        key=np.tile(_key_data(cfg.run.seed), (r, 1)),
         index=np.arange(r, dtype=np.int32),
         draw=draw,
-        grid=np.tile(padded.astype(np.int32 if gd_solver else dtype), (r, 1)),
-        lr=full(cfg.lr),
-        stop_loss=full(cfg.threshold),
-        diverge_factor=full(cfg.diverge_factor),
-        rtol=full(cfg.rtol),
-        atol=full(cfg.atol),
-        dtmin=full(cfg.step_floor),
+        grid=np.tile(padded.astype(np.int32 if cfg.solver.gd else dtype), (r, 1)),
+        times=np.tile(cfg.solver.times(padded).astype(dtype), (r, 1)),
+        lr=full(cfg.solver.lr),
+        stop_loss=full(cfg.solver.stop_loss),
+        diverge_factor=full(cfg.solver.diverge_factor),
+        rtol=full(cfg.solver.rtol),
+        atol=full(cfg.solver.atol),
+        dtmin=full(cfg.solver.step_floor),
     )
 
 
@@ -475,7 +479,7 @@ def _dead(values: RunValues, count: int) -> RunValues:
         return np.repeat(x[:1], count, axis=0)
 
     dead = jax.tree_util.tree_map(first, values)
-    return dead._replace(grid=np.zeros_like(dead.grid))
+    return dead._replace(grid=np.zeros_like(dead.grid), times=np.zeros_like(dead.times))
 
 
 def _cat(parts: Sequence) -> RunValues:
@@ -513,7 +517,7 @@ def _run_bucket(
         dtype = np.float64 if sig.draw.x64 else np.float32
         values = _cat([_values(c, bucket, dtype) for c in cfgs])
         count = values.index.shape[0]
-        memory = min(c.memory_gb for c in cfgs)
+        memory = min(c.run.memory_gb for c in cfgs)
         ndev = devices_for(bucket, user, memory)
         chunk = -(-bucket.chunk // ndev) * ndev
         fn = _compiled(bucket, shared=ndev > 1)
@@ -531,9 +535,9 @@ def _run_bucket(
     res = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
     outs, lo = [], 0
     for cfg in cfgs:
-        one = jax.tree_util.tree_map(lambda x, lo=lo, r=cfg.runs: x[lo : lo + r], res)
+        one = jax.tree_util.tree_map(lambda x, lo=lo, r=cfg.run.runs: x[lo : lo + r], res)
         outs.append(one)
-        lo += cfg.runs
+        lo += cfg.run.runs
     return outs
 
 
@@ -549,10 +553,10 @@ def _result(cfg: SimConfig, raw: dict) -> SimResult:
     records = {name: cut(v) for name, v in raw["records"].items()}
     states = None
     if "state" in raw:
-        m = working_dim(cfg.resolved_geometry, cfg.n, cfg.d)
-        p = cfg.width
+        m = working_dim(cfg.run.geometry, cfg.data.n, cfg.data.d)
+        p = cfg.init.p
         states = {"a": raw["state"]["a"][:, :p], "v": raw["state"]["v"][:, :p, :m]}
-    times = grid.astype(np.float64) * (cfg.lr if cfg.solver == "gd" else 1.0)
+    times = cfg.solver.times(grid)
     _check_finite(raw["final"], raw["final"]["status"])
     return SimResult(cfg, times, cut(raw["valid"]), records, raw["final"], raw["init"], states)
 
@@ -576,13 +580,13 @@ def simulate_many(
     groups: dict[tuple[Bucket, int], list[int]] = {}
     for i, b in enumerate(buckets):
         groups.setdefault((b, _own(users[i])), []).append(i)
-    total, done = sum(c.runs for c in cfgs), 0
+    total, done = sum(c.run.runs for c in cfgs), 0
     results: list[SimResult | None] = [None] * len(cfgs)
     for (bucket, _), idx in groups.items():
         members = [cfgs[i] for i in idx]
         user = users[idx[0]] or UserArrays()
         raws = _run_bucket(bucket, members, user, progress, done, total)
-        done += sum(c.runs for c in members)
+        done += sum(c.run.runs for c in members)
         for i, raw in zip(idx, raws, strict=True):
             results[i] = _result(cfgs[i], raw)
     return results  # type: ignore[return-value]
@@ -593,7 +597,7 @@ def simulate(
     user: UserArrays = UserArrays(),
     progress: Callable[[int, int], None] | None = None,
 ) -> SimResult:
-    """Simulate ``cfg.runs`` independent runs of ``cfg`` (SPEC §1–§3).
+    """Simulate ``cfg.run.runs`` independent runs of ``cfg`` (SPEC §1–§3).
 
     ``user`` carries arrays loaded from files (data X, y; state W, a). ``progress``
     is called as ``progress(done, total)`` after each compiled call.

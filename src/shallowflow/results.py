@@ -28,10 +28,11 @@ def runs_table(res: SimResult) -> pd.DataFrame:
     df["success"] = df["outcome"] == "converged"
     for k, v in res.init.items():
         df[k] = v
-    df["p"] = cfg.width
-    df["geometry"] = cfg.resolved_geometry
+    df["p"] = cfg.init.p
+    df["geometry"] = cfg.run.geometry
+    knobs = cfg.knobs()
     for k in KNOBS:
-        df[k] = getattr(cfg, k)
+        df[k] = knobs[k]
     return df
 
 
@@ -48,9 +49,10 @@ def trajectory_table(res: SimResult) -> pd.DataFrame:
         fin[name] = res.final[name]
     fin["final"] = True
     out = pd.concat([df, fin], ignore_index=True).sort_values(["run", "t", "final"])
-    out["p"] = res.cfg.width
+    out["p"] = res.cfg.init.p
+    knobs = res.cfg.knobs()
     for kn in KNOBS:
-        out[kn] = getattr(res.cfg, kn)
+        out[kn] = knobs[kn]
     return out.reset_index(drop=True)
 
 
@@ -59,11 +61,11 @@ def summary(res: SimResult) -> dict:
     runs = runs_table(res)
     return {
         "runs": int(res.runs),
-        "n": res.cfg.n,
-        "d": res.cfg.d,
-        "p": res.cfg.width,
-        "solver": res.cfg.solver,
-        "geometry": res.cfg.resolved_geometry,
+        "n": res.cfg.data.n,
+        "d": res.cfg.data.d,
+        "p": res.cfg.init.p,
+        "solver": res.cfg.solver.name,
+        "geometry": res.cfg.run.geometry,
         "success_fraction": float(runs["success"].mean()),
         "outcomes": {k: int(v) for k, v in runs["outcome"].value_counts().items()},
         "median_final_loss": float(np.median(runs["final_loss"])),
@@ -71,5 +73,5 @@ def summary(res: SimResult) -> dict:
         "median_mu_tail": float(np.median(runs["mu_tail"])),
         "median_steps": float(np.median(runs["steps"])),
         "assumption1_fraction": float(np.mean(runs["assumption1"])),
-        "fully_covered_fraction": float(np.mean(runs["coverage0"] == res.cfg.n)),
+        "fully_covered_fraction": float(np.mean(runs["coverage0"] == res.cfg.data.n)),
     }

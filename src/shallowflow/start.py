@@ -82,20 +82,22 @@ class Shape(NamedTuple):
 
 def draw_spec(cfg: SimConfig) -> DrawSpec:
     return DrawSpec(
-        cfg.data,
-        cfg.labels,
-        cfg.init,
-        cfg.w_law,
-        cfg.resolved_geometry,
-        cfg.teacher_width,
-        cfg.x64,
-        cfg.require_coverage,
+        cfg.data.law,
+        cfg.data.labels,
+        cfg.init.law,
+        cfg.init.w_law,
+        cfg.run.geometry,
+        cfg.data.teacher_width,
+        cfg.run.x64,
+        cfg.init.require_coverage,
     )
 
 
 def draw_values(cfg: SimConfig) -> DrawValues:
     """The cell's value knobs, as Python numbers (the engine stacks them per run)."""
-    return DrawValues(cfg.n, cfg.d, cfg.width, cfg.w_scale, cfg.sigma, cfg.rho)
+    return DrawValues(
+        cfg.data.n, cfg.data.d, cfg.init.p, cfg.init.w_scale, cfg.init.sigma, cfg.data.rho
+    )
 
 
 def working_dim(geometry: str, n: int, d: int) -> int:
@@ -108,11 +110,11 @@ def working_dim(geometry: str, n: int, d: int) -> int:
 
 
 def dtype_of(cfg: SimConfig):
-    return jnp.float64 if cfg.x64 else jnp.float32
+    return jnp.float64 if cfg.run.x64 else jnp.float32
 
 
 def geometry_of(cfg: SimConfig) -> Geometry:
-    return Geometry(cfg.resolved_geometry, cfg.precision)
+    return Geometry(cfg.run.geometry, cfg.run.precision)
 
 
 def _labels(key, spec: DrawSpec, n_dim: int, pre_fn, user: UserArrays, vals, size: int):
@@ -220,6 +222,6 @@ def make_run(
 ) -> RunStart:
     """Draw one run's data and θ(0) at the cell's own sizes (no padding): the start of
     the engine's run with this key (:func:`make_padded_run`)."""
-    shape = Shape(cfg.n, cfg.d, cfg.width)
+    shape = Shape(cfg.data.n, cfg.data.d, cfg.init.p)
     start = make_padded_run(key, draw_spec(cfg), shape, draw_values(cfg), user, max_draws)
     return start._replace(prob=start.prob._replace(n=None, p=None))

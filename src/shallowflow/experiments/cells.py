@@ -44,7 +44,7 @@ def plan_cells(cells: Sequence[Mapping[str, Any]], max_batch: int | None = None)
 
 def _table(cfg: SimConfig, res) -> pd.DataFrame:
     df = runs_table(res)
-    df["cell_seed"] = cfg.seed
+    df["cell_seed"] = cfg.run.seed
     return df
 
 
@@ -56,7 +56,10 @@ def simulate_batch(cells: list[dict[str, Any]], group: Bucket | None = None) -> 
     buckets = None
     if group is not None:
         for cfg in cfgs:
-            fits = all(x <= y for x, y in zip((cfg.n, cfg.d, cfg.width), group.shape, strict=True))
+            fits = all(
+                x <= y
+                for x, y in zip((cfg.data.n, cfg.data.d, cfg.init.p), group.shape, strict=True)
+            )
             if signature(cfg) != group.sig or not fits:
                 raise ShallowflowInputError("group", f"a cell does not fit its bucket: {cfg!r}")
         buckets = [group] * len(cfgs)

@@ -66,13 +66,13 @@ def _sim_user(cfg: SimConfig, user: UserArrays) -> SimResult:
 
 def _starts(cfg: SimConfig, res: SimResult):
     """θ(0) and data of every run of ``res``, redrawn from the engine's keys (one per
-    run, split from ``cfg.seed``); checked against the engine's recorded L(0)."""
-    with jax.enable_x64(cfg.x64):
-        keys = jax.random.split(jax.random.key(cfg.seed), cfg.runs)
+    run, split from ``cfg.run.seed``); checked against the engine's recorded L(0)."""
+    with jax.enable_x64(cfg.run.x64):
+        keys = jax.random.split(jax.random.key(cfg.run.seed), cfg.run.runs)
         starts = jax.device_get(jax.vmap(lambda k: make_run(k, cfg))(keys))
     y = np.asarray(starts.prob.y)
     a, v, z = (np.asarray(x) for x in (starts.state.a, starts.state.v, starts.prob.z))
-    pre = v * z[:, None, :] if cfg.resolved_geometry == "diagonal" else v @ np.swapaxes(z, 1, 2)
+    pre = v * z[:, None, :] if cfg.run.geometry == "diagonal" else v @ np.swapaxes(z, 1, 2)
     loss0 = 0.5 * np.mean((y - np.einsum("rj,rji->ri", a, np.maximum(pre, 0)) / a.shape[1]) ** 2, 1)
     if not np.allclose(loss0, res.init["loss0"], rtol=1e-4):
         raise RuntimeError("redrawn starts disagree with the engine (its key scheme changed?)")
@@ -149,10 +149,10 @@ def lemma1(p: P, fig_dir: Path | None = None) -> CheckResult:
     flow_ok = drift < p["drift_tol"]
     verdict = PASS if (flow_ok and signs_kept and a1 and order_ok) else FAIL
     numbers = {
-        "n": cfg.n,
-        "p": cfg.width,
-        "runs": cfg.runs,
-        "flow_rtol": cfg.rtol,
+        "n": cfg.data.n,
+        "p": cfg.init.p,
+        "runs": cfg.run.runs,
+        "flow_rtol": cfg.solver.rtol,
         "flow_drift_rel_max": drift,
         "drift_tol": p["drift_tol"],
         "assumption1_all": a1,
@@ -180,7 +180,7 @@ def lemma1(p: P, fig_dir: Path | None = None) -> CheckResult:
         "lemma1",
         "a_j² − ‖w_j‖² is constant along the flow; signs of a_j fixed under Assumption 1; "
         "GD drift is O(η) at a fixed time (SPEC §2)",
-        f"orthogonal data, flow x64 rtol={cfg.rtol:g}: max rel. drift < {p['drift_tol']:g}; "
+        f"orthogonal data, flow x64 rtol={cfg.solver.rtol:g}: max rel. drift < {p['drift_tol']:g}; "
         f"sign(a_j(T)) = sign(a_j(0)); GD drift decreasing along η = {etas} with order "
         f"≥ {p['min_order']:g}",
         verdict,
@@ -327,7 +327,7 @@ def theorem1(p: P, fig_dir: Path | None = None) -> CheckResult:
     eps, runs = p["eps"], p["runs"]
     rows, success, total = [], 0, 0
     for cfg in _theorem1_cfgs(p):
-        n, d = cfg.n, cfg.d
+        n, d = cfg.data.n, cfg.data.d
         res = _sim(cfg)
         conv = res.final["status"] == Outcome.CONVERGED
         ok = res.valid & (res.records["min_fit"] > 0)
@@ -341,7 +341,7 @@ def theorem1(p: P, fig_dir: Path | None = None) -> CheckResult:
             {
                 "n": n,
                 "d": d,
-                "p": cfg.width,
+                "p": cfg.init.p,
                 "d_needed": d_needed(n),
                 "success": float(conv.mean()),
                 "min_const": float(finite.min()) if finite.size else float("nan"),
@@ -577,11 +577,11 @@ def _group_engine_vs_closed_form(p: P, closed):
     res = _sim(cfg)
     starts = _starts(cfg, res)
     err = 0.0
-    for r in range(cfg.runs):
+    for r in range(cfg.run.runs):
         y, s = np.asarray(starts.prob.y[r]), np.asarray(starts.prob.z[r])
         v, a = np.asarray(starts.state.v[r]), np.asarray(starts.state.a[r])
         owner = np.argmax(v > 0, axis=0)
-        groups = [np.flatnonzero(owner == j) for j in range(cfg.width)]
+        groups = [np.flatnonzero(owner == j) for j in range(cfg.init.p)]
         t = res.times[res.valid[r]]
         ref = closed(y, s, groups, a, v[owner, np.arange(n)], t)
         err = max(err, float(np.max(np.abs(res.records["loss"][r][res.valid[r]] / ref - 1))))
