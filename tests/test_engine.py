@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from shallowflow.config import horizon_steps, make_config
-from shallowflow.engine import devices_for, plan, record_grid, simulate
+from shallowflow.engine import devices_for, plan, simulate
 from shallowflow.results import runs_table, summary, trajectory_table
 from shallowflow.solvers.common import Outcome
 from shallowflow.start import UserArrays
+from shallowflow.trajectory import record_grid
 
 BASE = dict(n=20, d=10, runs=4, record=10, seed=1)
 

@@ -21,7 +21,7 @@ jax.config.update("jax_threefry_partitionable", True)
 from shallowflow.api import load_user, run_simulation, save
 from shallowflow.compilation import CompileCounter
 from shallowflow.config import SimConfig, horizon_steps, make_config
-from shallowflow.engine import SimResult, plan, record_grid, simulate, simulate_many
+from shallowflow.engine import plan, simulate, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry, to_working
 from shallowflow.model import Problem, State, activation, forward, loss, vector_field
@@ -34,9 +34,10 @@ from shallowflow.observables import (
     mu,
     orthogonal_bounds,
 )
-from shallowflow.results import runs_table, summary, trajectory_table
+from shallowflow.results import SimResult, runs_table, summary, trajectory_table
 from shallowflow.start import UserArrays, make_run
 from shallowflow.theory.width import coverage_failure_bound, width
+from shallowflow.trajectory import record_grid
 
 __all__ = [
     "CompileCounter",

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from shallowflow.config import SimConfig, make_config
-from shallowflow.engine import SimResult, simulate
+from shallowflow.engine import simulate
 from shallowflow.errors import ShallowflowInputError, require
 from shallowflow.io import load_data, load_state
-from shallowflow.results import runs_table, summary, trajectory_table
+from shallowflow.results import SimResult, runs_table, summary, trajectory_table
 from shallowflow.start import UserArrays
 from shallowflow.storage import write_json_atomic, write_parquet_atomic
 

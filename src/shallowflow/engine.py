@@ -1,12 +1,12 @@
 """The batched engine: the runs of many cells in few compiled calls.
 
 A cell is R independent runs of one :class:`~shallowflow.config.SimConfig`. Each run
-gets its own key (``fold_in(key(seed), r)``), draws its data and θ(0)
-(:mod:`shallowflow.start`), is solved by GD or the flow (:mod:`shallowflow.solvers`)
-and measured at its recorded times (:mod:`shallowflow.observables`).
+gets its own key (``fold_in(key(seed), r)``) and is simulated by
+:func:`shallowflow.trajectory.run_one` (start, solve, measure); this module only
+plans, batches, pads, chunks and shares those runs out over the devices.
 
 **Compile once per bucket.** What a compiled program bakes in is a cell's
-:class:`Signature`: the laws, the geometry, the solver and its method, the number of
+:class:`~shallowflow.trajectory.Signature`: the laws, the geometry, the solver and its method, the number of
 records, float64 or not. Everything else — the sizes n, d, p and the value knobs (η,
 horizon, stop loss, W scale, σ, ρ, tolerances, the record grid, the seed) — is a
 per-run traced array. Cells of one signature are grouped into :class:`Bucket` s by
@@ -41,65 +41,27 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from shallowflow.config import SimConfig, run_bytes
-from shallowflow.geometry import Geometry
-from shallowflow.observables import assumption1, balance, coverage, measure
-from shallowflow.solvers import exact, floor, gd
+from shallowflow.results import SimResult
 from shallowflow.solvers.common import Outcome
-from shallowflow.start import (
-    DrawSpec,
-    DrawValues,
-    Shape,
-    UserArrays,
-    draw_spec,
-    draw_values,
-    make_padded_run,
-    working_dim,
+from shallowflow.start import Shape, UserArrays, working_dim
+from shallowflow.trajectory import (
+    RunValues,
+    Signature,
+    record_grid,
+    run_one,
+    run_values,
+    signature,
 )
 
 MAX_WASTE = 2.0  # a bucket's padded work over its cells' own work, at most
 FLOW_MAX_STEPS = 2_000_000  # cap on the floored flow's steps (plus 10 000), as before
 EXACT_MAX_STEPS = 50_000_000  # cap on the exact flow's step attempts (then "stalled")
-
-
-@dataclass(frozen=True)
-class SimResult:
-    """Arrays of a simulated cell. ``records[name]`` has shape (R, K) at ``times``
-    (K,), masked by ``valid`` (R, K); ``final[name]`` and ``init[name]`` have shape
-    (R,). ``states`` holds the final (a, v) when ``cfg.record.keep_state``."""
-
-    cfg: SimConfig
-    times: np.ndarray
-    valid: np.ndarray
-    records: dict[str, np.ndarray]
-    final: dict[str, np.ndarray]
-    init: dict[str, np.ndarray]
-    states: dict[str, np.ndarray] | None = None
-
-    @property
-    def runs(self) -> int:
-        return self.valid.shape[0]
-
-
-@dataclass(frozen=True)
-class Signature:
-    """What one compiled program bakes in: every knob but the sizes and the values."""
-
-    draw: DrawSpec
-    solver: str
-    activation_slope: float
-    method: str
-    tail: int
-    records: int
-    precision: str
-    keep_state: bool
-    user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
 
 
 @dataclass(frozen=True)
@@ -115,53 +77,6 @@ class Bucket:
     def m(self) -> int:
         """The padded working dimension."""
         return working_dim(self.sig.draw.geometry, self.shape.n, self.shape.d)
-
-
-class RunValues(NamedTuple):
-    """Everything a run needs that is not baked into its program (one row per run)."""
-
-    key: np.ndarray  # (2,) uint32: the cell's key data
-    index: np.ndarray  # the run's index in its cell
-    draw: DrawValues
-    grid: np.ndarray  # (K,) recorded steps (GD) or times (flow)
-    times: np.ndarray  # (K,) the recorded times (SolverSpec.times of the grid)
-    lr: np.ndarray
-    stop_loss: np.ndarray
-    diverge_factor: np.ndarray
-    rtol: np.ndarray
-    atol: np.ndarray
-    dtmin: np.ndarray
-
-
-def record_grid(cfg: SimConfig) -> np.ndarray:
-    """Recorded times: ``cfg.record.points`` points on [0, horizon], linear or
-    log-spaced; integer steps for GD (unique, so possibly fewer points)."""
-    solver, k = cfg.solver, cfg.record.points
-    if solver.gd:
-        steps = solver.steps(solver.horizon)
-        if cfg.record.grid == "log":
-            g = np.unique(np.round(np.geomspace(1, steps, k - 1)).astype(np.int64))
-            return np.concatenate([[0], g])
-        return np.unique(np.round(np.linspace(0, steps, k)).astype(np.int64))
-    if cfg.record.grid == "log":
-        return np.concatenate([[0.0], np.geomspace(solver.horizon * 1e-4, solver.horizon, k - 1)])
-    return np.linspace(0.0, solver.horizon, k)
-
-
-def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
-    """The compiled signature of a cell (:class:`Signature`)."""
-    given = tuple(u is not None for u in (user or UserArrays()))
-    return Signature(
-        draw_spec(cfg),
-        cfg.solver.name,
-        float(cfg.init.activation_slope),
-        cfg.solver.method,
-        int(cfg.record.tail),
-        int(cfg.record.points),
-        cfg.run.precision,
-        bool(cfg.record.keep_state),
-        given,
-    )
 
 
 def _own(user: UserArrays | None) -> int:
@@ -273,138 +188,11 @@ def _chunk(bucket: Bucket, runs: int, memory_gb: float) -> int:
     return -(-size // ndev) * ndev
 
 
-# --------------------------------------------------------------------------- one run
-
-
-def _gd_rates(loss: jax.Array, times: jax.Array) -> jax.Array:
-    """The realised rate of GD over each record interval, log(L_{k−1}/L_k)/(t_k − t_{k−1})
-    at record k (record 0 carries the first interval's)."""
-    dt = jnp.diff(times)
-    rate = jnp.log(loss[:-1] / loss[1:]) / jnp.where(dt > 0, dt, 1.0)
-    rate = jnp.where(dt > 0, rate, 0.0)
-    return jnp.concatenate([rate[:1], rate])
-
-
-def _gd_final_rate(loss, times, valid, loss_end, t_end, fallback) -> jax.Array:
-    """GD's realised rate over the last record interval, up to the stop."""
-    before = valid & (times < t_end)
-    last = jnp.maximum(jnp.sum(before) - 1, 0)
-    dt = t_end - times[last]
-    rate = jnp.log(loss[last] / loss_end) / jnp.where(dt > 0, dt, 1.0)
-    return jnp.where(jnp.any(before) & (dt > 0), rate, fallback)
-
-
-def _one_run(bucket: Bucket, v: RunValues, user: UserArrays):
-    sig = bucket.sig
-    geom = Geometry(sig.draw.geometry, sig.precision)
-    key = jax.random.fold_in(jax.random.wrap_key_data(v.key), v.index)
-    start = make_padded_run(key, sig.draw, bucket.shape, v.draw, user)
-    prob, s0 = start.prob, start.state
-    slope = sig.activation_slope
-    size = v.draw.p * (_real_dim(sig.draw.geometry, v.draw.n, v.draw.d) + 1)
-    extra: dict[str, jax.Array] = {}
-    if sig.solver == "gd":
-        traj = gd.solve(
-            geom,
-            prob,
-            s0,
-            v.grid,
-            lr=v.lr,
-            stop_loss=v.stop_loss,
-            diverge_factor=v.diverge_factor,
-            slope=slope,
-            tail=sig.tail,
-        )
-    elif sig.solver == "flow":
-        traj = exact.solve(
-            geom,
-            prob,
-            s0,
-            v.grid,
-            rtol=v.rtol,
-            atol=v.atol,
-            stop_loss=v.stop_loss,
-            diverge_factor=v.diverge_factor,
-            slope=slope,
-            tail=float(sig.tail),
-            max_steps=bucket.max_steps,
-            size=size,
-        )
-        extra = dict(traj.stats._asdict())
-        extra["steps"] = extra.pop("steps")
-    else:
-        traj = floor.solve(
-            geom,
-            prob,
-            s0,
-            v.grid,
-            rtol=v.rtol,
-            atol=v.atol,
-            stop_loss=v.stop_loss,
-            diverge_factor=v.diverge_factor,
-            slope=slope,
-            dtmin=v.dtmin,
-            method=sig.method,
-            max_steps=bucket.max_steps,
-            size=size,
-        )
-    b0 = balance(s0)
-    scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
-    meas = functools.partial(measure, geom, prob=prob, balance0=b0, scale0=scale0, slope=slope)
-    if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
-        records = jax.lax.map(meas, traj.states)
-    else:
-        records = jax.vmap(meas)(traj.states)
-    end = meas(traj.final)
-    loss0 = records["loss"][0]
-    records["mu_state"] = records["mu"]
-    final = dict(end)
-    final["mu_state"] = end["mu"]
-    if sig.solver == "flow":  # the rate of the Filippov solution actually followed
-        records["mu"] = traj.rates
-        records["mu_integral"] = traj.integral
-        final["mu"] = traj.rate_final
-        final["mu_integral"] = traj.integral_final
-    elif sig.solver == "gd":  # the realised rate, log(L_k/L_{k+1})/η averaged
-        records["mu"] = _gd_rates(records["loss"], v.times)
-        final["mu"] = _gd_final_rate(
-            records["loss"], v.times, traj.valid, end["loss"], traj.t_final, end["mu"]
-        )
-    final.update(
-        t_final=traj.t_final,
-        steps=traj.stats.steps if sig.solver == "flow" else traj.steps,
-        status=traj.status,
-        mu_tail=traj.tail_rate,
-        mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
-    )
-    final.update({k: val for k, val in extra.items() if k != "steps"})
-    init = {
-        "loss0": loss0,
-        "mu0": records["mu_state"][0],
-        "assumption1": assumption1(s0, start.off2),
-        "coverage0": coverage(geom, s0, prob),
-        "draws": start.draws,
-    }
-    out = {"records": records, "valid": traj.valid, "final": final, "init": init}
-    if sig.keep_state:
-        out["state"] = {"a": traj.final.a, "v": traj.final.v}
-    return out
-
-
-def _real_dim(geometry: str, n, d):
-    """The run's true working dimension m (traced sizes; cf. start.working_dim)."""
-    if geometry == "dense":
-        return d
-    if geometry in ("diagonal", "implicit"):
-        return n
-    return jnp.minimum(n, d)
-
-
 @functools.lru_cache(maxsize=64)
 def _compiled(bucket: Bucket, shared: bool) -> Callable:
     """The compiled batch function of a bucket. ``shared``: runs are shared out over
     the local devices."""
-    run = functools.partial(_one_run, bucket)
+    run = functools.partial(run_one, bucket.sig, bucket.shape, bucket.max_steps)
     if jax.default_backend() == "cpu":
         # On CPU, runs go one after another inside one compiled call: unbatched GEMMs
         # beat XLA:CPU's batched dot, and a stopped run costs nothing (under vmap it
@@ -439,37 +227,6 @@ def _compiled(bucket: Bucket, shared: bool) -> Callable:
 
 
 # --------------------------------------------------------------------------- host side
-
-
-def _key_data(seed: int) -> np.ndarray:
-    return np.asarray(jax.random.key_data(jax.random.key(seed)), np.uint32)
-
-
-def _values(cfg: SimConfig, bucket: Bucket, dtype) -> RunValues:
-    """The per-run values of a cell's runs, stacked (leading axis: runs)."""
-    r = cfg.run.runs
-    grid = record_grid(cfg)
-    k = bucket.sig.records
-    padded = np.concatenate([grid, np.repeat(grid[-1:], k - grid.size)])
-
-    def full(x, dt=dtype):
-        return np.full(r, x, dt)
-
-    types = (np.int32, np.int32, np.int32, dtype, dtype, dtype)
-    draw = DrawValues(*(full(x, t) for x, t in zip(draw_values(cfg), types, strict=True)))
-    return RunValues(
-        key=np.tile(_key_data(cfg.run.seed), (r, 1)),
-        index=np.arange(r, dtype=np.int32),
-        draw=draw,
-        grid=np.tile(padded.astype(np.int32 if cfg.solver.gd else dtype), (r, 1)),
-        times=np.tile(cfg.solver.times(padded).astype(dtype), (r, 1)),
-        lr=full(cfg.solver.lr),
-        stop_loss=full(cfg.solver.stop_loss),
-        diverge_factor=full(cfg.solver.diverge_factor),
-        rtol=full(cfg.solver.rtol),
-        atol=full(cfg.solver.atol),
-        dtmin=full(cfg.solver.step_floor),
-    )
 
 
 def _dead(values: RunValues, count: int) -> RunValues:
@@ -515,7 +272,7 @@ def _run_bucket(
     sig = bucket.sig
     with jax.enable_x64(sig.draw.x64):
         dtype = np.float64 if sig.draw.x64 else np.float32
-        values = _cat([_values(c, bucket, dtype) for c in cfgs])
+        values = _cat([run_values(c, bucket.sig.records, dtype) for c in cfgs])
         count = values.index.shape[0]
         memory = min(c.run.memory_gb for c in cfgs)
         ndev = devices_for(bucket, user, memory)

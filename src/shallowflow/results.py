@@ -1,14 +1,36 @@
-"""Tidy tables from engine results, and a short summary (no plotting, no files)."""
+"""A simulated cell's arrays (:class:`SimResult`), its tidy tables and a short summary
+(no plotting, no files)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from shallowflow.engine import SimResult
+from shallowflow.config import SimConfig
 from shallowflow.solvers.common import Outcome
 
 KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Arrays of a simulated cell. ``records[name]`` has shape (R, K) at ``times``
+    (K,), masked by ``valid`` (R, K); ``final[name]`` and ``init[name]`` have shape
+    (R,). ``states`` holds the final (a, v) when ``cfg.record.keep_state``."""
+
+    cfg: SimConfig
+    times: np.ndarray
+    valid: np.ndarray
+    records: dict[str, np.ndarray]
+    final: dict[str, np.ndarray]
+    init: dict[str, np.ndarray]
+    states: dict[str, np.ndarray] | None = None
+
+    @property
+    def runs(self) -> int:
+        return self.valid.shape[0]
 
 
 def runs_table(res: SimResult) -> pd.DataFrame:

@@ -100,13 +100,14 @@ def draw_values(cfg: SimConfig) -> DrawValues:
     )
 
 
-def working_dim(geometry: str, n: int, d: int) -> int:
-    """m, the size of a neuron's working coordinates v_j (SPEC §3)."""
+def working_dim(geometry: str, n, d, minimum=min):
+    """m, the size of a neuron's working coordinates v_j (SPEC §3); ``minimum=jnp.minimum``
+    for traced sizes."""
     if geometry == "dense":
         return d
     if geometry in ("diagonal", "implicit"):
         return n
-    return min(n, d)
+    return minimum(n, d)
 
 
 def dtype_of(cfg: SimConfig):

@@ -19,10 +19,11 @@ from typing import Any
 import pandas as pd
 
 from shallowflow.config import SimConfig, make_config
-from shallowflow.engine import Bucket, plan, signature, simulate_many
+from shallowflow.engine import Bucket, plan, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.runner import Cell, cell_seed
 from shallowflow.results import runs_table
+from shallowflow.trajectory import signature
 
 __all__ = ["TAGS", "cell_config", "plan_cells", "simulate_batch", "simulate_cell"]
 

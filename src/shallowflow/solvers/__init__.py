@@ -1,0 +1,62 @@
+"""The solvers of the flow dθ/dt = −p∇L (SPEC §1, §3b), one module each:
+
+- :mod:`.gd`: gradient descent with step η (the paper's protocol, η = 1);
+- :mod:`.exact`: the exact flow through the ReLU kinks, event-driven and Filippov;
+- :mod:`.floor`: the older diffrax flow with a step floor (kept for comparison);
+- :mod:`.common`: what they return (:class:`~.common.Trajectory`) and how a run ends
+  (:class:`~.common.Outcome`).
+
+:func:`solve` picks one by name; every solver reads the same per-run values.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+from shallowflow.geometry import Geometry
+from shallowflow.model import Problem, State
+from shallowflow.solvers import exact, floor, gd
+from shallowflow.solvers.common import Trajectory
+
+
+class SolveValues(NamedTuple):
+    """A run's solver knobs (traced; each solver reads those it uses)."""
+
+    lr: jax.Array
+    stop_loss: jax.Array
+    diverge_factor: jax.Array
+    rtol: jax.Array
+    atol: jax.Array
+    dtmin: jax.Array
+
+
+def solve(
+    name: str,
+    geom: Geometry,
+    prob: Problem,
+    state0: State,
+    grid: jax.Array,
+    values: SolveValues,
+    *,
+    slope: float,
+    tail: int,
+    method: str,
+    max_steps: int,
+    size: jax.Array,
+) -> Trajectory | exact.Flow:
+    """Solve one run with the solver ``name`` (gd | flow | flow-floor), recording θ at
+    ``grid`` (GD: steps; flows: times). ``size``: the run's number of real entries of θ
+    (the flows' error norm); ``max_steps``: the flows' step cap. The exact flow returns
+    its :class:`~.exact.Flow` (a trajectory with its event statistics and rates)."""
+    common = dict(stop_loss=values.stop_loss, diverge_factor=values.diverge_factor, slope=slope)
+    if name == "gd":
+        return gd.solve(geom, prob, state0, grid, lr=values.lr, tail=tail, **common)
+    flows = dict(rtol=values.rtol, atol=values.atol, max_steps=max_steps, size=size, **common)
+    if name == "flow":
+        return exact.solve(geom, prob, state0, grid, tail=float(tail), **flows)
+    return floor.solve(geom, prob, state0, grid, dtmin=values.dtmin, method=method, **flows)
+
+
+__all__ = ["SolveValues", "Trajectory", "solve"]

@@ -21,10 +21,11 @@ import numpy as np
 from shallowflow import inits
 from shallowflow.config import SimConfig, make_config
 from shallowflow.data import paper_labels, sphere
-from shallowflow.engine import SimResult, simulate, simulate_many
+from shallowflow.engine import simulate, simulate_many
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, vector_field
 from shallowflow.observables import coverage
+from shallowflow.results import SimResult
 from shallowflow.solvers.common import Outcome
 from shallowflow.start import UserArrays, make_run
 from shallowflow.stats.fits import bootstrap_slopes

@@ -1,0 +1,210 @@
+"""One run, from its key to its records: start → solve → measure (SPEC §1–§3b).
+
+What a compiled program bakes in is a cell's :class:`Signature` (laws, geometry,
+solver, activation, records, precision); everything that may differ between the runs
+of one call is a :class:`RunValues` row (key, sizes, value knobs, record grid).
+:func:`run_one` is pure and jit/vmap-able: it draws the run's start
+(:mod:`shallowflow.start`) into the padded ``shape``, solves it
+(:func:`shallowflow.solvers.solve`) and measures it at the recorded times
+(:mod:`shallowflow.observables`), with the rate μ of the trajectory actually followed
+(SPEC §2: the Filippov rate for the exact flow, the realised rate for GD) beside the
+state's p‖∇L‖²/L (``mu_state``). The engine (:mod:`shallowflow.engine`) batches it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from shallowflow.config import SimConfig
+from shallowflow.geometry import Geometry
+from shallowflow.observables import assumption1, balance, coverage, measure
+from shallowflow.solvers import SolveValues, solve
+from shallowflow.start import (
+    DrawSpec,
+    DrawValues,
+    Shape,
+    UserArrays,
+    draw_spec,
+    draw_values,
+    make_padded_run,
+    working_dim,
+)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What one compiled program bakes in: every knob but the sizes and the values."""
+
+    draw: DrawSpec
+    solver: str
+    activation_slope: float
+    method: str
+    tail: int
+    records: int
+    precision: str
+    keep_state: bool
+    user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
+
+
+class RunValues(NamedTuple):
+    """Everything a run needs that is not baked into its program (one row per run)."""
+
+    key: np.ndarray  # (2,) uint32: the cell's key data
+    index: np.ndarray  # the run's index in its cell
+    draw: DrawValues
+    grid: np.ndarray  # (K,) recorded steps (GD) or times (flow)
+    times: np.ndarray  # (K,) the recorded times (SolverSpec.times of the grid)
+    solve: SolveValues
+
+
+def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
+    """The compiled signature of a cell (:class:`Signature`)."""
+    given = tuple(u is not None for u in (user or UserArrays()))
+    return Signature(
+        draw_spec(cfg),
+        cfg.solver.name,
+        float(cfg.init.activation_slope),
+        cfg.solver.method,
+        int(cfg.record.tail),
+        int(cfg.record.points),
+        cfg.run.precision,
+        bool(cfg.record.keep_state),
+        given,
+    )
+
+
+def record_grid(cfg: SimConfig) -> np.ndarray:
+    """Recorded times: ``cfg.record.points`` points on [0, horizon], linear or
+    log-spaced; integer steps for GD (unique, so possibly fewer points)."""
+    solver, k = cfg.solver, cfg.record.points
+    if solver.gd:
+        steps = solver.steps(solver.horizon)
+        if cfg.record.grid == "log":
+            g = np.unique(np.round(np.geomspace(1, steps, k - 1)).astype(np.int64))
+            return np.concatenate([[0], g])
+        return np.unique(np.round(np.linspace(0, steps, k)).astype(np.int64))
+    if cfg.record.grid == "log":
+        return np.concatenate([[0.0], np.geomspace(solver.horizon * 1e-4, solver.horizon, k - 1)])
+    return np.linspace(0.0, solver.horizon, k)
+
+
+def _key_data(seed: int) -> np.ndarray:
+    return np.asarray(jax.random.key_data(jax.random.key(seed)), np.uint32)
+
+
+def run_values(cfg: SimConfig, records: int, dtype) -> RunValues:
+    """The per-run values of a cell's ``cfg.run.runs`` runs, stacked (leading axis:
+    runs), with the record grid padded to ``records`` points by repeating its end."""
+    r = cfg.run.runs
+    grid = record_grid(cfg)
+    padded = np.concatenate([grid, np.repeat(grid[-1:], records - grid.size)])
+
+    def full(x, dt=dtype):
+        return np.full(r, x, dt)
+
+    types = (np.int32, np.int32, np.int32, dtype, dtype, dtype)
+    draw = DrawValues(*(full(x, t) for x, t in zip(draw_values(cfg), types, strict=True)))
+    s = cfg.solver
+    knobs = (s.lr, s.stop_loss, s.diverge_factor, s.rtol, s.atol, s.step_floor)
+    return RunValues(
+        key=np.tile(_key_data(cfg.run.seed), (r, 1)),
+        index=np.arange(r, dtype=np.int32),
+        draw=draw,
+        grid=np.tile(padded.astype(np.int32 if s.gd else dtype), (r, 1)),
+        times=np.tile(s.times(padded).astype(dtype), (r, 1)),
+        solve=SolveValues(*(full(x) for x in knobs)),
+    )
+
+
+def _gd_rates(loss: jax.Array, times: jax.Array) -> jax.Array:
+    """The realised rate of GD over each record interval, log(L_{k−1}/L_k)/(t_k − t_{k−1})
+    at record k (record 0 carries the first interval's)."""
+    dt = jnp.diff(times)
+    rate = jnp.log(loss[:-1] / loss[1:]) / jnp.where(dt > 0, dt, 1.0)
+    rate = jnp.where(dt > 0, rate, 0.0)
+    return jnp.concatenate([rate[:1], rate])
+
+
+def _gd_final_rate(loss, times, valid, loss_end, t_end, fallback) -> jax.Array:
+    """GD's realised rate over the last record interval, up to the stop."""
+    before = valid & (times < t_end)
+    last = jnp.maximum(jnp.sum(before) - 1, 0)
+    dt = t_end - times[last]
+    rate = jnp.log(loss[last] / loss_end) / jnp.where(dt > 0, dt, 1.0)
+    return jnp.where(jnp.any(before) & (dt > 0), rate, fallback)
+
+
+def run_one(
+    sig: Signature, shape: Shape, max_steps: int, v: RunValues, user: UserArrays
+) -> dict[str, dict[str, jax.Array] | jax.Array]:
+    """Simulate one run in arrays of the static ``shape``; return its ``records`` (at the
+    recorded times), ``valid`` mask, ``final`` and ``init`` measures (and ``state``
+    with ``sig.keep_state``)."""
+    geom = Geometry(sig.draw.geometry, sig.precision)
+    key = jax.random.fold_in(jax.random.wrap_key_data(v.key), v.index)
+    start = make_padded_run(key, sig.draw, shape, v.draw, user)
+    prob, s0 = start.prob, start.state
+    slope = sig.activation_slope
+    size = v.draw.p * (working_dim(sig.draw.geometry, v.draw.n, v.draw.d, jnp.minimum) + 1)
+    traj = solve(
+        sig.solver,
+        geom,
+        prob,
+        s0,
+        v.grid,
+        v.solve,
+        slope=slope,
+        tail=sig.tail,
+        method=sig.method,
+        max_steps=max_steps,
+        size=size,
+    )
+    b0 = balance(s0)
+    scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
+    meas = functools.partial(measure, geom, prob=prob, balance0=b0, scale0=scale0, slope=slope)
+    if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
+        records = jax.lax.map(meas, traj.states)
+    else:
+        records = jax.vmap(meas)(traj.states)
+    end = meas(traj.final)
+    loss0 = records["loss"][0]
+    records["mu_state"] = records["mu"]
+    final = dict(end)
+    final["mu_state"] = end["mu"]
+    stats: dict[str, jax.Array] = {}
+    if sig.solver == "flow":  # the rate of the Filippov solution actually followed
+        records["mu"] = traj.rates
+        records["mu_integral"] = traj.integral
+        final["mu"] = traj.rate_final
+        final["mu_integral"] = traj.integral_final
+        stats = dict(traj.stats._asdict())
+    elif sig.solver == "gd":  # the realised rate, log(L_k/L_{k+1})/η averaged
+        records["mu"] = _gd_rates(records["loss"], v.times)
+        final["mu"] = _gd_final_rate(
+            records["loss"], v.times, traj.valid, end["loss"], traj.t_final, end["mu"]
+        )
+    final.update(
+        t_final=traj.t_final,
+        steps=stats.pop("steps") if stats else traj.steps,
+        status=traj.status,
+        mu_tail=traj.tail_rate,
+        mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
+    )
+    final.update(stats)
+    init = {
+        "loss0": loss0,
+        "mu0": records["mu_state"][0],
+        "assumption1": assumption1(s0, start.off2),
+        "coverage0": coverage(geom, s0, prob),
+        "draws": start.draws,
+    }
+    out = {"records": records, "valid": traj.valid, "final": final, "init": init}
+    if sig.keep_state:
+        out["state"] = {"a": traj.final.a, "v": traj.final.v}
+    return out
