@@ -13,7 +13,7 @@ from shallowflow.config import make_config
 from shallowflow.engine import simulate
 from shallowflow.geometry import Geometry, to_working
 from shallowflow.kernel import lowrank_min_eig, mu_inf_kernel, tangent_kernel
-from shallowflow.problem import geometry_of, make_run
+from shallowflow.start import geometry_of, make_run
 
 DIAG = Geometry("diagonal")
 
@@ -270,9 +270,9 @@ def tail_errors(knobs: dict) -> np.ndarray:
     TAIL_DROP·L(0) (the smallest L(0) of the runs)."""
     cfg = make_config(**knobs)
     geom = geometry_of(cfg)
-    key = jax.random.key(cfg.seed)
+    key = jax.random.key(cfg.run.seed)
     with jax.enable_x64(True):
-        starts = [make_run(jax.random.fold_in(key, r), cfg) for r in range(cfg.runs)]
+        starts = [make_run(jax.random.fold_in(key, r), cfg) for r in range(cfg.run.runs)]
         loss0 = min(float(model.loss(geom, s.state, s.prob)) for s in starts)
     res = simulate(make_config(**knobs, stop_loss=TAIL_DROP * loss0))
     assert np.all(res.final["loss"] <= TAIL_DROP * loss0 * 1.01)
