@@ -35,7 +35,7 @@ import shallowflow
 from shallowflow.compilation import CompileCounter
 from shallowflow.engine import padding_waste
 from shallowflow.experiments.cells import cell_config, plan_cells
-from shallowflow.experiments.protocols import protocol
+from shallowflow.experiments.figures import protocol
 from shallowflow.experiments.reproduce import run_protocol
 from pathlib import Path
 imports = time.perf_counter() - t0
@@ -70,9 +70,9 @@ for fig in figures:
                 executed += b.chunk * part.max()
         row["steps_waste"] = executed / max(steps.sum(), 1.0)
     rows.append(row)
-from shallowflow.plots.report import write_report
+from shallowflow.experiments.reproduce import write_figures_report
 start = time.perf_counter()
-write_report(summaries, out, preset=preset)
+write_figures_report(summaries, out)
 print(json.dumps({"imports": imports, "report": time.perf_counter() - start, "rows": rows}))
 """
 

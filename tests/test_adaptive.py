@@ -18,7 +18,8 @@ from shallowflow.cli import app
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments import adaptive as ad
 from shallowflow.experiments import reproduce as rp
-from shallowflow.experiments.protocols import EPS, _cell, protocol
+from shallowflow.experiments.figures import protocol
+from shallowflow.experiments.protocol import EPS, paper_cell
 from shallowflow.storage import read_json, read_parquet
 from shallowflow.theory.width import width
 
@@ -28,7 +29,7 @@ RUNS = 8
 
 def tiny_fig3(**params):
     """Fig. 3's protocol on a tiny grid; ``params`` may fix the adaptive target width."""
-    cells = [_cell("fig3", "gd", 0, n=n, d=10, p=width(n, EPS), runs=RUNS) for n in NS]
+    cells = [paper_cell("fig3", "gd", 0, n=n, d=10, p=width(n, EPS), runs=RUNS) for n in NS]
     return replace(protocol("fig3", "quick"), cells=cells, params={"d": 10} | params)
 
 

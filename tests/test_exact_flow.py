@@ -18,7 +18,7 @@ from scipy.optimize import brentq
 
 from shallowflow.config import make_config
 from shallowflow.engine import simulate
-from shallowflow.experiments.protocols import protocol
+from shallowflow.experiments.figures import protocol
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
 from shallowflow.solvers import exact, gd

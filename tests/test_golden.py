@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shallowflow.experiments.protocols import protocol
+from shallowflow.experiments.figures import protocol
 from shallowflow.experiments.reproduce import run_protocol
 from shallowflow.experiments.sweepfile import run_sweep_file
 from shallowflow.storage import read_json, read_parquet

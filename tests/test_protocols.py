@@ -9,7 +9,7 @@ import pytest
 from shallowflow.config import horizon_steps
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import cell_config, plan_cells
-from shallowflow.experiments.protocols import FIGURES, protocol, protocols
+from shallowflow.experiments.figures import FIGURES, protocol, protocols
 from shallowflow.experiments.runner import Cell
 from shallowflow.theory.width import width
 
@@ -91,10 +91,10 @@ def test_fig2_is_closed_form():
     assert max(proto.params["ns"]) == 1e18 and min(proto.params["ns"]) == 1e2
 
 
-@pytest.mark.parametrize("figure", FIGURES[1:])
+@pytest.mark.parametrize("figure", list(FIGURES)[1:])
 def test_quick_keeps_the_protocol_and_few_shapes(figure):
     quick, paper = protocol(figure, "quick"), protocol(figure, "paper")
-    assert quick.plot == paper.plot and quick.claim == paper.claim and quick.group == paper.group
+    assert quick.title == paper.title and quick.claim == paper.claim and quick.group == paper.group
     assert quick.shapes <= 15 and quick.total_runs < paper.total_runs
     for cell in quick.cells:
         cfg = cell_config(cell)

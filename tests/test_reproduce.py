@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.reproduce import fig6_slopes, reproduce, success_points
+from shallowflow.experiments.figures import fig6
+from shallowflow.experiments.figures.success import success_points
+from shallowflow.experiments.reproduce import reproduce
 from shallowflow.experiments.sweepfile import load_sweep, run_sweep_file, sweep_cells
 from shallowflow.stats.fits import growth_fits, linear_fit
 from shallowflow.storage import read_json, read_parquet
@@ -100,14 +102,13 @@ def test_success_points_and_slopes():
     pts = success_points(runs, ["n"])
     assert (pts["fraction"] == 0.5).all() and (pts["loss_ratio"] == 0.25).all()
     assert (pts["bar_low"] < 0.5).all() and (pts["bar_high"] > 0.5).all()
-    slopes = fig6_slopes(runs, n_boot=50)
+    slopes = fig6.slopes(runs, n_boot=50)
     for s in slopes.values():
         assert s["slope"] == pytest.approx(-0.5, abs=0.03) and 0 < s["se"] < 0.05
 
 
 def test_fig6_verdicts_print_the_uncertainty_and_apply_prop1_to_rates_only():
-    from shallowflow.experiments.protocols import protocol
-    from shallowflow.experiments.reproduce import SUMMARISERS
+    from shallowflow.experiments.figures import protocol
     from shallowflow.report.format import plus_minus
 
     assert plus_minus(-0.4812, 0.0042) == "-0.4812 ± 0.0042"  # was "-0.48 ± 0.00"
@@ -122,11 +123,13 @@ def test_fig6_verdicts_print_the_uncertainty_and_apply_prop1_to_rates_only():
                  "final_mu_low": mu / 2, "final_mu_upp": 0.3 * n**-0.48 + 0 * mu}
             )
         )  # fmt: skip
-    _, summ = SUMMARISERS["fig6"](pd.concat(rows, ignore_index=True), protocol("fig6", "quick"))
-    lines = {line.split(" vs ")[0]: line for line in summ["verdicts"] if "slope" in line}
+    proto = protocol("fig6", "quick")
+    pts, summ = fig6.summarise(pd.concat(rows, ignore_index=True), proto)
+    verdicts, _ = fig6.verdict(pts, summ, proto)
+    lines = {line.split(" vs ")[0]: line for line in verdicts if "slope" in line}
     assert "proven range" in lines["slope of log μ(t_∞)"]
     assert "proven range" in lines["slope of log ⟨μ⟩"]
     # Prop. 1 bounds the rate, not μ_upp (which read "inside the proven range: no" at −0.48)
     assert "proven range" not in lines["slope of log μ_upp"]
     assert "proven range" not in lines["slope of log μ_low"]
-    assert "± 0.00 " not in " ".join(summ["verdicts"]) + " "
+    assert "± 0.00 " not in " ".join(verdicts) + " "

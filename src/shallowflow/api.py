@@ -18,7 +18,12 @@ from shallowflow.errors import ShallowflowInputError, require
 from shallowflow.io import load_data, load_state
 from shallowflow.results import SimResult, runs_table, summary, trajectory_table
 from shallowflow.start import UserArrays
-from shallowflow.storage import write_json_atomic, write_parquet_atomic
+from shallowflow.storage import (
+    directory_lock,
+    keep_finished,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 
 
 def load_user(knobs: dict) -> tuple[dict, UserArrays]:
@@ -80,8 +85,6 @@ def run_simulation(
     ``out`` is checked before anything is computed and locked while the cell runs: a
     sweep's directory is refused, and finished results are replaced only with
     ``overwrite``."""
-    from shallowflow.experiments.runner import directory_lock
-
     knobs, user = load_user(knobs)
     cfg = make_config(**knobs)
     if out is None:
@@ -90,9 +93,7 @@ def run_simulation(
     if (out / "sweep.json").exists():
         raise ShallowflowInputError("out", f"{str(out)!r} holds a sweep; choose another directory")
     if not overwrite and any((out / f).exists() for f in ("runs.parquet", "config.json")):
-        raise ShallowflowInputError(
-            "out", f"{str(out)!r} holds finished results; pass --overwrite to replace them"
-        )
+        keep_finished(out, "finished results")
     out.mkdir(parents=True, exist_ok=True)
     with directory_lock(out):
         res = simulate(cfg, user, progress)

@@ -6,14 +6,14 @@ gets its own key (``fold_in(key(seed), r)``) and is simulated by
 plans, batches, pads, chunks and shares those runs out over the devices.
 
 **Compile once per bucket.** What a compiled program bakes in is a cell's
-:class:`~shallowflow.trajectory.Signature`: the laws, the geometry, the solver and its method, the number of
-records, float64 or not. Everything else — the sizes n, d, p and the value knobs (η,
-horizon, stop loss, W scale, σ, ρ, tolerances, the record grid, the seed) — is a
-per-run traced array. Cells of one signature are grouped into :class:`Bucket` s by
-:func:`plan`: a bucket pads every run to its largest (N, D, P). Padding is exactly
-inert: padded examples are zero vectors with label 0 (residual 0), padded neurons have
-a_j = 0 and w_j = 0 (a fixed point of the flow), padded input coordinates are 0, and
-the mean-field 1/p and the loss's 1/n use each run's true sizes
+:class:`~shallowflow.trajectory.Signature`: the laws, the geometry, the solver and its
+method, the number of records, float64 or not. Everything else — the sizes n, d, p
+and the value knobs (η, horizon, stop loss, W scale, σ, ρ, tolerances, the record
+grid, the seed) — is a per-run traced array. Cells of one signature are grouped into
+:class:`Bucket` s by :func:`plan`: a bucket pads every run to its largest (N, D, P).
+Padding is exactly inert: padded examples are zero vectors with label 0 (residual 0),
+padded neurons have a_j = 0 and w_j = 0 (a fixed point of the flow), padded input
+coordinates are 0, and the mean-field 1/p and the loss's 1/n use each run's true sizes
 (:class:`~shallowflow.model.Problem`); the random draws are padding-stable
 (:mod:`shallowflow.data`). So a padded run computes the same numbers as the same run
 alone, up to the order of floating-point sums.

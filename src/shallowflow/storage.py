@@ -1,4 +1,5 @@
-"""Storage at the edge: atomic Parquet and JSON files.
+"""Storage at the edge: atomic Parquet, JSON and text files, the directory lock, and
+the guard that keeps a user's finished results.
 
 Every write goes to a temporary file in the destination's directory, is
 flushed and fsync'ed, then moved over the destination with ``os.replace``,
@@ -22,13 +23,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shallowflow.errors import ShallowflowInputError
+
 __all__ = [
     "TMP_SUFFIX",
+    "directory_lock",
+    "keep_finished",
     "read_json",
     "read_parquet",
     "remove_temporaries",
     "write_json_atomic",
     "write_parquet_atomic",
+    "write_text_atomic",
 ]
 
 TMP_SUFFIX = ".tmp"
@@ -93,8 +99,14 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` as indented, key-sorted JSON to ``path``, atomically."""
+    return write_text_atomic(
+        json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n", path
+    )
+
+
+def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write ``text`` (UTF-8) to ``path``, atomically."""
     path = Path(path)
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with _atomic_open(path) as f:
         f.write(text.encode("utf-8"))
     return path
@@ -119,3 +131,39 @@ def remove_temporaries(directory: str | os.PathLike[str]) -> int:
             tmp.unlink()
             count += 1
     return count
+
+
+def directory_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Exclusive advisory lock on ``out_dir`` (released by the kernel on kill): every
+    command that writes into a directory holds it, so two never write there at once."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        with open(out_dir / ".lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ShallowflowInputError(
+                    "out_dir", f"another shallowflow command is running in {str(out_dir)!r}"
+                ) from None
+            yield
+
+    return held()
+
+
+def keep_finished(
+    where: str | os.PathLike[str], what: str, *, param: str = "out", resumable: bool = False
+) -> None:
+    """Refuse to replace finished results (``what``, e.g. "3 finished cells of this
+    sweep") in ``where``: the user passes --overwrite to replace them, or, where the
+    work can resume, --resume to reuse them."""
+    how = (
+        "pass --resume to reuse them or --overwrite to recompute them"
+        if resumable
+        else "pass --overwrite to replace them"
+    )
+    raise ShallowflowInputError(param, f"{str(where)!r} holds {what}; {how}")

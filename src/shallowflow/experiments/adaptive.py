@@ -35,11 +35,11 @@ from scipy import special
 
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import plan_cells, simulate_cell
-from shallowflow.experiments.protocols import EPS, Protocol
+from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import Cell, cell_seed, with_knobs
 from shallowflow.report.format import fmt
 from shallowflow.stats.thresholds import AdaptiveResult, adaptive_threshold, fit_threshold
-from shallowflow.storage import read_parquet, write_parquet_atomic
+from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic
 from shallowflow.theory.width import width
 
 __all__ = ["ADAPTIVE_FIGURES", "adaptive_lines", "grid_width", "run_adaptive"]
@@ -183,11 +183,8 @@ def run_adaptive(
     cache = Path(fig_dir) / "adaptive"
     stored = list(cache.glob("*.parquet")) if cache.is_dir() else []
     if stored and not resume and not overwrite:
-        raise ShallowflowInputError(
-            "out_dir",
-            f"{str(fig_dir)!r} holds {len(stored)} finished adaptive evaluations; pass "
-            "--resume to reuse them or --overwrite to recompute them",
-        )
+        what = f"{len(stored)} finished adaptive evaluations"
+        keep_finished(fig_dir, what, param="out_dir", resumable=True)
     cache.mkdir(parents=True, exist_ok=True)
     fixed = proto.params.get("adaptive_width")
     frames: list[pd.DataFrame] = []

@@ -38,6 +38,8 @@ from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.executors import Batch, BatchSimulator, Executor, make_executor
 from shallowflow.storage import (
     TMP_SUFFIX,
+    directory_lock,
+    keep_finished,
     read_json,
     read_parquet,
     remove_temporaries,
@@ -186,27 +188,6 @@ def _cell_path(out_dir: Path, cell_id: str) -> Path:
     return out_dir / "cells" / f"{cell_id}.parquet"
 
 
-def directory_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
-    """Exclusive advisory lock on ``out_dir`` (released by the kernel on kill)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def held() -> Iterator[None]:
-        with open(out_dir / ".lock", "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ShallowflowInputError(
-                    "out_dir", f"another shallowflow command is running in {str(out_dir)!r}"
-                ) from None
-            yield
-
-    return held()
-
-
 def _prepare(
     out_dir: Path, manifest: dict[str, Any], resume: bool, overwrite: bool = False
 ) -> None:
@@ -236,11 +217,8 @@ def _prepare(
     cells_dir = out_dir / "cells"
     finished = list(cells_dir.glob("*.parquet")) if cells_dir.is_dir() else []
     if finished and not resume and not overwrite:
-        raise ShallowflowInputError(
-            "out_dir",
-            f"{str(out_dir)!r} holds {len(finished)} finished cells of this sweep; pass "
-            "--resume to reuse them or --overwrite to recompute them",
-        )
+        what = f"{len(finished)} finished cells of this sweep"
+        keep_finished(out_dir, what, param="out_dir", resumable=True)
     write_json_atomic(manifest, manifest_path)
     cells_dir.mkdir(exist_ok=True)
     remove_temporaries(cells_dir)

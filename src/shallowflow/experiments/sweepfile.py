@@ -132,7 +132,7 @@ def run_sweep_file(
     overwrite: bool = False,
 ) -> pd.DataFrame:
     """Run the sweep described by ``path`` into ``out``; return the per-cell points table."""
-    from shallowflow.plots.figures import plot_success, save
+    from shallowflow.plots import plot_success, save
 
     spec = load_sweep(path)
     cells = sweep_cells(spec)

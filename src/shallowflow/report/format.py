@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fmt", "plus_minus", "yes"]
+__all__ = ["fmt", "plus_minus", "value", "yes"]
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -24,3 +24,17 @@ def plus_minus(value: float, se: float) -> str:
         return f"{value:+.3g} ± {se:.2g}"
     decimals = max(0, 1 - int(np.floor(np.log10(se))))
     return f"{value:+.{decimals}f} ± {se:.{decimals}f}"
+
+
+def value(x) -> str:
+    """Any measured value as it reads in a list of numbers: floats to 4 significant
+    digits, containers item by item."""
+    if isinstance(x, bool | int):
+        return str(x)
+    if isinstance(x, float):
+        return str(x) if not np.isfinite(x) else f"{x:.4g}"
+    if isinstance(x, list | tuple):
+        return "[" + ", ".join(value(v) for v in x) + "]"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k}: {value(v)}" for k, v in x.items()) + "}"
+    return str(x)

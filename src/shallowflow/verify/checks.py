@@ -25,6 +25,7 @@ from shallowflow.engine import simulate, simulate_many
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, vector_field
 from shallowflow.observables import coverage
+from shallowflow.plots import save_figure
 from shallowflow.results import SimResult
 from shallowflow.solvers.common import Outcome
 from shallowflow.start import UserArrays, make_run
@@ -33,7 +34,7 @@ from shallowflow.stats.fits import loglog_slope as _slope
 from shallowflow.theory import closed_form as cf
 from shallowflow.theory.datacheck import d_needed
 from shallowflow.theory.width import width
-from shallowflow.verify.ledger import Check, CheckResult, Verdict, save_figure
+from shallowflow.verify.ledger import Check, CheckResult, Verdict
 
 P = Mapping[str, Any]
 PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE

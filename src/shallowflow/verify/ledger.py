@@ -3,15 +3,12 @@
 A :class:`Check` is a named claim with a function ``fn(params, fig_dir)`` returning a
 :class:`CheckResult` and one parameter set per preset. :func:`run_checks` runs a
 selection and gathers a :class:`Ledger`, which writes ``verify.md``, a
-self-contained ``verify.html`` (figures embedded as base64) and ``verify.json``.
+self-contained ``verify.html`` and ``verify.json`` with the one report writer
+(:mod:`shallowflow.report`).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import json
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.report.format import value
+from shallowflow.report.writer import Report, Section, write_report
 
 PRESETS = ("quick", "full")
 
@@ -92,21 +91,10 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         return {v.value: sum(r.verdict == v for r in self.results) for v in Verdict}
 
-    def to_markdown(self, out: Path | None = None) -> str:
-        return markdown(self, out)
-
-    def to_html(self) -> str:
-        return render_html(self)
-
     def write(self, out: str | Path) -> dict[str, Path]:
         """Write ``verify.md``, ``verify.html`` and ``verify.json`` into ``out``."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"md": out / "verify.md", "html": out / "verify.html", "json": out / "verify.json"}
-        paths["md"].write_text(markdown(self, out), encoding="utf-8")
-        paths["html"].write_text(render_html(self), encoding="utf-8")
-        paths["json"].write_text(json.dumps(to_jsonable(self), indent=2), encoding="utf-8")
-        return paths
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return write_report(ledger_report(self), out, "verify")
 
 
 # ---------------------------------------------------------------------------
@@ -193,35 +181,8 @@ def run_checks(
 # Reports
 
 
-def _fmt(x: Any) -> str:
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, float):
-        if math.isnan(x) or math.isinf(x):
-            return str(x)
-        return f"{x:.4g}"
-    if isinstance(x, list | tuple):
-        return "[" + ", ".join(_fmt(v) for v in x) + "]"
-    if isinstance(x, dict):
-        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in x.items()) + "}"
-    return str(x)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if hasattr(x, "item") and callable(x.item):  # numpy scalars
-        return _jsonable(x.item())
-    return x
-
-
-def to_jsonable(ledger: Ledger) -> dict[str, Any]:
+def ledger_data(ledger: Ledger) -> dict[str, Any]:
+    """The ledger as data (``verify.json``)."""
     return {
         "preset": ledger.preset,
         "ok": ledger.ok,
@@ -236,106 +197,41 @@ def to_jsonable(ledger: Ledger) -> dict[str, Any]:
                 "summary": r.summary,
                 "seconds": r.seconds,
                 "figure": None if r.figure is None else str(r.figure),
-                "numbers": _jsonable(r.numbers),
+                "numbers": r.numbers,
             }
             for r in ledger.results
         ],
     }
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def markdown(ledger: Ledger, out: Path | None = None) -> str:
-    """The ledger as Markdown: a table of verdicts, then each check's numbers."""
+def ledger_report(ledger: Ledger) -> Report:
+    """The ledger as a :class:`~shallowflow.report.Report`: a table of verdicts, then
+    each check's claim, criterion, numbers and figure."""
     c = ledger.counts()
-    lines = [
-        f"# shallowflow verify — preset `{ledger.preset}`",
-        "",
+    intro = (
         f"**{'OK' if ledger.ok else 'FAILED'}** — {c['PASS']} PASS, {c['FAIL']} FAIL, "
-        f"{c['INCONCLUSIVE']} INCONCLUSIVE in {ledger.seconds:.1f} s",
-        "",
-        "| check | claim | criterion | result | verdict |",
-        "|---|---|---|---|---|",
+        f"{c['INCONCLUSIVE']} INCONCLUSIVE in {ledger.seconds:.1f} s"
+    )
+    rows = [
+        (f"`{r.name}`", r.claim, r.criterion, r.summary, r.verdict.value) for r in ledger.results
     ]
-    for r in ledger.results:
-        lines.append(
-            f"| `{r.name}` | {_cell(r.claim)} | {_cell(r.criterion)} | {_cell(r.summary)} "
-            f"| **{r.verdict.value}** |"
+    sections = [
+        Section(
+            f"{r.name} — {r.verdict.value} ({r.seconds:.1f} s)",
+            verdict=r.verdict.value,
+            claim=r.claim,
+            criterion=r.criterion,
+            lines=[f"`{k}`: {value(v)}" for k, v in r.numbers.items()],
+            image=r.figure,
+            anchor=r.name,
         )
-    for r in ledger.results:
-        lines += ["", f"## {r.name} — {r.verdict.value} ({r.seconds:.1f} s)", "", r.claim, ""]
-        lines += [f"*Criterion:* {r.criterion}", ""]
-        lines += [f"- `{k}`: {_fmt(v)}" for k, v in r.numbers.items()]
-        if r.figure is not None:
-            rel = r.figure
-            if out is not None:
-                try:
-                    rel = r.figure.relative_to(out)
-                except ValueError:
-                    pass
-            lines += ["", f"![{r.name}]({rel.as_posix()})"]
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
-table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:4px 6px;
-vertical-align:top;font-size:0.9em}.PASS{background:#d9f2d9}.FAIL{background:#f8d0d0}
-.INCONCLUSIVE{background:#fdf1c7}img{max-width:100%}code{font-size:0.9em}
-"""
-
-
-def _img(path: Path | None) -> str:
-    if path is None or not Path(path).exists():
-        return ""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
-
-
-def render_html(ledger: Ledger) -> str:
-    """The ledger as one self-contained HTML page (figures embedded as base64 PNG)."""
-    e = html.escape
-    c = ledger.counts()
-    rows = "".join(
-        f'<tr><td><a href="#{e(r.name)}"><code>{e(r.name)}</code></a></td><td>{e(r.claim)}</td>'
-        f"<td>{e(r.criterion)}</td><td>{e(r.summary)}</td>"
-        f'<td class="{r.verdict.value}"><b>{r.verdict.value}</b></td></tr>'
         for r in ledger.results
+    ]
+    return Report(
+        f"shallowflow verify — preset `{ledger.preset}`",
+        intro=[intro],
+        table=(("check", "claim", "criterion", "result", "verdict"), rows),
+        sections=sections,
+        data=ledger_data(ledger),
+        dated=False,
     )
-    sections = []
-    for r in ledger.results:
-        items = "".join(f"<li><code>{e(k)}</code>: {e(_fmt(v))}</li>" for k, v in r.numbers.items())
-        sections.append(
-            f'<h2 id="{e(r.name)}">{e(r.name)} — <span class="{r.verdict.value}">'
-            f"{r.verdict.value}</span> ({r.seconds:.1f} s)</h2><p>{e(r.claim)}</p>"
-            f"<p><i>Criterion:</i> {e(r.criterion)}</p><ul>{items}</ul>{_img(r.figure)}"
-        )
-    status = "OK" if ledger.ok else "FAILED"
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>shallowflow verify</title>"
-        f"<style>{_CSS}</style></head><body><h1>shallowflow verify — preset "
-        f"<code>{e(ledger.preset)}</code></h1><p><b>{status}</b> — {c['PASS']} PASS, "
-        f"{c['FAIL']} FAIL, {c['INCONCLUSIVE']} INCONCLUSIVE in {ledger.seconds:.1f} s</p>"
-        f"<table><tr><th>check</th><th>claim</th><th>criterion</th><th>result</th>"
-        f"<th>verdict</th></tr>{rows}</table>{''.join(sections)}</body></html>\n"
-    )
-
-
-def save_figure(
-    fig_dir: Path | None, name: str, draw: Callable[[list], None], ncols: int = 1
-) -> Path | None:
-    """Draw with ``draw(axes)`` on a matplotlib figure (Agg, no pyplot) and save it as
-    ``<fig_dir>/<name>.png``; nothing is drawn without ``fig_dir``."""
-    if fig_dir is None:
-        return None
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.0 * ncols, 3.6), dpi=90)
-    axes = [fig.add_subplot(1, ncols, k + 1) for k in range(ncols)]
-    draw(axes)
-    fig.tight_layout()
-    path = Path(fig_dir) / f"{name}.png"
-    fig.savefig(path)
-    return path

@@ -1,0 +1,141 @@
+"""Success fractions and thresholds per point, shared by Figs. 3–5 (SPEC §5).
+
+A run at size n succeeds when L(θ_T) ≤ 1/(2n); per point, the success fraction gets
+95% Hoeffding bars, and the threshold N (success probability 1/2) comes from the
+logistic fit of :func:`shallowflow.stats.thresholds.fit_threshold`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shallowflow.experiments.protocol import Protocol
+from shallowflow.report.format import fmt
+from shallowflow.stats.thresholds import fit_threshold, success_bars
+
+__all__ = [
+    "group_thresholds",
+    "success_points",
+    "threshold_fit",
+    "threshold_lines",
+    "threshold_panels",
+    "threshold_table",
+]
+
+
+def success_points(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Success fraction per point with 95% Hoeffding bars, and the mean of
+    ``L(θ_T)/L(θ_0)`` with successes counted as 0 (SPEC §5, Fig. 3)."""
+    df = runs.assign(ratio=np.where(runs["success"], 0.0, runs["final_loss"] / runs["loss0"]))
+    extra = {} if "p" in by else {"p": ("p", "first")}
+    pts = (
+        df.groupby(by, sort=True)
+        .agg(
+            **extra,
+            runs=("success", "size"),
+            successes=("success", "sum"),
+            loss_ratio=("ratio", "mean"),
+        )
+        .reset_index()
+    )
+    pts["fraction"] = pts["successes"] / pts["runs"]
+    lo, hi = success_bars(pts["successes"].to_numpy(), pts["runs"].to_numpy())
+    pts["bar_low"], pts["bar_high"] = lo, hi
+    return pts
+
+
+def threshold_fit(points: pd.DataFrame) -> dict[str, Any]:
+    """The threshold N of one success curve with its 95% bootstrap interval."""
+    x, k, r = (points[c].to_numpy() for c in ("n", "successes", "runs"))
+    fit = fit_threshold(x, k, r, n_boot=400)
+    inside = bool(x.min() <= fit.threshold <= x.max())
+    return {
+        "N": fit.threshold,
+        "ci_low": fit.ci_low,
+        "ci_high": fit.ci_high,
+        "slope": fit.slope,
+        "intercept": fit.intercept,
+        "inside_grid": inside,
+    }
+
+
+def threshold_table(points: pd.DataFrame, group: str) -> pd.DataFrame:
+    """Threshold ``N`` (success probability 1/2) per value of ``group`` (Figs. 4, 5)."""
+    rows = []
+    for value, pts in points.groupby(group, sort=True):
+        row = {group: value} | threshold_fit(pts)
+        if group != "p":
+            row["p"] = int(pts["p"].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def group_thresholds(runs: pd.DataFrame, proto: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Points per (``proto.group``, n) and the threshold table per value of the group."""
+    pts = success_points(runs, [proto.group, "n"])
+    return pts, threshold_table(pts, proto.group)
+
+
+def threshold_lines(thresholds: list[dict[str, Any]], group: str) -> list[str]:
+    """The thresholds per value of ``group`` as verdict lines, flagging extrapolations."""
+    table = pd.DataFrame(thresholds)
+    lines = [
+        f"N at {group} = "
+        + ", ".join(f"{int(r[group])}: {fmt(r['N'], 4)}" for _, r in table.iterrows())
+    ]
+    edge = table.loc[~table["inside_grid"].astype(bool), group].tolist()
+    if edge:
+        lines.append(f"threshold outside the n grid (extrapolated) at {group} = {edge}")
+    return lines
+
+
+def threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str):
+    """Left: success curves per value of ``group``; right: their thresholds with their
+    95% intervals. Returns (figure, left axes, right axes, the finite thresholds)."""
+    import matplotlib.pyplot as plt
+
+    from shallowflow.plots import yerr
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    table = pd.DataFrame(summary["thresholds"])
+    values = sorted(points[group].unique())
+    colors = plt.cm.viridis(np.linspace(0.05, 0.9, len(values)))
+    for value, color in zip(values, colors, strict=True):
+        pts = points[points[group] == value]
+        left.errorbar(
+            pts["n"],
+            pts["fraction"],
+            yerr=yerr(pts),
+            fmt="o-",
+            ms=3,
+            color=color,
+            lw=0.8,
+            label=f"{group} = {value}",
+        )
+    left.axhline(0.5, color="gray", ls=":", lw=1)
+    left.set_xlabel("n")
+    left.set_ylabel("success fraction")
+    left.legend(ncol=2 if len(values) > 5 else 1)
+    ok = table[table["N"].notna()]
+    err = np.vstack(
+        [
+            (ok["N"] - ok["ci_low"]).clip(lower=0).fillna(0).replace(np.inf, 0),
+            (ok["ci_high"] - ok["N"]).clip(lower=0).fillna(0).replace(np.inf, 0),
+        ]
+    )
+    right.errorbar(ok[group], ok["N"], yerr=err, fmt="ko", ms=4, label="N (95% bootstrap)")
+    right.set_xlabel(group)
+    right.set_ylabel(r"threshold $N$")
+    if rec := summary.get("adaptive"):
+        right.text(
+            0.02,
+            0.98,
+            f"adaptive: {rec['runs_used']} of {rec['grid_runs']} grid runs",
+            transform=right.transAxes,
+            va="top",
+            fontsize=7,
+        )
+    return fig, left, right, ok

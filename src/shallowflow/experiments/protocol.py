@@ -1,0 +1,91 @@
+"""A protocol: one figure's sweep under one preset, as data (SPEC §5).
+
+A :class:`Protocol` lists the cells to simulate (dicts of
+:class:`~shallowflow.config.SimConfig` knobs plus the tag ``figure``); nothing here runs
+anything. Each figure's module (:mod:`shallowflow.experiments.figures`) builds its
+protocols; :func:`paper_cell` holds the knobs that SPEC §5 gives every figure.
+
+Presets, one vocabulary for ``reproduce``, ``verify`` and the studies:
+
+- ``"quick"``: the same protocols on reduced grids (fewer sizes and runs, smaller d)
+  so that everything finishes in minutes on a 2-core CPU;
+- ``"paper"``: SPEC §5 to the letter (for ``verify`` and the studies: the sizes the
+  paper uses, or the largest of their kind), meant for a GPU. ``"full"`` is accepted
+  as another name for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from shallowflow.config import SolverName
+from shallowflow.errors import ShallowflowInputError
+
+__all__ = ["EPS", "PRESETS", "Protocol", "paper_cell", "preset_name", "solver_name"]
+
+PRESETS = ("quick", "paper")
+PRESET_ALIASES = {"full": "paper"}
+SOLVERS = get_args(SolverName)
+EPS = 0.05  # failure probability of the width p(n, ε) (SPEC §2, §5)
+
+
+def preset_name(preset: str) -> str:
+    """The preset, checked (``full`` is another name for ``paper``)."""
+    name = PRESET_ALIASES.get(preset, preset)
+    if name not in PRESETS:
+        allowed = PRESETS + tuple(PRESET_ALIASES)
+        raise ShallowflowInputError("preset", f"unknown preset {preset!r}; choose one of {allowed}")
+    return name
+
+
+def solver_name(solver: str) -> str:
+    """The solver, checked against the configuration's solvers."""
+    if solver not in SOLVERS:
+        raise ShallowflowInputError("solver", f"must be one of {SOLVERS}, got {solver!r}")
+    return solver
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One figure's protocol under one preset (SPEC §5).
+
+    ``cells``: dicts of SimConfig knobs plus ``figure`` (for Fig. 2: the closed form's
+    parameters). ``x``: the knob on the horizontal axis; ``group``: the knob whose values
+    each get their own threshold (Figs. 4, 5). ``params``: figure-specific constants
+    (Fig. 2: magnitudes; Fig. 6: the reference slope).
+    """
+
+    name: str
+    preset: str
+    cells: list[dict[str, Any]]
+    title: str
+    claim: str
+    kind: Literal["simulate", "closed_form"] = "simulate"
+    x: str = "n"
+    group: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def shapes(self) -> int:
+        """Number of distinct (n, d, p, data) shapes."""
+        return len({(c.get("n"), c.get("d"), c.get("p"), c.get("data")) for c in self.cells})
+
+    @property
+    def total_runs(self) -> int:
+        return sum(int(c.get("runs", 0)) for c in self.cells)
+
+
+def paper_cell(figure: str, solver: str, seed: int, **knobs: Any) -> dict[str, Any]:
+    """Common knobs of SPEC §5: sphere data, paper labels, asymmetric init, GD with η = 1."""
+    base = {
+        "figure": figure,
+        "data": "sphere",
+        "labels": "paper",
+        "init": "asymmetric",
+        "solver": solver,
+        "lr": 1.0,
+        "seed": seed,
+    }
+    return base | knobs
