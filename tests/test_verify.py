@@ -12,9 +12,19 @@ from pathlib import Path
 import pytest
 
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.theory import closed_form as cf
 from shallowflow.theory.width import width_paper
 from shallowflow.verify import CHECKS, CheckResult, Ledger, Verdict, run_verify
-from shallowflow.verify import checks as C
+from shallowflow.verify.checks import (
+    conjecture1,
+    lemma1,
+    orthogonal_bounds,
+    proposition2,
+    scaling,
+    theorem1,
+    theorem2,
+    width,
+)
 from shallowflow.verify.ledger import Check, run_checks
 
 TINY_ORTH = dict(
@@ -36,47 +46,48 @@ def _quick(name: str) -> dict:
 
 
 def test_lemma1_passes_then_fails_on_impossible_tolerance():
-    assert C.lemma1(TINY_ORTH).verdict == Verdict.PASS
-    assert C.lemma1({**TINY_ORTH, "drift_tol": 1e-30}).verdict == Verdict.FAIL
+    assert lemma1.lemma1(TINY_ORTH).verdict == Verdict.PASS
+    assert lemma1.lemma1({**TINY_ORTH, "drift_tol": 1e-30}).verdict == Verdict.FAIL
     # drift claimed to shrink as η grows: violated
-    assert C.lemma1({**TINY_ORTH, "etas": (0.5, 1.0)}).verdict == Verdict.FAIL
+    assert lemma1.lemma1({**TINY_ORTH, "etas": (0.5, 1.0)}).verdict == Verdict.FAIL
 
 
 def test_orthogonal_bounds_fail_on_a_wrong_bound():
-    assert C.orthogonal_bounds(TINY_ORTH).verdict == Verdict.PASS
-    assert C.orthogonal_bounds({**TINY_ORTH, "low_factor": 10.0}).verdict == Verdict.FAIL
-    assert C.orthogonal_bounds({**TINY_ORTH, "upp_factor": 0.1}).verdict == Verdict.FAIL
+    check = orthogonal_bounds.orthogonal_bounds
+    assert check(TINY_ORTH).verdict == Verdict.PASS
+    assert check({**TINY_ORTH, "low_factor": 10.0}).verdict == Verdict.FAIL
+    assert check({**TINY_ORTH, "upp_factor": 0.1}).verdict == Verdict.FAIL
 
 
 def test_width_fails_on_wrong_formula_and_biased_signs():
     p = dict(n=20, d=5, ps=(5, 10, 20), trials=400, z=4.0)
-    assert C.width_check(p).verdict == Verdict.PASS
-    assert C.width_check({**p, "width_fn": width_paper}).verdict == Verdict.FAIL
-    assert C.width_check({**p, "width_fn": lambda n, e: 2}).verdict == Verdict.FAIL
-    assert C.width_check({**p, "sign_prob": 0.1}).verdict == Verdict.FAIL
+    assert width.width_check(p).verdict == Verdict.PASS
+    assert width.width_check({**p, "width_fn": width_paper}).verdict == Verdict.FAIL
+    assert width.width_check({**p, "width_fn": lambda n, e: 2}).verdict == Verdict.FAIL
+    assert width.width_check({**p, "sign_prob": 0.1}).verdict == Verdict.FAIL
 
 
 def test_theorem1_fails_below_the_width():
     p = dict(ns=(20, 40), d=10**9, eps=0.05, runs=8, record=40, alpha=0.05, min_slope=-0.2)
-    res = C.theorem1({**p, "p": 2})
+    res = theorem1.theorem1({**p, "p": 2})
     assert res.verdict == Verdict.FAIL
     assert res.numbers["success_fraction"] < 0.5
 
 
 def test_proposition2_fails_on_a_wrong_prediction():
     p = {**_quick("proposition2"), "ns": (16, 64, 256)}
-    assert C.proposition2(p).verdict == Verdict.PASS
-    assert C.proposition2({**p, "predict": lambda beta: -1.0}).verdict == Verdict.FAIL
+    assert proposition2.proposition2(p).verdict == Verdict.PASS
+    assert proposition2.proposition2({**p, "predict": lambda beta: -1.0}).verdict == Verdict.FAIL
 
 
 def test_theorem2_fails_on_a_perturbed_closed_form():
     p = {**_quick("theorem2"), "n_engine": 4, "runs": 1, "n_groups": 2, "group_size": 3}
 
     def perturbed(*args):
-        return C.cf.group_loss_curve(*args) * (1 + 1e-3)
+        return cf.group_loss_curve(*args) * (1 + 1e-3)
 
-    assert C.theorem2(p).verdict == Verdict.PASS
-    res = C.theorem2({**p, "closed_form": perturbed})
+    assert theorem2.theorem2(p).verdict == Verdict.PASS
+    res = theorem2.theorem2({**p, "closed_form": perturbed})
     assert res.verdict == Verdict.FAIL
     assert res.numbers["engine_rel_err_k"] > 5e-4
 
@@ -85,17 +96,17 @@ def test_conjecture1_fails_on_a_wrong_exponent():
     p = {**_quick("conjecture1"), "ns": (50, 200), "runs": 16, "flow_ns": (), "boot": 200}
     # a slope inside Proposition 1's proven range [-1, -1/2] but away from the target
     # leaves the conjecture open; outside the (planted) range it is a FAIL
-    res = C.conjecture1({**p, "target": -2.0, "band": 0.1})
+    res = conjecture1.conjecture1({**p, "target": -2.0, "band": 0.1})
     assert res.verdict == Verdict.INCONCLUSIVE
-    res = C.conjecture1({**p, "target": -2.0, "band": 0.1, "bounds": (-3.0, -2.0)})
+    res = conjecture1.conjecture1({**p, "target": -2.0, "band": 0.1, "bounds": (-3.0, -2.0)})
     assert res.verdict == Verdict.FAIL
     assert res.numbers["ci95"][0] <= res.numbers["slope"] <= res.numbers["ci95"][1]
 
 
 def test_scaling_fails_on_a_wrong_scale():
     p = {**_quick("scaling"), "steps": 400, "every": 100}
-    assert C.scaling(p).verdict == Verdict.PASS
-    assert C.scaling({**p, "scale": float(p["p"])}).verdict == Verdict.FAIL
+    assert scaling.scaling(p).verdict == Verdict.PASS
+    assert scaling.scaling({**p, "scale": float(p["p"])}).verdict == Verdict.FAIL
 
 
 def test_run_verify_subset_writes_reports(tmp_path: Path):

@@ -149,6 +149,7 @@ def page(report: Report) -> str:
 
     def e(text: str) -> str:  # text nodes: quotes need no escaping
         return html.escape(text, quote=False)
+
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

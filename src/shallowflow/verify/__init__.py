@@ -8,7 +8,6 @@ from pathlib import Path
 
 from shallowflow.verify.checks import CHECKS, prefetch
 from shallowflow.verify.ledger import (
-    PRESETS,
     Check,
     CheckResult,
     Ledger,
@@ -29,4 +28,4 @@ def run_verify(
     return run_checks(CHECKS, preset, out, only, progress, prefetch)
 
 
-__all__ = ["CHECKS", "PRESETS", "Check", "CheckResult", "Ledger", "Verdict", "run_verify"]
+__all__ = ["CHECKS", "Check", "CheckResult", "Ledger", "Verdict", "run_verify"]

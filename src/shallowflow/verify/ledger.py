@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments.protocol import preset_name
 from shallowflow.report.format import value
 from shallowflow.report.writer import Report, Section, write_report
-
-PRESETS = ("quick", "full")
 
 
 class Verdict(StrEnum):
@@ -130,8 +129,7 @@ def run_checks(
     receives the configurations of every selected check first (one batched
     simulation; a failure there is left for the checks to meet and report).
     """
-    if preset not in PRESETS:
-        raise ShallowflowInputError("preset", f"must be one of {PRESETS}; got {preset!r}")
+    preset = preset_name(preset)
     chosen = select(checks, only)
     fig_dir = None
     if out is not None:
