@@ -58,7 +58,7 @@ for fig in figures:
         runs = pd.read_parquet(out / fig / "runs.parquet")
         steps = runs["steps"].to_numpy(float)
         # vmap: a compiled call of C runs executes C x (its slowest run's steps)
-        ids = [shallowflow.experiments.runner.Cell(k).cell_id for k in proto.cells]
+        ids = [shallowflow.experiments.cells.Cell(k).cell_id for k in proto.cells]
         by_bucket = {}
         for cid, b in zip(ids, buckets):
             by_bucket.setdefault(b, []).append(cid)

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments._toy import simulate_toy_batch, toy_cells
+from shallowflow.experiments.cells import Cell, cell_seed
 from shallowflow.experiments.executors import LocalExecutor, RayExecutor, make_executor
-from shallowflow.experiments.runner import Cell, cell_seed, run_sweep
+from shallowflow.experiments.runner import run_sweep
 from shallowflow.storage import read_json, read_parquet, write_json_atomic, write_parquet_atomic
 
 SCRIPT = Path(__file__).with_name("_sweep_script.py")

@@ -6,6 +6,7 @@ Side effects live here: reading files, writing results, progress bars, printing.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -13,12 +14,13 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, get_args, get_origin
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from shallowflow.config import KNOBS, is_auto
 from shallowflow.errors import ShallowflowInputError
 
 app = typer.Typer(
@@ -120,90 +122,67 @@ def _progress() -> Progress:
     )
 
 
-@app.command()
+# The options of ``simulate`` are the configuration's knobs (shallowflow.config.KNOBS):
+# their names, defaults and help come from the specs. The knobs below are the
+# exceptions: data and state files are given as paths (--data FILE, --state FILE).
+_NOT_OPTIONS = ("data_file", "state_file")
+_CLI_HELP = {
+    "data": "sphere | orthogonal | gaussian | correlated, or a file (.npz with X[, y]; .npy; .csv)",
+    "n": "number of examples (ignored with a data file)",
+    "d": "input dimension (ignored with a data file)",
+    "p": "width, or 'auto' = p(n, eps)",
+    "init": "asymmetric | balanced | gaussian | group (or --state FILE)",
+    "solver": "gd (step --lr) | flow (the exact event-driven flow through the kinks) "
+    "| flow-floor (the older floored flow)",
+    "geometry": "auto | dense | reduced | diagonal | implicit",
+}
+
+
+def _option(knob: str) -> inspect.Parameter:
+    """The typer option of a knob: its type, default and help from its field."""
+    info = KNOBS[knob][2]
+    annotation = info.annotation
+    default = info.default
+    helptext = _CLI_HELP.get(knob, info.description or knob)
+    if get_origin(annotation) is Literal and "|" not in helptext:
+        helptext += f" ({' | '.join(get_args(annotation))})"
+    if get_origin(annotation) is Literal or knob in ("p", "geometry", "data"):
+        annotation, default = str, "auto" if is_auto(knob) else default
+    elif is_auto(knob):
+        annotation, default = annotation | None, None
+        helptext += f" (default {info.json_schema_extra['auto']})"
+    option = typer.Option(help=helptext)
+    return inspect.Parameter(
+        knob,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[annotation, option],
+    )
+
+
+def _simulate_options() -> list[inspect.Parameter]:
+    """Every knob as an option, then --state, --overwrite and --out."""
+    knobs = [_option(k) for k in KNOBS if k not in _NOT_OPTIONS]
+    extra = {
+        "state": (Path | None, None, "initial state .npz: W (p×d), a (p)"),
+        "overwrite": (bool, False, "replace finished results in --out"),
+        "out": (Path, Path("out/simulate"), "output directory"),
+    }
+    kind = inspect.Parameter.KEYWORD_ONLY
+    return knobs + [
+        inspect.Parameter(k, kind, default=v, annotation=Annotated[t, typer.Option(help=h)])
+        for k, (t, v, h) in extra.items()
+    ]
+
+
 @_guarded("simulate")
-def simulate(
-    data: Annotated[
-        str,
-        typer.Option(
-            help="sphere | orthogonal | gaussian | correlated, "
-            "or a file (.npz with X[, y]; .npy; .csv)"
-        ),
-    ] = "sphere",
-    n: Annotated[int, typer.Option(help="number of examples (ignored with a data file)")] = 1700,
-    d: Annotated[int, typer.Option(help="input dimension (ignored with a data file)")] = 100,
-    p: Annotated[str, typer.Option(help="width, or 'auto' = p(n, eps)")] = "auto",
-    eps: Annotated[float, typer.Option(help="ε in p(n, ε) = ⌊log(n/ε)/log(4/3)⌋+1")] = 0.05,
-    labels: Annotated[str, typer.Option(help="paper (±U[1,2]) | teacher | file")] = "paper",
-    rho: Annotated[float, typer.Option(help="pairwise correlation for --data correlated")] = 0.0,
-    init: Annotated[str, typer.Option(help="asymmetric | balanced | gaussian | group")] = (
-        "asymmetric"
-    ),
-    state: Annotated[Path | None, typer.Option(help="initial state .npz: W (p×d), a (p)")] = None,
-    w_law: Annotated[str, typer.Option(help="first-layer law: uniform | gaussian")] = "uniform",
-    sigma: Annotated[float, typer.Option(help="scale of --init gaussian")] = 1.0,
-    w_scale: Annotated[float, typer.Option(help="factor on W after drawing a")] = 1.0,
-    require_coverage: Annotated[bool, typer.Option(help="redraw until all covered")] = False,
-    activation_slope: Annotated[float, typer.Option(help="leaky-ReLU slope (0 = ReLU)")] = 0.0,
-    solver: Annotated[
-        str,
-        typer.Option(
-            help="gd (step --lr) | flow (the exact event-driven flow through the kinks) "
-            "| flow-floor (the older floored flow)"
-        ),
-    ] = "gd",
-    lr: Annotated[float, typer.Option(help="GD step η")] = 1.0,
-    rtol: Annotated[float, typer.Option(help="flow: relative tolerance")] = 1e-5,
-    atol: Annotated[float, typer.Option(help="flow: absolute tolerance")] = 1e-7,
-    horizon: Annotated[float | None, typer.Option(help="time horizon (default T(n,p))")] = None,
-    stop_loss: Annotated[float | None, typer.Option(help="stop below (default 1/(2n))")] = None,
-    record: Annotated[int, typer.Option(help="number of recorded times")] = 50,
-    grid: Annotated[str, typer.Option(help="recorded times: linear | log")] = "linear",
-    runs: Annotated[int, typer.Option(help="independent runs")] = 16,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    geometry: Annotated[str, typer.Option(help="auto | dense | reduced | diagonal | implicit")] = (
-        "auto"
-    ),
-    x64: Annotated[bool, typer.Option("--x64", help="float64 instead of float32")] = False,
-    precision: Annotated[str, typer.Option(help="matmul precision: highest | high | default")] = (
-        "highest"
-    ),
-    keep_state: Annotated[bool, typer.Option(help="save final states (state.npz)")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace finished results in --out")] = False,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/simulate"),
-) -> None:
+def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None:
     """Simulate R runs of one cell (a default Fig. 3 cell) and write config.json,
     runs.parquet (one row per run × recorded time) and summary.json into --out."""
     from shallowflow.api import run_simulation
 
-    knobs = dict(
-        n=n,
-        d=d,
-        eps=eps,
-        labels=labels,
-        rho=rho,
-        init=init,
-        w_law=w_law,
-        sigma=sigma,
-        w_scale=w_scale,
-        require_coverage=require_coverage,
-        activation_slope=activation_slope,
-        solver=solver,
-        lr=lr,
-        rtol=rtol,
-        atol=atol,
-        horizon=horizon,
-        stop_loss=stop_loss,
-        record=record,
-        grid=grid,
-        runs=runs,
-        seed=seed,
-        geometry=geometry,
-        x64=x64,
-        precision=precision,
-        keep_state=keep_state,
-    )
     _check_out(out)
+    p, data = knobs.pop("p"), knobs.pop("data")
     knobs["p"] = None if p == "auto" else _int_or_fail("p", p)
     if data in DATA_NAMES:
         knobs["data"] = data
@@ -216,7 +195,7 @@ def simulate(
     if state is not None:
         knobs["init"], knobs["state_file"] = "file", str(state)
     with _progress() as bar:
-        task = bar.add_task("simulating", total=runs)
+        task = bar.add_task("simulating", total=knobs["runs"])
         t0 = time.perf_counter()
         summ = run_simulation(
             out,
@@ -233,13 +212,17 @@ def simulate(
         f"median mu at end {summ['median_mu_end']:.3e}\n"
         f"results in {out}/"
     )
-    if require_coverage and summ["fully_covered_fraction"] < 1.0:
+    if knobs["require_coverage"] and summ["fully_covered_fraction"] < 1.0:
         short = round((1.0 - summ["fully_covered_fraction"]) * summ["runs"])
         console.print(
             f"[yellow]warning[/yellow] require_coverage: {short} of {summ['runs']} runs found "
             "no fully covering start in 1000 draws (they start uncovered; see coverage0); "
             "a wider network (--p) covers more often"
         )
+
+
+simulate.__signature__ = inspect.Signature(_simulate_options())
+app.command()(simulate)
 
 
 def _int_or_fail(param: str, text: str) -> int:
@@ -274,7 +257,9 @@ FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig6", "all")
 @_guarded("reproduce")
 def reproduce(
     figure: Annotated[str, typer.Argument(help="fig2 | fig3 | fig4 | fig5 | fig6 | all")],
-    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) | paper (SPEC §5)")] = "quick",
+    preset: Annotated[
+        str, typer.Option(help="quick (CPU, minutes) | paper (SPEC §5, GPU; also called full)")
+    ] = "quick",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/reproduce"),
     resume: Annotated[bool, typer.Option(help="skip finished cells")] = False,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
@@ -286,7 +271,7 @@ def reproduce(
     overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
     """Reproduce the paper's Figures 2–6: runs.parquet, points.parquet, PNG/PDF figures,
-    report.md and report.html in --out."""
+    report.md, report.html and report.json in --out."""
     from shallowflow.experiments.reproduce import reproduce as run
 
     if figure not in FIGURES:
@@ -345,23 +330,20 @@ def sweep(
 @app.command()
 @_guarded("verify")
 def verify(
-    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) | full (GPU)")] = "quick",
+    preset: Annotated[
+        str, typer.Option(help="quick (CPU, minutes) | paper (GPU; also called full)")
+    ] = "quick",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/verify"),
     only: Annotated[str | None, typer.Option(help="run only this check")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a finished ledger in --out")] = False,
 ) -> None:
     """Check the paper's claims numerically; exit code 0 iff no check FAILs."""
-    from shallowflow.experiments.runner import directory_lock
     from shallowflow.verify import run_verify
 
     _check_out(out)
-    if (out / "verify.md").exists() and not overwrite:
-        raise ShallowflowInputError(
-            "out", f"{str(out)!r} holds a finished ledger; pass --overwrite to replace it"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    with directory_lock(out):
-        ledger = run_verify(preset, out=out, only=only, progress=console.is_terminal)
+    ledger = run_verify(
+        preset, out=out, only=only, progress=console.is_terminal, overwrite=overwrite
+    )
     for r in ledger.results:
         typer.echo(f"{r.verdict.value:<13} {r.name:<18} {r.summary}")
     typer.echo(f"ledger: {out}/verify.md")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shallowflow.experiments.runner import Cell, cell_seed
+from shallowflow.experiments.cells import Cell, cell_seed
 
 
 def simulate_toy_cell(cell: dict[str, Any]) -> pd.DataFrame:

@@ -34,9 +34,9 @@ import pandas as pd
 from scipy import special
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.cells import plan_cells, simulate_cell
+from shallowflow.experiments.cells import Cell, cell_seed, plan_cells, simulate_cell
 from shallowflow.experiments.protocol import EPS, Protocol
-from shallowflow.experiments.runner import Cell, cell_seed, with_knobs
+from shallowflow.experiments.runner import with_knobs
 from shallowflow.report.format import fmt
 from shallowflow.stats.thresholds import AdaptiveResult, adaptive_threshold, fit_threshold
 from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from shallowflow.storage import directory_lock, keep_finished
 from shallowflow.verify.checks import CHECKS, prefetch
 from shallowflow.verify.ledger import (
     Check,
@@ -21,11 +22,20 @@ def run_verify(
     out: str | Path | None = None,
     only: str | Sequence[str] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Ledger:
     """Run the checks of :data:`CHECKS` (all, or those named in ``only``) with the
     ``preset``'s parameters; with ``out``, write verify.md / verify.html / verify.json
-    and the figures there. ``Ledger.ok`` is True iff no check FAILed."""
-    return run_checks(CHECKS, preset, out, only, progress, prefetch)
+    and the figures there, holding the directory's lock, and keep a finished ledger in
+    ``out`` unless ``overwrite``. ``Ledger.ok`` is True iff no check FAILed."""
+    if out is None:
+        return run_checks(CHECKS, preset, None, only, progress, prefetch)
+    out = Path(out)
+    if (out / "verify.md").exists() and not overwrite:
+        keep_finished(out, "a finished ledger")
+    out.mkdir(parents=True, exist_ok=True)
+    with directory_lock(out):
+        return run_checks(CHECKS, preset, out, only, progress, prefetch)
 
 
 __all__ = ["CHECKS", "Check", "CheckResult", "Ledger", "Verdict", "run_verify"]
