@@ -19,6 +19,7 @@ from shallowflow.io import load_data, load_state
 from shallowflow.results import SimResult, runs_table, summary, trajectory_table
 from shallowflow.start import UserArrays
 from shallowflow.storage import (
+    atomic_open,
     directory_lock,
     keep_finished,
     write_json_atomic,
@@ -125,7 +126,8 @@ def save(res: SimResult, out: Path | str) -> None:
     write_parquet_atomic(per_run, out / "final.parquet")
     write_json_atomic(summary(res), out / "summary.json")
     if res.states is not None:
-        np.savez(out / "state.npz", **res.states)
+        with atomic_open(out / "state.npz") as f:
+            np.savez(f, **res.states)
 
 
 __all__ = ["SimConfig", "load_user", "run_simulation", "save"]

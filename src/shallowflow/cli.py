@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from shallowflow.config import KNOBS, is_auto
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.storage import write_text_atomic
 
 app = typer.Typer(
     add_completion=False,
@@ -93,7 +94,7 @@ def _guarded(name: str):
                         log = Path(log)
                     else:
                         log = where / f"shallowflow-{name}-error.log"
-                    log.write_text(traceback.format_exc(), encoding="utf-8")
+                    write_text_atomic(traceback.format_exc(), log)
                     saved = f"traceback in {log}"
                 except OSError:
                     saved = "the traceback could not be saved"

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.storage import atomic_open
 
 PathLike = str | os.PathLike
 DATA_SUFFIXES = (".npz", ".npy", ".csv")
@@ -275,19 +276,20 @@ def save_data(path: PathLike, X: object, y: object = None) -> None:
         )
     if suffix == ".npz":
         arrays = {"X": X} if y is None else {"X": X, "y": y}
-        with open(p, "wb") as f:
+        with atomic_open(p) as f:
             np.savez(f, **arrays)
     elif suffix == ".npy":
         if y is not None:
             msg = "a .npy file holds X only; use .npz or .csv to save labels"
             raise ShallowflowInputError("y", msg)
-        with open(p, "wb") as f:
+        with atomic_open(p) as f:
             np.save(f, X)
     else:
         names = [f"x{j}" for j in range(X.shape[1])]
         table = X if y is None else np.column_stack([X, y])
         names += [] if y is None else ["y"]
-        np.savetxt(p, table, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
+        with atomic_open(p) as f:
+            np.savetxt(f, table, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
 
 
 def save_state(path: PathLike, W: object, a: object) -> None:
@@ -297,5 +299,5 @@ def save_state(path: PathLike, W: object, a: object) -> None:
     if p.suffix.lower() != ".npz":
         msg = f"a state is saved as .npz; got extension {p.suffix or '(none)'!r}"
         raise ShallowflowInputError("path", msg)
-    with open(p, "wb") as f:
+    with atomic_open(p) as f:
         np.savez(f, W=W, a=a)

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from shallowflow.storage import atomic_open  # noqa: E402
+
 __all__ = ["STYLE", "logistic", "plot_success", "render", "save", "save_figure", "signed", "yerr"]
 
 STYLE = {
@@ -55,7 +57,8 @@ def save(fig: Figure, stem: Path, formats: tuple[str, ...] = ("png", "pdf")) -> 
     paths = []
     for fmt in formats:
         path = Path(stem).with_suffix(f".{fmt}")
-        fig.savefig(path)
+        with atomic_open(path) as f:
+            fig.savefig(f, format=fmt)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -81,7 +84,8 @@ def save_figure(
     draw(axes)
     fig.tight_layout()
     path = Path(fig_dir) / f"{name}.png"
-    fig.savefig(path)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png")
     return path
 
 

@@ -27,6 +27,7 @@ from shallowflow.errors import ShallowflowInputError
 
 __all__ = [
     "TMP_SUFFIX",
+    "atomic_open",
     "directory_lock",
     "keep_finished",
     "read_json",
@@ -41,8 +42,10 @@ TMP_SUFFIX = ".tmp"
 
 
 @contextlib.contextmanager
-def _atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` atomically on clean exit."""
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` atomically on clean exit: the one way
+    shallowflow writes a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
@@ -83,7 +86,7 @@ def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path
     """Write ``df`` (without its index) to ``path`` as Parquet, atomically."""
     path = Path(path)
     table = pa.Table.from_pandas(df, preserve_index=False)
-    with _atomic_open(path) as f:
+    with atomic_open(path) as f:
         pq.write_table(table, f)
     return path
 
@@ -107,7 +110,7 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
     """Write ``text`` (UTF-8) to ``path``, atomically."""
     path = Path(path)
-    with _atomic_open(path) as f:
+    with atomic_open(path) as f:
         f.write(text.encode("utf-8"))
     return path
 
