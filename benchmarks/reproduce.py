@@ -34,7 +34,8 @@ import numpy as np
 import shallowflow
 from shallowflow.compilation import CompileCounter
 from shallowflow.engine import padding_waste
-from shallowflow.experiments.cells import cell_config, plan_cells
+from shallowflow.experiments.batch import plan_cells
+from shallowflow.experiments.cells import cell_config
 from shallowflow.experiments.figures import protocol
 from shallowflow.experiments.reproduce import run_protocol
 from pathlib import Path

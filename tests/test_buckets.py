@@ -19,7 +19,7 @@ import pytest
 from shallowflow.config import make_config
 from shallowflow.data import paper_labels, rows, sphere
 from shallowflow.engine import padding_waste, plan, simulate, simulate_many
-from shallowflow.experiments.cells import plan_cells, simulate_batch
+from shallowflow.experiments.batch import plan_cells, simulate_batch
 from shallowflow.experiments.runner import run_sweep
 from shallowflow.inits import uniform_w
 
@@ -173,7 +173,7 @@ _CHILD = r"""
 import json, sys
 import shallowflow
 from shallowflow.compilation import CompileCounter
-from shallowflow.experiments.cells import plan_cells, simulate_batch
+from shallowflow.experiments.batch import plan_cells, simulate_batch
 from shallowflow.experiments.runner import run_sweep
 cells = json.loads(sys.argv[1])
 with CompileCounter() as c:

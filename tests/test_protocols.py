@@ -8,7 +8,8 @@ import pytest
 
 from shallowflow.config import horizon_steps
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.cells import Cell, cell_config, plan_cells
+from shallowflow.experiments.batch import plan_cells
+from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.figures import FIGURES, protocol, protocols
 from shallowflow.theory.width import width
 

@@ -34,7 +34,8 @@ import pandas as pd
 from scipy import special
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.cells import Cell, cell_seed, plan_cells, simulate_cell
+from shallowflow.experiments.batch import plan_cells, simulate_cell
+from shallowflow.experiments.cells import Cell, cell_seed
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
 from shallowflow.report.format import fmt

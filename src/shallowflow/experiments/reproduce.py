@@ -24,10 +24,9 @@ from typing import Any
 
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.adaptive import ADAPTIVE_FIGURES, adaptive_lines, run_adaptive
-from shallowflow.experiments.cells import plan_cells, simulate_batch
+from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.figures import FIGURES, figure, protocols
 from shallowflow.experiments.protocol import Protocol
-from shallowflow.experiments.runner import run_sweep
 from shallowflow.plots import render
 from shallowflow.report.writer import Report, Section, jsonable, write_report
 from shallowflow.storage import write_json_atomic, write_parquet_atomic
@@ -64,13 +63,11 @@ def run_protocol(
         )
         write_parquet_atomic(runs, fig_dir / "runs.parquet")
     elif proto.kind == "simulate":
-        runs = run_sweep(
+        runs = run_cells(
             proto.cells,
-            simulate_batch,
             fig_dir,
             resume=resume,
             executor=executor,
-            plan=plan_cells,
             progress=progress,
             ray_address=ray_address,
             overwrite=overwrite,

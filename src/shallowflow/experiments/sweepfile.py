@@ -30,8 +30,8 @@ import pandas as pd
 
 from shallowflow.config import make_config
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.cells import TAGS, cell_config, plan_cells, simulate_batch
-from shallowflow.experiments.runner import run_sweep
+from shallowflow.experiments.batch import run_cells
+from shallowflow.experiments.cells import TAGS, cell_config
 from shallowflow.stats.thresholds import success_bars
 from shallowflow.storage import write_parquet_atomic
 
@@ -136,13 +136,11 @@ def run_sweep_file(
 
     spec = load_sweep(path)
     cells = sweep_cells(spec)
-    runs = run_sweep(
+    runs = run_cells(
         cells,
-        simulate_batch,
         out,
         resume=resume,
         executor=executor,
-        plan=plan_cells,
         progress=progress,
         ray_address=ray_address,
         overwrite=overwrite,

@@ -1,0 +1,72 @@
+"""The engine as the sweep runner's batch simulator.
+
+``simulate_batch(list[dict], group=None) -> list[DataFrame]`` is module-level, so
+Ray pickles it by reference. Each cell is a dict of
+:class:`~shallowflow.config.SimConfig` knobs plus bookkeeping tags (``figure``,
+``tag``); its ``seed`` knob is the *sweep* seed, and the engine runs with
+``cell_seed(seed, cell)``, so results depend only on the cell's knobs, never
+on batching, order or executor. :func:`plan_cells` is the runner's plan: the engine's
+buckets (:func:`shallowflow.engine.plan`) over all the cells of a sweep, so that the
+cells of a bucket run in one compiled call, padded the same way whatever is left to
+run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from shallowflow.config import SimConfig
+from shallowflow.engine import Bucket, plan, simulate_many
+from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments.cells import Cell, cell_config
+from shallowflow.experiments.runner import run_sweep
+from shallowflow.results import runs_table
+from shallowflow.trajectory import signature
+
+__all__ = ["plan_cells", "run_cells", "simulate_batch", "simulate_cell"]
+
+
+def plan_cells(cells: Sequence[Mapping[str, Any]], max_batch: int | None = None) -> list[Bucket]:
+    """The engine bucket of every cell (the runner's plan)."""
+    return plan([cell_config(c) for c in cells], max_cells=max_batch)
+
+
+def _table(cfg: SimConfig, res) -> pd.DataFrame:
+    df = runs_table(res)
+    df["cell_seed"] = cfg.run.seed
+    return df
+
+
+def simulate_batch(cells: list[dict[str, Any]], group: Bucket | None = None) -> list[pd.DataFrame]:
+    """One table of runs per cell (``results.runs_table`` plus its engine seed), in
+    order; the cells of one ``group`` (a bucket of :func:`plan_cells`) share compiled
+    calls."""
+    cfgs = [cell_config(c) for c in cells]
+    buckets = None
+    if group is not None:
+        for cfg in cfgs:
+            fits = all(
+                x <= y
+                for x, y in zip((cfg.data.n, cfg.data.d, cfg.init.p), group.shape, strict=True)
+            )
+            if signature(cfg) != group.sig or not fits:
+                raise ShallowflowInputError("group", f"a cell does not fit its bucket: {cfg!r}")
+        buckets = [group] * len(cfgs)
+    return [_table(c, r) for c, r in zip(cfgs, simulate_many(cfgs, buckets=buckets), strict=True)]
+
+
+def simulate_cell(knobs: Mapping[str, Any], group: Bucket | None = None) -> pd.DataFrame:
+    """One row per run of the cell (``results.runs_table``), plus its engine seed."""
+    return simulate_batch([dict(knobs)], group)[0]
+
+
+def run_cells(
+    cells: Sequence[Cell | Mapping[str, Any]], out: str | os.PathLike[str], **options: Any
+) -> pd.DataFrame:
+    """Simulate a sweep's cells with the engine, planned into its buckets
+    (:func:`shallowflow.experiments.runner.run_sweep` with ``options``)."""
+    return run_sweep(cells, simulate_batch, out, plan=plan_cells, **options)
