@@ -21,7 +21,7 @@ from shallowflow.engine import simulate
 from shallowflow.experiments.figures import protocol
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
-from shallowflow.solvers import exact, gd
+from shallowflow.solvers import exact, filippov, gd
 from shallowflow.solvers.common import Outcome
 from shallowflow.start import geometry_of, make_run
 
@@ -276,6 +276,6 @@ def test_batched_cholesky_matches_lapack():
     g = a @ a.transpose(0, 2, 1) + 1e-6 * np.eye(12)
     g[3] = np.eye(12)  # an empty neuron's (identity) block
     with jax.enable_x64(True):
-        low = np.asarray(exact._cholesky(jnp.asarray(g)))
+        low = np.asarray(filippov.cholesky(jnp.asarray(g)))
     np.testing.assert_allclose(low, np.linalg.cholesky(g), rtol=0, atol=1e-10)
     assert np.all(np.triu(low, 1) == 0.0)

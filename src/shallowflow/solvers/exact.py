@@ -3,11 +3,11 @@
 The field F = −p∇L is smooth inside an activation pattern and jumps across the
 surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by piece:
 
-- **Smooth pieces.** Each step is a Dormand–Prince 5(4) step (7 stages, first same as
-  last, embedded 4th-order error estimate; Dormand & Prince 1980) with the pattern
-  *frozen*: σ(u) = u·D_h and σ'(u) = D_g with D fixed for the step, so the integrand
-  is a polynomial and the error estimate is valid. The step size follows the usual
-  controller at ``rtol``/``atol`` (RMS over the run's real entries), with no floor.
+- **Smooth pieces.** Each step is a Dormand–Prince 5(4) step (:mod:`.dopri`) with the
+  pattern *frozen* (:mod:`.filippov`): σ(u) = u·D_h and σ'(u) = D_g with D fixed for
+  the step, so the integrand is a polynomial and the error estimate is valid. The step
+  size follows the usual controller at ``rtol``/``atol`` (RMS over the run's real
+  entries), with no floor.
 - **Crossings.** After an accepted step, a pair whose u left its side (at the end of
   the step, or inside it on the cubic Hermite interpolant of u built from u and u̇ at
   both ends) has crossed. The step is rejected and retaken to land on the earliest
@@ -47,24 +47,25 @@ import jax.numpy as jnp
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
 from shallowflow.solvers.common import Outcome, exploded
-
-# Dormand–Prince 5(4): stage coefficients (the last row is the 5th-order solution) and
-# the weights of the error estimate (5th − 4th order).
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+from shallowflow.solvers.dopri import dopri, first_root, hermite
+from shallowflow.solvers.filippov import (
+    ACTIVE,
+    INACTIVE,
+    SLIDING,
+    Eval,
+    FieldData,
+    Pattern,
+    compact,
+    dudt,
+    field,
+    gram,
+    settle,
+    sliding_lambdas,
+    spd_solve,
 )
-_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
 
-INACTIVE, ACTIVE, SLIDING = 0, 1, 2
 TAIL_BUFFER = 512  # step ends kept for the end-of-run rate window
 NEWTON = 6  # Newton corrections of a located event time, at most
-SCAN = 16  # samples of the Hermite interpolant when looking for the first root
 EVENTS = 32  # pairs whose crossing is located (and landed on) together, at most
 
 
@@ -80,14 +81,6 @@ class Stats(NamedTuple):
     max_violation: jax.Array  # largest |u_ji| on sliding pairs, before restoring
     overflow: jax.Array  # sliding pairs refused for want of a slot (made inactive)
     last_event: jax.Array  # time of the last pattern change
-
-
-class Pattern(NamedTuple):
-    """``mode`` (p, n) in {INACTIVE, ACTIVE, SLIDING}; each neuron's sliding examples
-    in ``slots`` (p, K), −1 for an empty slot, occupied slots first."""
-
-    mode: jax.Array
-    slots: jax.Array
 
 
 class Flow(NamedTuple):
@@ -106,229 +99,12 @@ class Flow(NamedTuple):
     stats: Stats
 
 
-class _Data(NamedTuple):
-    """One run's data for the field: layout, labels, true sizes."""
-
-    geom: Geometry
-    z: jax.Array  # solver layout (geom.for_solver)
-    rows: jax.Array  # examples as rows (n, m); (n,) norms for the diagonal geometry
-    y: jax.Array
-    sq: jax.Array  # ‖x_i‖²
-    n: jax.Array
-    p: jax.Array
-    slope: float
-
-
-class _Eval(NamedTuple):
-    f: State  # the field followed (Filippov on sliding surfaces)
-    loss: jax.Array
-    mu: jax.Array  # ‖F‖²/(pL)
-    u: jax.Array  # pre-activations (p, n)
-    r: jax.Array  # residuals (n,)
-    coef: jax.Array  # (p, K): the sliding terms of dv_j are −Z_Sᵀ coef_j
-
-
-def _gram(data: _Data, slots: jax.Array):
-    """Z_S (p, K, m), the sliding examples of each neuron (zero rows for empty slots),
-    and the Cholesky factor of Z_S Z_Sᵀ (+1 on the diagonal of empty slots)."""
-    empty = slots < 0
-    zs = jnp.where(empty[..., None], 0.0, data.rows[jnp.maximum(slots, 0)])
-    g = (
-        jnp.einsum("pkm,plm->pkl", zs, zs)
-        + jnp.eye(slots.shape[1], dtype=zs.dtype) * empty[:, :, None]
-    )
-    return zs, _cholesky(g)
-
-
-def _cholesky(g: jax.Array) -> jax.Array:
-    """Lower Cholesky factors of a batch (p, K, K) of SPD matrices, column by column
-    in plain XLA ops. Not ``jnp.linalg.cholesky``: on CPU, LAPACK's batched kernel splits
-    the batch over the runtime's thread pool and waits on it, and with runs shared over
-    several CPU devices every pool thread waited at once (a deadlock, tested)."""
-    k = g.shape[-1]
-    idx = jnp.arange(k)
-
-    def column(j, low):
-        row = low[:, j, :]  # L[j, :j] (zeros beyond)
-        diag = jnp.sqrt(g[:, j, j] - jnp.sum(row * row, axis=-1))
-        col = (g[:, :, j] - jnp.einsum("pik,pk->pi", low, row)) / diag[:, None]
-        col = jnp.where(idx > j, col, jnp.where(idx == j, diag[:, None], 0.0))
-        return low.at[:, :, j].set(col)
-
-    return jax.lax.fori_loop(0, k, column, jnp.zeros_like(g))
-
-
-def _solve(chol: jax.Array, b: jax.Array) -> jax.Array:
-    """(L Lᵀ)⁻¹ b for lower factors L (p, K, K) and right-hand sides b (p, K, ...)."""
-    b3 = b if b.ndim == 3 else b[..., None]
-    y = jax.lax.linalg.triangular_solve(chol, b3, left_side=True, lower=True)
-    x = jax.lax.linalg.triangular_solve(chol, y, left_side=True, lower=True, transpose_a=True)
-    return x if b.ndim == 3 else x[..., 0]
-
-
-def _field(data: _Data, y: State, pat: Pattern, gram) -> _Eval:
-    """F with the pattern frozen (σ(u) = u·D_h, σ'(u) = D_g), sliding neurons projected."""
-    s = data.slope
-    u = data.geom.preact(y.v, data.z)
-    d_h = jnp.where(pat.mode == ACTIVE, 1.0, s)
-    d_g = jnp.where(pat.mode == ACTIVE, 1.0, jnp.where(pat.mode == INACTIVE, s, 0.0))
-    sig = u * d_h
-    h = y.a @ sig / data.p
-    r = data.y - h  # padded examples: y = 0 and u = 0, so r = 0
-    loss = 0.5 * jnp.sum(r * r) / data.n
-    da = sig @ r / data.n
-    dv = data.geom.pullback((y.a[:, None] / data.n) * r[None, :] * d_g, data.z)
-    coef = jnp.zeros(pat.slots.shape, dv.dtype)
-    if gram is not None:
-        zs, chol = gram
-        coef = _solve(chol, jnp.einsum("pkm,pm->pk", zs, dv))
-        dv = dv - jnp.einsum("pkm,pk->pm", zs, coef)
-    f = State(da, dv)
-    mu = (jnp.sum(da * da) + jnp.sum(dv * dv)) / (data.p * loss)
-    return _Eval(f, loss, mu, u, r, coef)
-
-
-def _dudt(data: _Data, f: State) -> jax.Array:
-    """u̇ = ⟨v̇_j, x_i⟩ for every pair."""
-    return data.geom.preact(f.v, data.z)
-
-
-def _lam(data: _Data, y: State, pat: Pattern, ev: _Eval) -> jax.Array:
-    """λ of each slot's sliding pair (p, K): D = (n/(a_j r_i))·(−coef)… from
-    Σ_S D_k r_k (a_j/n) x_k = −Z_Sᵀ coef; λ = (D − s)/(1 − s). Empty slots: 1/2."""
-    s = data.slope
-    r_k = ev.r[jnp.maximum(pat.slots, 0)]
-    denom = y.a[:, None] * r_k / data.n
-    d = -ev.coef / jnp.where(denom == 0, 1.0, denom)
-    lam = (d - s) / (1.0 - s)
-    return jnp.where((pat.slots >= 0) & (denom != 0), lam, 0.5)
-
-
-def _compact(slots: jax.Array) -> jax.Array:
-    """Occupied slots first (stable)."""
-    order = jnp.argsort(slots < 0, axis=1, stable=True)
-    return jnp.take_along_axis(slots, order, axis=1)
-
-
-def _settle(data: _Data, y: State, pat: Pattern, k_slots: int) -> Pattern:
-    """Make each neuron's sliding set consistent: the Filippov field of a neuron with
-    several pairs on their surfaces is the minimal-norm element of a box (one
-    D ∈ [s, 1] per pair), so a pair whose λ falls outside [0, 1] is not sliding but
-    active (λ > 1) or inactive (λ < 0). Active-set iteration: drop the worst pair of
-    each neuron, re-solve, until every λ is in [0, 1] (at most K rounds)."""
-    rows = jnp.arange(pat.slots.shape[0])
-
-    def violation(p: Pattern):
-        ev = _field(data, y, p, _gram(data, p.slots))
-        lam = _lam(data, y, p, ev)
-        return lam, jnp.where(p.slots >= 0, jnp.maximum(lam - 1.0, -lam), 0.0)
-
-    def cond(carry):
-        p, it = carry
-        return (it < k_slots) & jnp.any(violation(p)[1] > 1e-12)
-
-    def body(carry):
-        p, it = carry
-        lam, viol = violation(p)
-        worst = jnp.argmax(viol, axis=1)
-        drop = jnp.max(viol, axis=1) > 1e-12
-        example = jnp.where(drop, p.slots[rows, worst], p.mode.shape[1])
-        side = jnp.where(lam[rows, worst] > 1.0, ACTIVE, INACTIVE).astype(jnp.int8)
-        mode = p.mode.at[rows, example].set(side, mode="drop")
-        slots = p.slots.at[rows, worst].set(jnp.where(drop, -1, p.slots[rows, worst]))
-        return Pattern(mode, _compact(slots)), it + 1
-
-    return jax.lax.while_loop(cond, body, (pat, jnp.zeros((), jnp.int32)))[0]
-
-
-def _axpy(y: State, h, ks, weights) -> State:
-    """y + h Σ w_k k_k."""
-
-    def comb(x, *parts):
-        acc = x
-        for w, part in zip(weights, parts, strict=False):
-            if w != 0.0:
-                acc = acc + (h * w) * part
-        return acc
-
-    return jax.tree_util.tree_map(comb, y, *ks)
-
-
-class _Step(NamedTuple):
-    y1: State
-    ev1: _Eval
-    q1: jax.Array
-    err: jax.Array
-
-
-def _dopri(data: _Data, y: State, ev0: _Eval, q, h, pat: Pattern, gram, scale) -> _Step:
-    """One Dormand–Prince step of size h from y (field ev0 there), pattern frozen."""
-    ks, mus = [ev0.f], [ev0.mu]
-    for i in range(1, 7):
-        yi = _axpy(y, h, ks, _A[i])
-        ev = _field(data, yi, pat, gram)
-        ks.append(ev.f)
-        mus.append(ev.mu)
-    y1 = yi  # the 7th stage point is the 5th-order solution (first same as last)
-    q1 = q + h * sum(w * m for w, m in zip(_A[6], mus[:6], strict=True))
-    e = _axpy(jax.tree_util.tree_map(jnp.zeros_like, y), h, ks, _E)
-    tol = jax.tree_util.tree_map(
-        lambda a, b: scale[0] + scale[1] * jnp.maximum(jnp.abs(a), jnp.abs(b)), y, y1
-    )
-    pairs = zip(jax.tree_util.tree_leaves(e), jax.tree_util.tree_leaves(tol), strict=True)
-    err = jnp.sqrt(sum(jnp.sum((x / t) ** 2) for x, t in pairs) / scale[2])
-    # The loss's own error, relative to the loss: late in training the residuals are
-    # small differences y − h, and a tolerance on θ alone leaves them inaccurate
-    # (hence a wrong rate). dL ≈ ∇L·e = −⟨F(y1), e⟩/p, free from the last stage.
-    e_loss = -sum(jnp.sum(f * x) for f, x in zip(ev.f, e, strict=True)) / data.p
-    err = jnp.maximum(err, jnp.abs(e_loss) / (scale[1] * ev.loss + scale[0] ** 2))
-    return _Step(y1, ev, q1, err)
-
-
-def _hermite(s, u0, d0, u1, d1, h):
-    """Cubic Hermite interpolant on s ∈ [0, 1] from values and time derivatives."""
-    s2, s3 = s * s, s * s * s
-    return (
-        (2 * s3 - 3 * s2 + 1) * u0
-        + (s3 - 2 * s2 + s) * h * d0
-        + (-2 * s3 + 3 * s2) * u1
-        + (s3 - s2) * h * d1
-    )
-
-
-def _first_root(u0, d0, u1, d1, h, want_positive, candidates):
-    """For each candidate pair, the first s ∈ (0, 1] where its Hermite u leaves its
-    side (u < 0 for a pair that should stay ≥ 0, u > 0 otherwise); 2 if none."""
-    sign = jnp.where(want_positive, 1.0, -1.0)
-
-    def bad(s):
-        return sign * _hermite(s, u0, d0, u1, d1, h) < 0
-
-    grid = jnp.linspace(0.0, 1.0, SCAN + 1)[1:]
-    first = jnp.full(u0.shape, 2.0, u0.dtype)
-    lo = jnp.zeros(u0.shape, u0.dtype)
-    for s in reversed(list(grid)):  # the earliest sample with the pair out of its side
-        hit = bad(s)
-        first = jnp.where(hit, s, first)
-    lo = jnp.maximum(first - 1.0 / SCAN, 0.0)
-    hi = jnp.minimum(first, 1.0)
-
-    def bisect(_, bounds):
-        a, b = bounds
-        mid = 0.5 * (a + b)
-        out = bad(mid)
-        return jnp.where(out, a, mid), jnp.where(out, mid, b)
-
-    lo, hi = jax.lax.fori_loop(0, 40, bisect, (lo, hi))
-    return jnp.where(candidates & (first <= 1.0), hi, 2.0)
-
-
 class _Carry(NamedTuple):
     t: jax.Array
     h: jax.Array
     y: State
     q: jax.Array
-    ev: _Eval
+    ev: Eval
     du: jax.Array  # u̇ at y
     lam: jax.Array  # λ of the sliding slots at y
     pat: Pattern
@@ -373,7 +149,7 @@ def solve(
     n, p = prob.sizes(state0)
     dtype = state0.a.dtype
     rows = prob.z
-    data = _Data(sgeom, z, rows, prob.y, geom.sq_norms(prob.z), n, p, slope)
+    data = FieldData(sgeom, z, rows, prob.y, geom.sq_norms(prob.z), n, p, slope)
     width, count = prob.y.shape[0], state0.v.shape[0]
     k_slots = 0 if geom.diagonal else (min(rows.shape[1], 32) if slots is None else slots)
     sticky = geom.diagonal and float(slope) == 0.0  # orthogonal data, ReLU
@@ -384,13 +160,13 @@ def solve(
     eps = jnp.finfo(dtype).eps
 
     def gram_of(pat):
-        return _gram(data, pat.slots) if k_slots else None
+        return gram(data, pat.slots) if k_slots else None
 
     pat0 = Pattern(
         jnp.where(data.geom.preact(state0.v, z) > 0, ACTIVE, INACTIVE).astype(jnp.int8),
         jnp.full((count, k_slots), -1, jnp.int32),
     )
-    ev0 = _field(data, state0, pat0, gram_of(pat0))
+    ev0 = field(data, state0, pat0, gram_of(pat0))
     loss0 = ev0.loss
     t_end = grid[-1]
 
@@ -425,7 +201,7 @@ def solve(
         y=state0,
         q=jnp.zeros((), dtype),
         ev=ev0,
-        du=_dudt(data, ev0.f),
+        du=dudt(data, ev0.f),
         lam=jnp.full((count, k_slots), 0.5, dtype),
         pat=pat0,
         target=jnp.asarray(jnp.inf, dtype),
@@ -446,7 +222,7 @@ def solve(
     )
 
     # --- event handling at a landed state ---------------------------------------
-    def apply_events(c: _Carry, y1: State, ev1: _Eval, du1, pend, pend_exit):
+    def apply_events(c: _Carry, y1: State, ev1: Eval, du1, pend, pend_exit):
         """Classify the pending pairs at the surface, update the pattern, put them
         exactly on it, restore the sliding constraints; return the new state, its
         field, u̇, λ and pattern, and the counts."""
@@ -455,10 +231,10 @@ def solve(
         # rates with the pair inactive / active (sliding sets of the others unchanged)
         qform = jnp.broadcast_to(data.sq[None, :], pend.shape)
         if k_slots:  # ⟨P⊥x_i, x_i⟩ with P⊥ off neuron j's sliding examples: pending pairs
-            zs, chol = _gram(data, pat.slots)
+            zs, chol = gram(data, pat.slots)
             jj, ii = jnp.nonzero(pend, size=min(EVENTS, pend.size), fill_value=0)
             zx = jnp.einsum("ckm,cm->ck", zs[jj], data.rows[ii])
-            q = data.sq[ii] - jnp.sum(zx * _solve(chol[jj], zx), axis=1)
+            q = data.sq[ii] - jnp.sum(zx * spd_solve(chol[jj], zx), axis=1)
             qform = qform.at[jj, ii].set(jnp.where(pend[jj, ii], q, qform[jj, ii]))
         d_cur = jnp.where(pat.mode == ACTIVE, 1.0, s)
         jump = (y1.a[:, None] / n) * ev1.r[None, :] * qform
@@ -482,7 +258,7 @@ def solve(
             mode = mode.at[rows_idx, cols].set(leave_to, mode="drop")
             slots = jnp.where(pend_exit, -1, slots)
             # new sliders take free slots (occupied first after compaction)
-            slots = _compact(slots)
+            slots = compact(slots)
             used = jnp.sum(slots >= 0, axis=1)
             rank = jnp.cumsum(slide_new, axis=1) - 1
             pos = used[:, None] + rank
@@ -503,17 +279,19 @@ def solve(
             corr = jnp.where(pend, ev1.u / jnp.where(data.sq > 0, data.sq, 1.0)[None, :], 0.0)
             v = y1.v - data.geom.pullback(corr, data.z)
         if k_slots:
-            pat1 = _settle(data, State(y1.a, v), pat1, k_slots)
-            zs1, chol1 = _gram(data, pat1.slots)
-            v = v - jnp.einsum("pkm,pk->pm", zs1, _solve(chol1, jnp.einsum("pkm,pm->pk", zs1, v)))
+            pat1 = settle(data, State(y1.a, v), pat1, k_slots)
+            zs1, chol1 = gram(data, pat1.slots)
+            v = v - jnp.einsum(
+                "pkm,pk->pm", zs1, spd_solve(chol1, jnp.einsum("pkm,pm->pk", zs1, v))
+            )
         gram1 = gram_of(pat1)
         y2 = State(y1.a, v)
-        ev2 = _field(data, y2, pat1, gram1)
-        lam2 = _lam(data, y2, pat1, ev2) if k_slots else c.lam
+        ev2 = field(data, y2, pat1, gram1)
+        lam2 = sliding_lambdas(data, y2, pat1, ev2) if k_slots else c.lam
         flips = jnp.sum(pend & (new_mode != SLIDING) & (new_mode != pat.mode))
         slides = jnp.sum(fits) if k_slots else jnp.zeros((), jnp.int32)
         count32 = [jnp.asarray(x, jnp.int32) for x in (flips, slides, jnp.sum(over))]
-        return (y2, ev2, _dudt(data, ev2.f), lam2, pat1, *count32)
+        return (y2, ev2, dudt(data, ev2.f), lam2, pat1, *count32)
 
     # --- one iteration: a step attempt ------------------------------------------
     def body(c: _Carry) -> _Carry:
@@ -521,12 +299,12 @@ def solve(
         landing = jnp.isfinite(c.target) & (c.target <= t_rec)
         h_free = jnp.minimum(c.h, t_rec - c.t)
         h = jnp.maximum(jnp.where(landing, c.target - c.t, h_free), 0.0)
-        st = _dopri(data, c.y, c.ev, c.q, h, c.pat, gram_of(c.pat), scale)
+        st = dopri(data, c.y, c.ev, c.q, h, c.pat, gram_of(c.pat), scale)
         ok = jnp.isfinite(st.err) & (st.err <= 1.0)
         factor = jnp.clip(0.9 * jnp.maximum(st.err, 1e-10) ** -0.2, 0.2, 5.0)
         factor = jnp.where(jnp.isfinite(st.err), factor, 0.2)
         t1 = c.t + h
-        u0, u1, du1 = c.ev.u, st.ev1.u, _dudt(data, st.ev1.f)
+        u0, u1, du1 = c.ev.u, st.ev1.u, dudt(data, st.ev1.f)
         # -- new events inside (t, t1]: crossings, sliding exits, the stop --
         thr = 256 * eps * u_scale(st.y1)
         sign = jnp.where(c.pat.mode == ACTIVE, 1.0, -1.0)
@@ -542,7 +320,7 @@ def solve(
             (-b2 + jnp.sign(safe_a) * jnp.sqrt(jnp.maximum(disc, 0))) / (3 * safe_a),
         )
         inside = (s_ext > 0) & (s_ext < 1) & (disc >= 0)
-        dip = inside & (sign * _hermite(s_ext, u0, c.du, u1, du1, h) < -thr)
+        dip = inside & (sign * hermite(s_ext, u0, c.du, u1, du1, h) < -thr)
         cand = moving & ((sign * u1 < -thr) | dip)
         # the earliest candidates (estimated: secant on the ends, or the dip) get an
         # accurate root; at most EVENTS of them are landed on together
@@ -552,7 +330,7 @@ def solve(
         jj, ii = jnp.unravel_index(flat, guess.shape)
 
         def roots():
-            r = _first_root(
+            r = first_root(
                 u0[jj, ii],
                 c.du[jj, ii],
                 u1[jj, ii],
@@ -594,7 +372,7 @@ def solve(
         else:
             s_cross = jax.lax.cond(jnp.any(cand), roots, lambda: jnp.full(cand.shape, 2.0, dtype))
         cand = cand & (s_cross <= 1.0)
-        lam1 = _lam(data, st.y1, c.pat, st.ev1) if k_slots else c.lam
+        lam1 = sliding_lambdas(data, st.y1, c.pat, st.ev1) if k_slots else c.lam
         exiting = ((lam1 < 0) | (lam1 > 1)) & (c.pat.slots >= 0) & ~c.pend_exit
         bound = jnp.where(lam1 > 1, 1.0, 0.0)
         gap = jnp.where(c.lam == lam1, 1.0, c.lam - lam1)
@@ -639,9 +417,9 @@ def solve(
                 pat_c = Pattern(
                     jnp.where(stick, INACTIVE, c.pat.mode).astype(jnp.int8), c.pat.slots
                 )
-                ev_c = _field(data, y_c, pat_c, None)
+                ev_c = field(data, y_c, pat_c, None)
                 flips = jnp.sum(stick).astype(jnp.int32)
-                return y_c, ev_c, _dudt(data, ev_c.f), lam1, pat_c, flips, zero_i, zero_i
+                return y_c, ev_c, dudt(data, ev_c.f), lam1, pat_c, flips, zero_i, zero_i
 
             def keep():
                 return st.y1, st.ev1, du1, lam1, c.pat, zero_i, zero_i, zero_i
