@@ -24,6 +24,7 @@ from shallowflow.config import SimConfig, horizon_steps, make_config
 from shallowflow.engine import plan, simulate, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry, to_working
+from shallowflow.kernel import mu_inf_kernel, tangent_kernel
 from shallowflow.model import Problem, State, activation, forward, loss, vector_field
 from shallowflow.observables import (
     assumption1,
@@ -61,6 +62,7 @@ __all__ = [
     "make_config",
     "make_run",
     "measure",
+    "mu_inf_kernel",
     "mu",
     "orthogonal_bounds",
     "plan",
@@ -71,6 +73,7 @@ __all__ = [
     "simulate",
     "simulate_many",
     "summary",
+    "tangent_kernel",
     "to_working",
     "trajectory_table",
     "use_cpu_devices",
