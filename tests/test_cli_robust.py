@@ -238,3 +238,62 @@ def test_verify_keeps_a_finished_ledger_unless_asked(tmp_path):
     _refused(args, "out")
     assert (out / "verify.md").read_text() == ledger
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_check_data_of_a_directory_says_so(tmp_path):
+    res = runner.invoke(app, ["check-data", str(tmp_path)])
+    assert res.exit_code == 2 and "is a directory" in " ".join(res.output.split()), res.output
+
+
+def test_read_only_output_is_refused_before_computing(tmp_path, monkeypatch):
+    """A directory the user cannot write (os.access, since the tests may run as root,
+    who may write anywhere): refused with exit 2, nothing computed."""
+    import os
+
+    import shallowflow.api
+
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if p == locked else real(p, mode))
+    monkeypatch.setattr(shallowflow.api, "simulate", lambda *a, **k: pytest.fail("computed"))
+    for cmd in (["simulate", "--n", "20", "--d", "10"], ["reproduce", "fig2"], ["verify"]):
+        res = _refused([*cmd, "--out", str(locked / "out")], "out")
+        assert "not writable" in res.output
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"lr": "inf"},
+        {"rho": "0.5"},
+        {"horizon": "1e12"},
+        {"seed": "4294967296"},
+        {"labels": "file"},
+        {"p": "0"},
+    ],
+)
+def test_api_sweep_files_and_cli_refuse_alike(tmp_path, knobs):
+    """make_config, a sweep file and the CLI give the same message for the same knob."""
+    from shallowflow.config import make_config
+    from shallowflow.errors import ShallowflowInputError
+
+    base = {"n": 20, "d": 10}
+    typed = {k: float(v) if k != "labels" else v for k, v in knobs.items()}
+    typed = {k: int(v) if k in ("seed", "p") else v for k, v in typed.items()}
+    with pytest.raises(ShallowflowInputError) as api:
+        make_config(**base, **typed)
+    sweep = tmp_path / "s.toml"
+    lines = [f"{k} = {v!r}".replace("'", '"') for k, v in (base | typed).items()]
+    sweep.write_text("[base]\n" + "\n".join(lines) + "\n")
+    cli_args = ["simulate", "--n", "20", "--d", "10"]
+    for k, v in knobs.items():
+        cli_args += [f"--{k.replace('_', '-')}", v]
+    for args in (["sweep", str(sweep)], cli_args):
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+        assert res.exit_code == 2, res.output
+        assert " ".join(str(api.value).split()) in " ".join(res.output.split()), (
+            args,
+            str(api.value),
+            res.output,
+        )

@@ -138,6 +138,8 @@ def validate_state(W: object, a: object, d: int | None = None) -> tuple[np.ndarr
 def _existing(path: PathLike, allowed: tuple[str, ...]) -> Path:
     p = Path(path)
     suffix = p.suffix.lower()
+    if p.is_dir():
+        raise ShallowflowInputError("path", f"{str(p)!r} is a directory; give a file {allowed}")
     if suffix not in allowed:
         raise ShallowflowInputError(
             "path", f"unknown extension {p.suffix or '(none)'!r} of {str(p)!r}; allowed: {allowed}"

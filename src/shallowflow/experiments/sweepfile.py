@@ -97,8 +97,8 @@ def sweep_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     cells = [
         base | dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())
     ]
-    make_config(seed=base["seed"])  # a file's seed obeys the rules of any seed (CLI, API)
-    for cell in cells:
+    for cell in cells:  # the rules and messages of make_config (CLI, API), then the cell's
+        make_config(**{k: v for k, v in cell.items() if k not in TAGS})
         cell_config(cell)
     return cells
 
