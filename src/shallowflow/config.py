@@ -23,7 +23,7 @@ the two that only choose automatic values (``eps``, ``horizon_factor``).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
@@ -43,6 +43,8 @@ GridName = Literal["linear", "log"]
 MAX_STEPS = 2**30
 # Seeds are 32-bit: jax.random.key(2**32) is the key of seed 0.
 MAX_SEED = 2**32 - 1
+# Loss levels a run measures itself at, at most (RecordSpec.levels).
+MAX_LEVELS = 16
 # Host memory for one result row (run × record): the recorded observables in float64.
 _RECORD_BYTES = 8 * 32
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -136,12 +138,22 @@ class SolverSpec(_Spec):
 
 
 class RecordSpec(_Spec):
-    """What a run records (SPEC §2, §5): the time grid, the tail window, the states."""
+    """What a run records (SPEC §2, §5): the time grid, the tail window, the states, the
+    tangent kernel's rate, and the end-of-run measures taken again at loss levels."""
 
     points: int = Field(50, ge=2, alias="record", description="number of recorded times")
     grid: GridName = Field("linear", description="recorded times: linear | log")
     tail: int = Field(100, ge=1, description="steps averaged for mu(t_inf) (SPEC §5, Fig. 6)")
     keep_state: bool = Field(False, description="keep the final states (state.npz)")
+    kernel: bool = Field(
+        False, description="also measure mu_inf_kernel, the tangent kernel's rate, at the end"
+    )
+    levels: tuple[Annotated[float, Field(gt=0)], ...] = Field(
+        (),
+        max_length=MAX_LEVELS,
+        description="losses at which the end-of-run measures (mu(t_inf), <mu>, the kernel's "
+        "rate) are also taken, the first time the loss falls below each (gd and flow)",
+    )
 
 
 class RunSpec(_Spec):
@@ -250,6 +262,13 @@ class SimConfig(_Spec):
                 if isinstance(value, float) and abs(value) > _FLOAT32_MAX:
                     raise ValueError(f"{name}: {value:g} exceeds float32's range; use x64")
         _check_memory(self)
+        if self.record.levels and solver.name == "flow-floor":
+            raise ValueError("levels: measured by the gd and flow solvers, not flow-floor")
+        if any(level <= solver.stop_loss for level in self.record.levels):
+            raise ValueError(
+                f"levels: each must lie above the stop loss {solver.stop_loss:g} (the run "
+                f"stops there); got {list(self.record.levels)}"
+            )
         if run.geometry == "diagonal" and data.law != "orthogonal":
             raise ValueError("geometry: 'diagonal' needs data='orthogonal'")
         if run.geometry == "implicit" and not implicit_ok(data, init):
@@ -368,7 +387,8 @@ def make_config(**knobs: Any) -> SimConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
-        loc = str(err["loc"][-1]) if err["loc"] else ""
+        names = [str(x) for x in err["loc"] if isinstance(x, str)]  # not a sequence index
+        loc = names[-1] if names else ""
         if not loc:  # the checks across knobs write "knob: message"
             loc, _, msg = msg.partition(": ") if ": " in msg else ("config", "", msg)
         raise ShallowflowInputError(loc, msg) from None

@@ -36,7 +36,15 @@ class SimResult:
 def runs_table(res: SimResult) -> pd.DataFrame:
     """One row per run: knobs, seed index, outcome, final loss, steps and measures."""
     cfg = res.cfg
-    df = pd.DataFrame({f"final_{k}": v for k, v in res.final.items() if k != "status"})
+    columns = {}
+    for k, v in res.final.items():
+        if k == "status":
+            continue
+        if np.ndim(v) == 2:  # one column per loss level: final_level_t_0, ...
+            columns.update({f"final_{k}_{j}": v[:, j] for j in range(v.shape[1])})
+        else:
+            columns[f"final_{k}"] = v
+    df = pd.DataFrame(columns)
     df = df.rename(
         columns={
             "final_t_final": "t_final",

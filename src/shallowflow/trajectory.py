@@ -23,8 +23,10 @@ import numpy as np
 
 from shallowflow.config import SimConfig
 from shallowflow.geometry import Geometry
+from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import assumption1, balance, coverage, measure
 from shallowflow.solvers import SolveValues, solve
+from shallowflow.solvers.common import Levels
 from shallowflow.start import (
     DrawSpec,
     DrawValues,
@@ -49,6 +51,8 @@ class Signature:
     records: int
     precision: str
     keep_state: bool
+    kernel: bool = False  # measure mu_inf_kernel
+    levels: int = 0  # loss levels measured on the way
     user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
 
 
@@ -61,6 +65,7 @@ class RunValues(NamedTuple):
     grid: np.ndarray  # (K,) recorded steps (GD) or times (flow)
     times: np.ndarray  # (K,) the recorded times (SolverSpec.times of the grid)
     solve: SolveValues
+    levels: np.ndarray  # (L,) loss levels (RecordSpec.levels)
 
 
 def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
@@ -75,6 +80,8 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
         int(cfg.record.points),
         cfg.run.precision,
         bool(cfg.record.keep_state),
+        bool(cfg.record.kernel),
+        len(cfg.record.levels),
         given,
     )
 
@@ -119,6 +126,7 @@ def run_values(cfg: SimConfig, records: int, dtype) -> RunValues:
         grid=np.tile(padded.astype(np.int32 if s.gd else dtype), (r, 1)),
         times=np.tile(s.times(padded).astype(dtype), (r, 1)),
         solve=SolveValues(*(full(x) for x in knobs)),
+        levels=np.tile(np.asarray(cfg.record.levels, dtype), (r, 1)),
     )
 
 
@@ -138,6 +146,24 @@ def _gd_final_rate(loss, times, valid, loss_end, t_end, fallback) -> jax.Array:
     dt = t_end - times[last]
     rate = jnp.log(loss[last] / loss_end) / jnp.where(dt > 0, dt, 1.0)
     return jnp.where(jnp.any(before) & (dt > 0), rate, fallback)
+
+
+def _at_levels(geom, prob, lev: Levels, loss0, slope, kernel: bool) -> dict[str, jax.Array]:
+    """The end-of-run measures at each loss level (K,): time, loss, μ(t_∞), ⟨μ⟩ and the
+    kernel's rate; a level not reached has NaN everywhere (null in the tables)."""
+    reached = jnp.isfinite(lev.t)
+    out = {
+        "level_t": lev.t,
+        "level_loss": lev.loss,
+        "level_mu_tail": lev.tail,
+        "level_mu_mean": jnp.log(loss0 / lev.loss) / jnp.maximum(lev.t, 1e-30),
+    }
+    if kernel:
+        # lax.map, not vmap: a batched LAPACK eigensolver deadlocks when runs are shared
+        # over several CPU devices (as the batched Cholesky did, solvers/filippov.py)
+        rate = jax.lax.map(lambda s: mu_inf_kernel(geom, s, prob, slope), lev.states)
+        out["level_mu_kernel"] = rate
+    return {k: jnp.where(reached, v, jnp.nan) for k, v in out.items()}
 
 
 def run_one(
@@ -164,6 +190,7 @@ def run_one(
         method=sig.method,
         max_steps=max_steps,
         size=size,
+        levels=v.levels if sig.levels else None,
     )
     b0 = balance(s0)
     scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
@@ -197,6 +224,10 @@ def run_one(
         mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
     )
     final.update(stats)
+    if sig.kernel:
+        final["mu_inf_kernel"] = mu_inf_kernel(geom, traj.final, prob, slope)
+    if sig.levels:
+        final.update(_at_levels(geom, prob, traj.levels, loss0, slope, sig.kernel))
     init = {
         "loss0": loss0,
         "mu0": records["mu_state"][0],

@@ -45,17 +45,19 @@ def solve(
     method: str,
     max_steps: int,
     size: jax.Array,
+    levels: jax.Array | None = None,
 ) -> Trajectory | exact.Flow:
     """Solve one run with the solver ``name`` (gd | flow | flow-floor), recording θ at
     ``grid`` (GD: steps; flows: times). ``size``: the run's number of real entries of θ
-    (the flows' error norm); ``max_steps``: the flows' step cap. The exact flow returns
-    its :class:`~.exact.Flow` (a trajectory with its event statistics and rates)."""
+    (the flows' error norm); ``max_steps``: the flows' step cap; ``levels``: losses at
+    which the run is measured again (GD and the exact flow). The exact flow returns its
+    :class:`~.exact.Flow` (a trajectory with its event statistics and rates)."""
     common = dict(stop_loss=values.stop_loss, diverge_factor=values.diverge_factor, slope=slope)
     if name == "gd":
-        return gd.solve(geom, prob, state0, grid, lr=values.lr, tail=tail, **common)
+        return gd.solve(geom, prob, state0, grid, lr=values.lr, tail=tail, levels=levels, **common)
     flows = dict(rtol=values.rtol, atol=values.atol, max_steps=max_steps, size=size, **common)
     if name == "flow":
-        return exact.solve(geom, prob, state0, grid, tail=float(tail), **flows)
+        return exact.solve(geom, prob, state0, grid, tail=float(tail), levels=levels, **flows)
     return floor.solve(geom, prob, state0, grid, dtmin=values.dtmin, method=method, **flows)
 
 

@@ -28,13 +28,62 @@ class Outcome(IntEnum):
         return "horizon" if self is Outcome.RUNNING else self.name.lower()
 
 
+class Levels(NamedTuple):
+    """A run measured again at loss levels, the first time its loss falls below each:
+    the time, the loss there, the end-of-run rate μ(t_∞) of the window ending there
+    (SPEC §5), and θ there. Levels not reached have time inf."""
+
+    t: jax.Array  # (K,)
+    loss: jax.Array  # (K,)
+    tail: jax.Array  # (K,)
+    states: State  # (K, ...)
+
+
+def level_buffers(levels: jax.Array, state: State) -> Levels:
+    """Empty level records for ``levels`` (K,), with K + 1 state slots: the last is a
+    scratch slot that :func:`record_levels` writes when no level is crossed (one write
+    per step whatever happens, so that no branch is needed under ``vmap``)."""
+    inf = jnp.full(levels.shape, jnp.inf, levels.dtype)
+    slots = jax.tree_util.tree_map(
+        lambda x: jnp.zeros((levels.shape[0] + 1,) + x.shape, x.dtype), state
+    )
+    return Levels(inf, inf, jnp.zeros_like(inf), slots)
+
+
+def record_levels(
+    rec: Levels, levels: jax.Array, loss: jax.Array, t, tail_rate, state: State, ok
+) -> Levels:
+    """Mark the first not-yet-crossed level that ``loss`` (at time ``t``, state
+    ``state``) is at or below, when ``ok``; another level crossed at the same time is
+    marked at the next call."""
+    new = ok & (loss <= levels) & ~jnp.isfinite(rec.t)
+    first = jnp.argmax(new)
+    hit = jnp.any(new)
+    slot = jnp.where(hit, first, levels.shape[0])
+    states = jax.tree_util.tree_map(
+        lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, slot, 0), rec.states, state
+    )
+    mark = hit & (jnp.arange(levels.shape[0]) == first)
+    return Levels(
+        jnp.where(mark, t, rec.t),
+        jnp.where(mark, loss, rec.loss),
+        jnp.where(mark, tail_rate, rec.tail),
+        states,
+    )
+
+
+def finish_levels(rec: Levels) -> Levels:
+    """The records without the scratch slot."""
+    return rec._replace(states=jax.tree_util.tree_map(lambda x: x[:-1], rec.states))
+
+
 class Trajectory(NamedTuple):
     """A solved run: states at the recorded times, and how it ended.
 
     ``states`` stacks θ at ``times`` (K,); entries after the stop repeat the final
     state and are masked by ``valid``. ``t_final`` is when the run stopped, ``steps``
     the number of solver steps, ``status`` an outcome code, ``tail_rate`` the
-    end-of-run rate μ(t_∞) (SPEC §5, Fig. 6).
+    end-of-run rate μ(t_∞) (SPEC §5, Fig. 6), ``levels`` the run at loss levels.
     """
 
     times: jax.Array
@@ -45,6 +94,7 @@ class Trajectory(NamedTuple):
     steps: jax.Array
     status: jax.Array
     tail_rate: jax.Array
+    levels: Levels | None = None
 
 
 def exploded(loss: jax.Array, loss0: jax.Array, factor: float) -> jax.Array:

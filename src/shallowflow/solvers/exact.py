@@ -46,7 +46,14 @@ import jax.numpy as jnp
 
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
-from shallowflow.solvers.common import Outcome, exploded
+from shallowflow.solvers.common import (
+    Levels,
+    Outcome,
+    exploded,
+    finish_levels,
+    level_buffers,
+    record_levels,
+)
 from shallowflow.solvers.dopri import dopri, first_root, hermite
 from shallowflow.solvers.filippov import (
     ACTIVE,
@@ -97,6 +104,7 @@ class Flow(NamedTuple):
     integral_final: jax.Array
     tail_rate: jax.Array  # log(L(t_∞ − tail)/L(t_∞))/tail (SPEC §5)
     stats: Stats
+    levels: Levels | None = None
 
 
 class _Carry(NamedTuple):
@@ -123,6 +131,7 @@ class _Carry(NamedTuple):
     status: jax.Array
     iters: jax.Array
     stats: Stats
+    lev: Levels | None  # the run at loss levels
 
 
 def solve(
@@ -140,11 +149,14 @@ def solve(
     max_steps: int = 10_000_000,
     size=None,
     slots: int | None = None,
+    levels: jax.Array | None = None,
 ) -> Flow:
     """Integrate the exact flow from ``state0``, recording θ at the times ``grid``
     (sorted, last = horizon). ``size``: the number of real entries of θ (padding),
     default all; ``slots``: sliding pairs per neuron at most (static; default
-    min(m, 32); none for the diagonal geometry, whose orthogonal data never slide)."""
+    min(m, 32); none for the diagonal geometry, whose orthogonal data never slide);
+    ``levels`` (K,): also the run at the first step end where its loss is below each
+    (:class:`~.common.Levels`)."""
     sgeom, z = geom.for_solver(prob.z)
     n, p = prob.sizes(state0)
     dtype = state0.a.dtype
@@ -219,6 +231,7 @@ def solve(
         status=status0,
         iters=zero,
         stats=stats0,
+        lev=None if levels is None else level_buffers(levels.astype(dtype), state0),
     )
 
     # --- event handling at a landed state ---------------------------------------
@@ -454,6 +467,10 @@ def solve(
         buf_t = jnp.where(take, c.buf_t.at[slot].set(tn), c.buf_t)
         buf_l = jnp.where(take, c.buf_l.at[slot].set(jnp.log(ev_next.loss)), c.buf_l)
         nbuf = c.nbuf + take.astype(jnp.int32)
+        lev = c.lev
+        if lev is not None:
+            rate = _tail_rate(buf_t, buf_l, nbuf, tn, ev_next.loss, tail, ev0.mu)
+            lev = record_levels(lev, levels, ev_next.loss, tn, rate, y_next, take)
         # -- what the next attempt aims at --
         floor_t = 4 * eps * jnp.maximum(1.0, jnp.abs(c.t))
         target = jnp.where(new_event, c.t + jnp.maximum(s_first * h, floor_t), jnp.inf)
@@ -526,6 +543,7 @@ def solve(
             status,
             c.iters + 1,
             stats,
+            lev,
         )
 
     def going(c: _Carry):
@@ -551,22 +569,22 @@ def solve(
         c.ev.mu,
         integral,
         c.q,
-        _tail_rate(c, tail, ev0.mu),
+        _tail_rate(c.buf_t, c.buf_l, c.nbuf, c.t, c.ev.loss, tail, ev0.mu),
         c.stats,
+        None if c.lev is None else finish_levels(c.lev),
     )
 
 
-def _tail_rate(c: _Carry, tail, mu0) -> jax.Array:
+def _tail_rate(buf_t, buf_l, nbuf, t_end, loss, tail, mu0) -> jax.Array:
     """log(L(t_∞ − w)/L(t_∞))/w, w = min(tail, t_∞), log L interpolated linearly
-    between step ends (the window shrinks to what the buffer holds)."""
-    count = jnp.minimum(c.nbuf, TAIL_BUFFER)
-    start = jnp.where(c.nbuf > TAIL_BUFFER, c.nbuf % TAIL_BUFFER, 0)
+    between the step ends in the buffer (the window shrinks to what it holds)."""
+    count = jnp.minimum(nbuf, TAIL_BUFFER)
+    start = jnp.where(nbuf > TAIL_BUFFER, nbuf % TAIL_BUFFER, 0)
     order = (start + jnp.arange(TAIL_BUFFER)) % TAIL_BUFFER
-    ts, ls = c.buf_t[order], c.buf_l[order]
+    ts, ls = buf_t[order], buf_l[order]
     ok = jnp.arange(TAIL_BUFFER) < count
     ts = jnp.where(ok, ts, ts[jnp.maximum(count - 1, 0)] + jnp.arange(TAIL_BUFFER))
-    t_end = c.t
     target = jnp.maximum(t_end - tail, ts[0])
     l_at = jnp.interp(target, ts, jnp.where(ok, ls, ls[jnp.maximum(count - 1, 0)]))
     width = t_end - target
-    return jnp.where(width > 0, (l_at - jnp.log(c.ev.loss)) / jnp.where(width > 0, width, 1.0), mu0)
+    return jnp.where(width > 0, (l_at - jnp.log(loss)) / jnp.where(width > 0, width, 1.0), mu0)

@@ -18,7 +18,14 @@ import jax.numpy as jnp
 
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
-from shallowflow.solvers.common import Outcome, Trajectory, exploded
+from shallowflow.solvers.common import (
+    Outcome,
+    Trajectory,
+    exploded,
+    finish_levels,
+    level_buffers,
+    record_levels,
+)
 
 
 def tail_rate(buf: jax.Array, k: jax.Array, tail: int) -> jax.Array:
@@ -43,9 +50,11 @@ def solve(
     diverge_factor: float = 1e6,
     slope: float = 0.0,
     tail: int = 100,
+    levels: jax.Array | None = None,
 ) -> Trajectory:
     """Run GD from ``state0`` and record θ at the integer steps ``grid`` (sorted,
-    last = horizon in steps)."""
+    last = horizon in steps); with ``levels`` (K,), also the run the first time its
+    loss falls below each (:class:`~.common.Levels`)."""
     geom, z = geom.for_solver(prob.z)
     prob = prob._replace(z=z)
     loss0 = forward(geom, state0, prob, slope).loss
@@ -55,8 +64,14 @@ def solve(
         field = field_from_forward(geom, state, prob, fw, slope)
         return jax.tree_util.tree_map(lambda x, f: x + eta * f, state, field)
 
+    def at_levels(lev, loss, k, buf, state, ok):
+        if lev is None:
+            return None
+        rate = tail_rate(buf, k, tail)
+        return record_levels(lev, levels, loss, k.astype(dtype) * lr, rate, state, ok)
+
     def step(c):
-        state, k, status, buf = c
+        state, k, status, buf, lev = c
         fw = forward(geom, state, prob, slope)
         bad = exploded(fw.loss, loss0, diverge_factor)
         done = fw.loss <= stop_loss
@@ -67,7 +82,8 @@ def solve(
         # A stopped run does not move (η·0 = 0 exactly; a diverged one is replayed).
         new = move(state, fw, jnp.where(go, lr, 0.0).astype(dtype))
         buf = jnp.where(bad, buf, buf.at[k % (tail + 1)].set(fw.loss))
-        return new, k + go.astype(k.dtype), status, buf
+        lev = at_levels(lev, fw.loss, k, buf, state, ~bad)
+        return new, k + go.astype(k.dtype), status, buf, lev
 
     def replay(anchor, steps):
         return jax.lax.fori_loop(
@@ -84,24 +100,25 @@ def solve(
         return replay(base, steps), target
 
     def upto(c, g):
-        state, k, status, buf, anchors = c
+        state, k, status, buf, lev, anchors = c
         anchors = (anchors[1], (state, k))
         was_running = status == Outcome.RUNNING
-        state, k, status, buf = jax.lax.while_loop(
-            lambda c: (c[1] < g) & (c[2] == Outcome.RUNNING), step, (state, k, status, buf)
+        state, k, status, buf, lev = jax.lax.while_loop(
+            lambda c: (c[1] < g) & (c[2] == Outcome.RUNNING), step, (state, k, status, buf, lev)
         )
         state, k = jax.lax.cond(
             was_running & (status == Outcome.DIVERGED),
             lambda: roll_back(state, k, anchors),
             lambda: (state, k),
         )
-        return (state, k, status, buf, anchors), state
+        return (state, k, status, buf, lev, anchors), state
 
     buf0 = jnp.full((tail + 1,), loss0, dtype)
     k0 = jnp.zeros((), jnp.int32)
-    c0 = (state0, k0, jnp.zeros((), jnp.int32), buf0, ((state0, k0), (state0, k0)))
+    lev0 = None if levels is None else level_buffers(levels.astype(dtype), state0)
+    c0 = (state0, k0, jnp.zeros((), jnp.int32), buf0, lev0, ((state0, k0), (state0, k0)))
     c, states = jax.lax.scan(upto, c0, grid)
-    state, k, status, buf, anchors = c
+    state, k, status, buf, lev, anchors = c
     # A run still running at the horizon is checked once more (its last loss).
     last = forward(geom, state, prob, slope).loss
     bad = exploded(last, loss0, diverge_factor)
@@ -115,7 +132,10 @@ def solve(
     )
     state, k = jax.lax.cond(running & bad, lambda: roll_back(state, k, anchors), lambda: (state, k))
     buf = jnp.where(running & ~bad, buf.at[k % (tail + 1)].set(last), buf)
+    lev = at_levels(lev, last, k, buf, state, running & ~bad)
     t_final = k.astype(dtype) * lr
     times = grid.astype(dtype) * lr
     valid = grid <= k
-    return Trajectory(times, states, valid, state, t_final, k, status, tail_rate(buf, k, tail))
+    lev = None if lev is None else finish_levels(lev)
+    rate = tail_rate(buf, k, tail)
+    return Trajectory(times, states, valid, state, t_final, k, status, rate, lev)
