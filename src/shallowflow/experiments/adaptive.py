@@ -8,7 +8,7 @@ range ``[min n, max n]`` snapped to the grid's step (the gcd of its spacings),
 batches of ``ADAPTIVE_RUNS_FRACTION`` × the protocol's runs per point, at
 most the grid's runs for that group. It stops once its 95% interval is no
 wider than the grid design's would be: :func:`grid_width`, the median
-bootstrap width of the grid design's fit under a *planted* logistic curve (the
+width of the grid design's interval under a *planted* logistic curve (the
 design's current fit), re-estimated after each batch. ``proto.params`` may
 override ``adaptive_width`` (a fixed target, as a fraction of the range) and
 ``adaptive_runs`` (runs per batch). Every evaluated (n, runs) is one cell of

@@ -14,11 +14,24 @@ The fit is binomial maximum likelihood with Firth's penalty
 standardised variable ``z = (n − c)/h`` with log-odds ``η = b0 + b1 z``.  The
 penalty keeps the estimate finite for perfectly separated data (all successes
 below some ``n``, all failures above) and removes the O(1/R) bias of the MLE.
-The interval is a percentile bootstrap of the per-point binomial counts.
+The interval is by default the profile-likelihood (likelihood-ratio) interval of
+``N`` (Venzon & Moolgavkar 1988): every ``N₀`` whose best curve crossing 1/2 at
+``N₀`` is within ``χ²₁(level)/2`` of the best curve's log-likelihood.  Unlike a
+bootstrap from the fitted curve it does not take the fitted slope as known:
+when the fall is sharper than the spacing of the sizes (near-separated data)
+it spans the whole gap the data cannot resolve.  And it needs only the
+likelihood, which is the same whether the sizes were fixed in advance or chosen
+from the data as they came (:func:`adaptive_threshold`), where a parametric
+bootstrap replays the realised design as if it were fixed.  Its coverage under
+both designs is checked on planted curves (tests/test_thresholds.py,
+tests/test_adaptive.py).  A percentile bootstrap of the per-point counts
+remains available.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -39,8 +52,10 @@ __all__ = [
 ]
 
 Bootstrap = Literal["parametric", "nonparametric"]
+Interval = Literal["profile", "bootstrap"]
 Simulate = Callable[[int, int, int], int]
 _FLAT = 1e-10  # |b1| below this (standardised units): no crossing, N undefined
+_ONE_SIGMA = float(special.ndtr(-1.0))  # tail beyond one sigma: [16%, 84%] is ±1σ
 
 
 # --------------------------------------------------------------------------- Hoeffding bars
@@ -91,9 +106,11 @@ class ThresholdFit:
 
     ``intercept`` is the log-odds of success at ``n = 0`` (``slope · threshold``),
     so ``logit P(n) = intercept − slope · n``.  ``[ci_low, ci_high]`` is the
-    percentile bootstrap interval of ``threshold`` at ``level``; ``n_runs`` the
-    total number of runs fitted; ``converged`` whether the optimiser met its
-    tolerance.
+    interval of ``threshold`` at ``level`` (profile likelihood unless asked for
+    a bootstrap); ``se`` its one-sigma counterpart, half the width of the
+    68.27% interval of the same kind (``inf`` when that is unbounded); ``n_runs``
+    the total number of runs fitted; ``converged`` whether the optimiser met
+    its tolerance.
     """
 
     threshold: float
@@ -104,10 +121,11 @@ class ThresholdFit:
     n_runs: int
     converged: bool
     level: float = 0.95
+    se: float = math.nan
 
     @property
     def ci_width(self) -> float:
-        """Width ``ci_high − ci_low`` of the bootstrap interval."""
+        """Width ``ci_high − ci_low`` of the interval."""
         return self.ci_high - self.ci_low
 
     def predict(self, n: ArrayLike) -> NDArray[np.float64]:
@@ -124,6 +142,7 @@ def fit_threshold(
     seed: int = 0,
     level: float = 0.95,
     bootstrap: Bootstrap = "parametric",
+    interval: Interval = "profile",
 ) -> ThresholdFit:
     """Threshold ``N`` where the success probability crosses 1/2 (SPEC §5, Figs. 3–5).
 
@@ -137,11 +156,21 @@ def fit_threshold(
     clipped to ``[n_a, n_b]`` (which only binds with one run per point).  Data
     with a flat fitted curve (no crossing at all) give ``N = NaN``.
 
-    The interval is the percentile interval (outward nearest rank) of ``N``
+    ``interval="profile"`` (default): the likelihood-ratio interval
+    ``{N₀ : 2 (ℓ̂ − ℓ_p(N₀)) ≤ χ²₁(level)}`` (its hull), with ``ℓ_p(N₀)`` the
+    (unpenalised) binomial log-likelihood maximised over the slope, of the
+    fitted sign, with the crossing held at ``N₀``, and ``ℓ̂`` its maximum.  It
+    is infinite on a side where the curve can cross arbitrarily far away (no
+    significant fall on that side).  ``n_boot``, ``seed`` and ``bootstrap`` are
+    then unused.
+
+    ``interval="bootstrap"``: the percentile interval (outward nearest rank) of ``N``
     over ``n_boot`` bootstrap replicates drawn with ``numpy.random.default_rng(seed)``:
     ``k*_i ~ Bin(R_i, p̂_i)`` from the fitted curve (``"parametric"``) or from the observed fractions
     ``k_i/R_i`` (``"nonparametric"``); replicates without a crossing count as
     ``±∞`` on the side the fitted curve implies, so the interval can be infinite.
+    It takes the fitted slope as known and under-covers when the fall is
+    sharper than the spacing of ``n`` or the sizes were chosen adaptively.
     """
     x = np.asarray(n, dtype=float)
     require(x.ndim == 1 and x.size > 0, "n", "must be a non-empty 1-D array")
@@ -152,7 +181,24 @@ def fit_threshold(
     require(isinstance(n_boot, int | np.integer) and n_boot >= 1, "n_boot", "must be an int >= 1")
     require(0.0 < level < 1.0, "level", "must lie in (0, 1)")
     require(bootstrap in ("parametric", "nonparametric"), "bootstrap", "parametric|nonparametric")
+    require(interval in ("profile", "bootstrap"), "interval", "profile|bootstrap")
 
+    boot = (n_boot, seed, bootstrap) if interval == "bootstrap" else None
+    return _fit(tuple(x), tuple(k), tuple(r), level, boot)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fit(
+    x: tuple[float, ...],
+    k: tuple[float, ...],
+    r: tuple[float, ...],
+    level: float,
+    boot: tuple[int, int, Bootstrap] | None,
+) -> ThresholdFit:
+    """:func:`fit_threshold` on validated data (``boot``: the bootstrap's ``(n_boot, seed,
+    kind)``, ``None`` for the profile interval), memoised: the adaptive design refits the
+    same evaluations on every replay, and a fit is a pure function of its arguments."""
+    x, k, r = np.array(x), np.array(k), np.array(r)
     c, h = float(np.mean(x)), float(np.std(x))
     z = (x - c) / h
     beta, converged = _fit_point(z, k, r)
@@ -160,25 +206,27 @@ def fit_threshold(
     gap = _separation_gap(x, k, r)
     if gap is not None:
         threshold = float(np.clip(threshold, *gap))
-    rng = np.random.default_rng(seed)
-    p_boot = special.expit(beta[0] + beta[1] * z) if bootstrap == "parametric" else k / r
-    k_boot = rng.binomial(r.astype(np.int64), p_boot, size=(n_boot, z.size)).astype(float)
-    b_boot = _fit_batch(z, k_boot, r, np.broadcast_to(beta, (n_boot, 2)).copy())
-    boot = _threshold(b_boot, c, h)
-    # A flat replicate (no crossing in range) puts N beyond the side the point fit implies.
-    flat = np.isnan(boot) & (b_boot[:, 0] != 0.0) & (beta[1] != 0.0)
-    boot[flat] = np.inf * np.sign(b_boot[flat, 0]) * np.sign(-beta[1])
-    tail = 0.5 * (1.0 - level)
+    if boot is None:
+        (lo, hi), (lo1, hi1) = _profile_interval(z, k, r, beta, (_chi2_1(level), 1.0))
+        ci = (c + h * lo, c + h * hi)
+        se = 0.5 * h * (hi1 - lo1)
+    else:
+        reps = _bootstrap(z, k, r, beta, c, h, *boot)
+        tail = 0.5 * (1.0 - level)
+        ci = tuple(float(np.quantile(reps, q, method=m)) for q, m in _outward(tail))
+        lo1, hi1 = (float(np.quantile(reps, q, method=m)) for q, m in _outward(_ONE_SIGMA))
+        se = 0.5 * (hi1 - lo1)
     slope = float(-beta[1] / h)
     return ThresholdFit(
         threshold=threshold,
-        ci_low=float(np.quantile(boot, tail, method="lower")),
-        ci_high=float(np.quantile(boot, 1.0 - tail, method="higher")),
+        ci_low=float(ci[0]),
+        ci_high=float(ci[1]),
         slope=slope,
         intercept=slope * threshold if np.isfinite(threshold) else float(beta[0]),
         n_runs=int(r.sum()),
         converged=converged,
         level=level,
+        se=float(se),
     )
 
 
@@ -297,6 +345,147 @@ def _fit_evals(
     return fit_threshold(n, k, r, n_boot=n_boot, seed=seed, level=level)
 
 
+def _chi2_1(level: float) -> float:
+    """Quantile ``χ²₁(level)`` of the chi-square law with one degree of freedom."""
+    return float(special.ndtri(0.5 * (1.0 + level)) ** 2)
+
+
+def _outward(tail: float) -> tuple[tuple[float, str], tuple[float, str]]:
+    """Quantile levels and nearest-rank methods of a percentile interval, rounded outward."""
+    return (tail, "lower"), (1.0 - tail, "higher")
+
+
+def _bootstrap(
+    z: NDArray,
+    k: NDArray,
+    r: NDArray,
+    beta: NDArray,
+    c: float,
+    h: float,
+    n_boot: int,
+    seed: int,
+    kind: Bootstrap,
+) -> NDArray[np.float64]:
+    """``n_boot`` bootstrap replicates of ``N`` (``fit_threshold(interval="bootstrap")``)."""
+    rng = np.random.default_rng(seed)
+    p_boot = special.expit(beta[0] + beta[1] * z) if kind == "parametric" else k / r
+    k_boot = rng.binomial(r.astype(np.int64), p_boot, size=(n_boot, z.size)).astype(float)
+    b_boot = _fit_batch(z, k_boot, r, np.broadcast_to(beta, (n_boot, 2)).copy())
+    boot = _threshold(b_boot, c, h)
+    # A flat replicate (no crossing in range) puts N beyond the side the point fit implies.
+    flat = np.isnan(boot) & (b_boot[:, 0] != 0.0) & (beta[1] != 0.0)
+    boot[flat] = np.inf * np.sign(b_boot[flat, 0]) * np.sign(-beta[1])
+    return boot
+
+
+def _profile_loglik(z: NDArray, k: NDArray, r: NDArray, z0: NDArray, sign: float) -> NDArray:
+    """``ℓ_p(z0) = sup_{β ≥ 0} Σ_i [k_i log σ(η_i) + (R_i − k_i) log σ(−η_i)]``,
+    ``η_i = β·sign·(z0 − z_i)``, for each ``z0`` (the curve crossing 1/2 at ``z0``).
+
+    Concave in ``β``, so the score ``g(β) = Σ_i d_i (k_i − R_i σ(β d_i))`` decreases:
+    the maximum is at ``β = 0`` if ``g(0) ≤ 0``; at ``β → ∞`` (the limit, a step at
+    ``z0``) if ``g(∞) = 0``, i.e. no run is on the wrong side of ``z0``; otherwise at
+    the root of ``g``, found by safeguarded Newton steps inside a growing bracket.
+    Each row of ``d`` is scaled to unit maximum, which leaves the supremum unchanged
+    and keeps ``β`` of order one for a far ``z0``.
+    """
+    d = sign * (np.atleast_1d(np.asarray(z0, dtype=float))[:, None] - z)
+    d /= np.abs(d).max(1, keepdims=True)
+
+    def score(b: NDArray) -> tuple[NDArray, NDArray]:
+        p = special.expit(b[:, None] * d)
+        return (d * (k - r * p)).sum(1), (d * d * r * p * (1.0 - p)).sum(1)
+
+    def loglik(b: NDArray) -> NDArray:
+        eta = b[:, None] * d
+        return -(k * np.logaddexp(0.0, -eta) + (r - k) * np.logaddexp(0.0, eta)).sum(1)
+
+    step = ((d < 0) * k + (d > 0) * (r - k)).sum(1) == 0  # sup is the step's limit
+    lo, hi = np.zeros(d.shape[0]), np.ones(d.shape[0])
+    live = ~step & (score(lo)[0] > 0)
+    for _ in range(200):
+        grow = live & (score(hi)[0] > 0)
+        if not grow.any():
+            break
+        lo, hi = np.where(grow, hi, lo), np.where(grow, 16.0 * hi, hi)
+    b = np.where(live, 0.5 * (lo + hi), 0.0)
+    for _ in range(100):
+        g, curv = score(b)
+        lo, hi = np.where(g > 0, b, lo), np.where(g > 0, hi, b)
+        # ℓ(β*) − ℓ(b) is ≤ |g| (hi − lo) by concavity, and ≈ g²/(2 curv) near β*.
+        gap = np.minimum(np.abs(g) * (hi - lo), g * g / np.maximum(curv, 1e-300))
+        if np.all(~live | (gap <= 1e-12)):
+            break
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            newton = b + g / curv
+        inside = (newton >= lo) & (newton <= hi)
+        b = np.where(live, np.where(inside, newton, 0.5 * (lo + hi)), 0.0)
+    limit = -np.log(2.0) * ((d == 0) * r).sum(1)
+    return np.where(step, limit, loglik(b))
+
+
+def _profile_interval(
+    z: NDArray, k: NDArray, r: NDArray, beta: NDArray, qs: tuple[float, ...]
+) -> list[tuple[float, float]]:
+    """Hull of ``{z0 : 2 (ℓ̂ − ℓ_p(z0)) ≤ q}`` for each ``q`` in ``qs`` (standardised units).
+
+    ``ℓ_p`` is scanned on a grid over the data's range and out to ``2^40`` ranges
+    on each side (beyond that: infinite), through the Firth and plain MLE crossings;
+    ``ℓ̂`` is the larger of the scan's top and the plain MLE's log-likelihood (the
+    scan's alone under separation, where the MLE runs off to a step); each end is
+    refined by false position, keeping the inner point inside.
+    """
+    if not abs(beta[1]) > _FLAT:
+        return [(-np.inf, np.inf)] * len(qs)
+    sign = float(np.sign(-beta[1]))
+    span = float(z.max() - z.min())
+    far = span * 2.0 ** np.arange(1, 41)
+    mle = _fit_batch(z, k[None, :], r, beta[None, :].copy(), iters=25, firth=False)[0]
+    tops = [-b[0] / b[1] for b in (beta, mle) if np.sign(-b[1]) == sign and np.isfinite(b).all()]
+    grid = np.unique(np.concatenate([
+        np.linspace(z.min() - span, z.max() + span, 241), z, tops, z.min() - far, z.max() + far,
+    ]))  # fmt: skip
+    ll = _profile_loglik(z, k, r, grid, sign)
+    ll_max = float(ll.max())
+    if len(tops) == 2:  # the plain MLE exists (or nearly): its log-likelihood tops the scan
+        ll_max = max(ll_max, float(_penalised(z, k, r, mle[None, :], firth=False)[0][0]))
+    cuts = ll_max - 0.5 * np.repeat(qs, 2)
+    # Per (q, side): the outermost grid point inside and its outer neighbour.
+    inner, outer, bounded = [], [], []
+    for cut in cuts[::2]:
+        inside = np.flatnonzero(ll >= cut)
+        for i, o in ((inside[0], inside[0] - 1), (inside[-1], inside[-1] + 1)):
+            bounded.append(0 <= o < grid.size)
+            inner.append(grid[i])
+            outer.append(grid[min(max(o, 0), grid.size - 1)])
+    inner, outer, bounded = np.array(inner), np.array(outer), np.array(bounded)
+    f_in = g_in = ll[np.searchsorted(grid, inner)] - cuts  # g_in: f_in before any halving
+    f_out = ll[np.searchsorted(grid, outer)] - cuts
+    last, slow = np.zeros(inner.size), np.zeros(inner.size, dtype=bool)
+    # Illinois false position (bisection where it stalls, as at a jump), inner end inside.
+    for _ in range(60):
+        done = ~bounded | (g_in <= 1e-7) | (np.abs(outer - inner) <= 1e-8 * span)
+        if done.all():
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            secant = (inner * f_out - outer * f_in) / (f_out - f_in)
+        mid = np.where(done, inner, np.where(slow, 0.5 * (inner + outer), secant))
+        f_mid = _profile_loglik(z, k, r, mid, sign) - cuts
+        ok = f_mid >= 0
+        slow = np.where(ok, outer - mid, mid - inner) ** 2 > 0.25 * (outer - inner) ** 2
+        f_out = np.where(ok & (last > 0), 0.5 * f_out, f_out)
+        f_in = np.where(~ok & (last < 0), 0.5 * f_in, f_in)
+        inner, f_in, g_in = (
+            np.where(ok, mid, inner),
+            np.where(ok, f_mid, f_in),
+            np.where(ok, f_mid, g_in),
+        )
+        outer, f_out = np.where(ok, outer, mid), np.where(ok, f_out, f_mid)
+        last = np.where(ok, 1.0, -1.0)
+    ends = np.where(bounded, inner, np.tile([-np.inf, np.inf], len(qs)))
+    return [(float(ends[2 * j]), float(ends[2 * j + 1])) for j in range(len(qs))]
+
+
 def _separation_gap(x: NDArray, k: NDArray, r: NDArray) -> tuple[float, float] | None:
     """The gap ``(n_a, n_b)`` between all-success and all-failure sizes, if completely separated."""
     succ, fail = k == r, k == 0
@@ -323,15 +512,16 @@ def _information(z: NDArray, r: NDArray, eta: NDArray):
     return p, w, a, b, d
 
 
-def _penalised(z: NDArray, k: NDArray, r: NDArray, beta: NDArray):
-    """Firth-penalised log-likelihood and its (modified) score, batched over rows."""
+def _penalised(z: NDArray, k: NDArray, r: NDArray, beta: NDArray, firth: bool = True):
+    """Firth-penalised log-likelihood and its (modified) score, batched over rows
+    (the plain ones with ``firth=False``)."""
     eta = beta[..., :1] + beta[..., 1:] * z
     p, w, a, b, d = _information(z, r, eta)
     det = np.maximum(a * d - b * b, 1e-300)
-    loglik = (k * eta - r * np.logaddexp(0.0, eta)).sum(-1) + 0.5 * np.log(det)
+    loglik = (k * eta - r * np.logaddexp(0.0, eta)).sum(-1) + 0.5 * firth * np.log(det)
     a_, b_, d_, det_ = (v[..., None] for v in (a, b, d, det))
     lev = w * (d_ - 2.0 * b_ * z + a_ * z * z) / det_
-    resid = k - r * p + lev * (0.5 - p)
+    resid = k - r * p + firth * lev * (0.5 - p)
     score = np.stack([resid.sum(-1), (resid * z).sum(-1)], axis=-1)
     return loglik, score, (a, b, d, det)
 
@@ -355,10 +545,17 @@ def _fit_point(z: NDArray, k: NDArray, r: NDArray) -> tuple[NDArray, bool]:
 
 
 def _fit_batch(
-    z: NDArray, k: NDArray, r: NDArray, beta: NDArray, iters: int = 60, max_step: float = 5.0
+    z: NDArray,
+    k: NDArray,
+    r: NDArray,
+    beta: NDArray,
+    iters: int = 60,
+    max_step: float = 5.0,
+    firth: bool = True,
 ) -> NDArray:
-    """Penalised MLE for every row of ``k`` at once: Fisher scoring with step-halving."""
-    loglik, score, info = _penalised(z, k, r, beta)
+    """Penalised (or, ``firth=False``, plain) MLE for every row of ``k`` at once: Fisher
+    scoring with step-halving."""
+    loglik, score, info = _penalised(z, k, r, beta, firth)
     for _ in range(iters):
         a, b, d, det = info
         step = np.stack([d * score[:, 0] - b * score[:, 1], a * score[:, 1] - b * score[:, 0]], 1)
@@ -368,7 +565,7 @@ def _fit_batch(
             break
         for _ in range(30):
             trial = beta + step
-            new_loglik, new_score, new_info = _penalised(z, k, r, trial)
+            new_loglik, new_score, new_info = _penalised(z, k, r, trial, firth)
             ok = new_loglik >= loglik - 1e-12
             beta = np.where(ok[:, None], trial, beta)
             loglik = np.where(ok, new_loglik, loglik)
