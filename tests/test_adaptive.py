@@ -168,3 +168,18 @@ def test_adaptive_interval_coverage_on_planted_curves():
     if sum(hits) < 93:
         hits += [_covered(i) for i in range(100, 300)]
         assert sum(hits) >= 269, f"{sum(hits)}/300 designs cover the planted N"
+
+
+def test_paper_preset_of_figs_4_and_5_searches_adaptively_by_default(tmp_path, monkeypatch):
+    """The paper preset of Figs. 4–5 locates N by the adaptive search (issue: the guessed
+    grid left one point to carry the transition); quick and Fig. 3 run the grid;
+    --grid (adaptive=False) runs the grid anyway."""
+    assert protocol("fig4", "paper").adaptive and protocol("fig5", "paper").adaptive
+    assert not any(protocol(f, "quick").adaptive for f in ("fig3", "fig4", "fig5"))
+    assert not protocol("fig3", "paper").adaptive
+    searched = replace(tiny_fig3(adaptive_width=0.5), adaptive=True)
+    monkeypatch.setattr(rp, "protocols", lambda *a: [searched])
+    res = rp.reproduce("fig3", "quick", tmp_path / "a", progress=False)
+    assert "adaptive" in res["figures"]["fig3"]
+    res = rp.reproduce("fig3", "quick", tmp_path / "g", adaptive=False, progress=False)
+    assert "adaptive" not in res["figures"]["fig3"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.stats.fits import GROWTH_LAWS, growth_fits, growth_laws
+from shallowflow.stats.fits import GROWTH_LAWS, growth_laws
 
 P = np.arange(50.0, 401.0, 10.0)  # Fig. 5's widths (paper preset)
 TRUTH = {  # each law through N ≈ 150–550 over P, like Fig. 5's thresholds
@@ -97,14 +97,6 @@ def test_a_point_with_a_huge_se_barely_moves_the_fit():
             assert wild[law][name] == pytest.approx(base[law][name], rel=1e-6)
             assert dropped[law][name] == pytest.approx(base[law][name], rel=1e-12)
     assert wild["best"] == base["best"] and dropped["n"] == P.size
-
-
-def test_ols_fits_unchanged():
-    """``growth_fits`` keeps its unweighted fits and R² (the figure still reads them)."""
-    n = TRUTH["power"][1](P)
-    fits = growth_fits(P, n)
-    assert fits["power"]["gamma"] == pytest.approx(0.5) and fits["power"]["r2"] == 1.0
-    assert set(fits) == {"power", "linear", "log"}
 
 
 def test_degenerate_input():

@@ -303,3 +303,30 @@ def test_single_example_uncovered_with_probability_three_quarters_power_p(covera
         assert abs(miss - q) <= 5 * sd + 1e-12, (width_, miss, q)
         pooled = 1.0 - cov.mean()  # all examples, same marginal probability
         assert abs(pooled - q) <= 5 * sd + 1e-12, (width_, pooled, q)
+
+
+def test_paper_bounds_are_the_papers_constants_on_a_planted_state():
+    """Fig. 6's μ_low = (2/n) min_i E_i and μ_upp = (16/n) max_i E_i (SPEC §5), beside
+    the tight (2/n) min ‖x_i‖²E_i and (4/n) max ‖x_i‖²E_i (SPEC §2), on a state whose
+    energies are known: orthogonal x_i = s_i e_i, E_i = (1/p) Σ_j a_j² 1[u_ji > 0]."""
+    from shallowflow.geometry import Geometry
+    from shallowflow.model import Problem, State, forward
+    from shallowflow.observables import measure, orthogonal_bounds, paper_bounds
+
+    s = jnp.array([1.0, 1.5, 2.0])  # ‖x_i‖
+    a = jnp.array([2.0, -1.0, 3.0, 0.5])
+    v = jnp.array([[1.0, -1.0, 0.0], [1.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    prob, state, geom = Problem(s, jnp.array([1.0, -1.0, 1.5])), State(a, v), Geometry("diagonal")
+    active = np.asarray(v) > 0
+    energy = (np.asarray(a)[:, None] ** 2 * active).sum(0) / 4
+    np.testing.assert_allclose(energy, [(4 + 1 + 0.25) / 4, (1 + 0.25) / 4, (9 + 0.25) / 4])
+    pre = forward(geom, state, prob).pre
+    lo, hi = paper_bounds(state, prob, pre)
+    assert float(lo) == pytest.approx(2 / 3 * energy.min(), rel=1e-6)
+    assert float(hi) == pytest.approx(16 / 3 * energy.max(), rel=1e-6)
+    lo_t, hi_t = orthogonal_bounds(geom, state, prob, pre)
+    xe = np.asarray(s) ** 2 * energy
+    assert float(lo_t) == pytest.approx(2 / 3 * xe.min(), rel=1e-6)
+    assert float(hi_t) == pytest.approx(4 / 3 * xe.max(), rel=1e-6)
+    m = measure(geom, state, prob, jnp.zeros(4), jnp.ones(()))
+    assert float(m["mu_low"]) == float(lo) and float(m["mu_upp_tight"]) == float(hi_t)

@@ -11,7 +11,7 @@ from shallowflow.experiments.figures import fig6
 from shallowflow.experiments.figures.success import success_points
 from shallowflow.experiments.reproduce import reproduce
 from shallowflow.experiments.sweepfile import load_sweep, run_sweep_file, sweep_cells
-from shallowflow.stats.fits import growth_fits, linear_fit
+from shallowflow.stats.fits import linear_fit
 from shallowflow.storage import read_json, read_parquet
 
 
@@ -73,9 +73,6 @@ def test_fits_recover_known_laws():
     fit = linear_fit(x, 17 * x - 50)
     assert fit["a"] == pytest.approx(17) and fit["b"] == pytest.approx(-50)
     assert fit["r2"] == pytest.approx(1.0)
-    p = np.array([50.0, 100.0, 200.0, 400.0])
-    fits = growth_fits(p, 30 * p**0.5)
-    assert fits["power"]["gamma"] == pytest.approx(0.5) and fits["power"]["r2"] == pytest.approx(1)
 
 
 def test_success_points_and_slopes():

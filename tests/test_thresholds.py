@@ -9,13 +9,9 @@ from hypothesis import strategies as st
 from scipy import optimize, special
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.stats import thresholds as th
-from shallowflow.stats.thresholds import (
-    adaptive_threshold,
-    fit_threshold,
-    hoeffding_halfwidth,
-    success_bars,
-)
+from shallowflow.stats import logistic as lg
+from shallowflow.stats.design import adaptive_threshold
+from shallowflow.stats.thresholds import fit_threshold, hoeffding_halfwidth, success_bars
 
 # Fig. 3's grid and runs, with a planted logistic threshold.
 GRID = np.arange(1300, 2101, 50)
@@ -101,8 +97,8 @@ def test_point_and_bootstrap_optimisers_agree():
     k = np.random.default_rng(3).binomial(RUNS, planted_probability(GRID)).astype(float)
     z = (GRID - GRID.mean()) / GRID.std()
     r = np.full(GRID.size, float(RUNS))
-    beta, converged = th._fit_point(z, k, r)
-    batch = th._fit_batch(z, k[None, :], r, np.zeros((1, 2)))
+    beta, converged = lg.fit_point(z, k, r)
+    batch = lg.fit_batch(z, k[None, :], r, np.zeros((1, 2)))
     assert converged
     np.testing.assert_allclose(batch[0], beta, atol=1e-6)
 
@@ -186,7 +182,7 @@ def test_profile_loglik_is_the_supremum_over_the_slope(runs, steep, seed, sign):
     z = np.sort(rng.normal(size=r.size))
     k = rng.binomial(r.astype(int), special.expit(-steep * z)).astype(float)
     z0 = np.r_[rng.normal(size=3) * 2, z[1], 1e6]
-    got = th._profile_loglik(z, k, r, z0, sign)
+    got = lg.profile_loglik(z, k, r, z0, sign)
     for value, t in zip(got, z0, strict=True):
         d = sign * (t - z) / np.abs(t - z).max()  # β in units of 1/max|d|: the sup is unchanged
 
@@ -211,9 +207,9 @@ def test_profile_interval_ends_are_the_likelihood_ratio_cut():
     c, h = GRID.mean(), GRID.std()
     z, r = (GRID - c) / h, np.full(GRID.size, float(RUNS))
     grid = np.linspace(-3, 3, 20001)
-    top = th._profile_loglik(z, k, r, grid, 1.0).max()
+    top = lg.profile_loglik(z, k, r, grid, 1.0).max()
     for end in (fit.ci_low, fit.ci_high):
-        drop = top - th._profile_loglik(z, k, r, np.array([(end - c) / h]), 1.0)[0]
+        drop = top - lg.profile_loglik(z, k, r, np.array([(end - c) / h]), 1.0)[0]
         assert 2 * drop == pytest.approx(3.8415, abs=2e-3)  # χ²₁(0.95)
     assert fit.ci_low < fit.threshold < fit.ci_high
     # the one-sigma counterpart: half the χ²₁ = 1 interval, about the 95% half-width / 1.96

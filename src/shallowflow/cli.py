@@ -147,7 +147,10 @@ def _option(knob: str) -> inspect.Parameter:
     helptext = _CLI_HELP.get(knob, info.description or knob)
     if get_origin(annotation) is Literal and "|" not in helptext:
         helptext += f" ({' | '.join(get_args(annotation))})"
-    if get_origin(annotation) is Literal or knob in ("p", "geometry", "data"):
+    if get_origin(annotation) is tuple:  # a list of numbers, comma-separated
+        annotation, default = str, ",".join(map(str, default))
+        helptext += " (comma-separated)"
+    elif get_origin(annotation) is Literal or knob in ("p", "geometry", "data"):
         annotation, default = str, "auto" if is_auto(knob) else default
     elif is_auto(knob):
         annotation, default = annotation | None, None
@@ -159,6 +162,19 @@ def _option(knob: str) -> inspect.Parameter:
         default=default,
         annotation=Annotated[annotation, option],
     )
+
+
+_LIST_KNOBS = [k for k, (_, _, info) in KNOBS.items() if get_origin(info.annotation) is tuple]
+
+
+def _numbers(param: str, text: str) -> list[float]:
+    """A comma-separated list of numbers."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ShallowflowInputError(
+            param, f"expected numbers separated by commas, got {text!r}"
+        ) from None
 
 
 def _simulate_options() -> list[inspect.Parameter]:
@@ -183,6 +199,8 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
     from shallowflow.api import run_simulation
 
     _check_out(out)
+    for knob in _LIST_KNOBS:
+        knobs[knob] = _numbers(knob, knobs[knob])
     p, data = knobs.pop("p"), knobs.pop("data")
     knobs["p"] = None if p == "auto" else _int_or_fail("p", p)
     if data in DATA_NAMES:
@@ -268,7 +286,15 @@ def reproduce(
     solver: Annotated[
         str, typer.Option(help="gd (the paper's η = 1) | flow (exact) | flow-floor")
     ] = "gd",
-    adaptive: Annotated[bool, typer.Option(help="adaptive threshold search")] = False,
+    adaptive: Annotated[
+        bool | None,
+        typer.Option(
+            "--adaptive/--grid",
+            help="locate the thresholds of Figs. 3-5 by the adaptive search, or run the full "
+            "n grid (default: adaptive for the paper preset of Figs. 4 and 5, else the grid)",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
     """Reproduce the paper's Figures 2–6: runs.parquet, points.parquet, PNG/PDF figures,

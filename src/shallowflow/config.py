@@ -146,7 +146,8 @@ class RecordSpec(_Spec):
     tail: int = Field(100, ge=1, description="steps averaged for mu(t_inf) (SPEC §5, Fig. 6)")
     keep_state: bool = Field(False, description="keep the final states (state.npz)")
     kernel: bool = Field(
-        False, description="also measure mu_inf_kernel, the tangent kernel's rate, at the end"
+        description="also measure mu_inf_kernel, the tangent kernel's rate, at the end",
+        json_schema_extra=_auto("on for orthogonal data (cheap there), else off"),
     )
     levels: tuple[Annotated[float, Field(gt=0)], ...] = Field(
         (),
@@ -333,6 +334,8 @@ def _resolve(flat: dict[str, Any]) -> SimConfig:
     init = InitSpec(**auto)
     if parts["run"]["geometry"] in (None, "auto"):
         parts["run"]["geometry"] = _geometry(data, init)
+    if parts["record"]["kernel"] is None:
+        parts["record"]["kernel"] = parts["run"]["geometry"] == "diagonal"
     return SimConfig(
         data=data,
         init=init,

@@ -60,11 +60,19 @@ def _min_real(x: jax.Array, prob: Problem) -> jax.Array:
 
 
 def orthogonal_bounds(geom: Geometry, state: State, prob: Problem, pre: jax.Array):
-    """(μ_low, μ_upp) = ((2/n) min_i ‖x_i‖² E_i, (4/n) max_i ‖x_i‖² E_i): bounds on μ
-    for pairwise orthogonal data under Assumption 1 (SPEC §2)."""
+    """(μ_low, μ_upp) tight: ((2/n) min_i ‖x_i‖² E_i, (4/n) max_i ‖x_i‖² E_i), bounds on
+    μ for pairwise orthogonal data under Assumption 1 (SPEC §2)."""
     n, p = prob.sizes(state)
     xe = geom.sq_norms(prob.z) * energies(state, pre, p)
     return 2.0 * _min_real(xe, prob) / n, 4.0 * jnp.max(xe) / n
+
+
+def paper_bounds(state: State, prob: Problem, pre: jax.Array):
+    """The paper's (μ_low, μ_upp) = ((2/n) min_i E_i, (16/n) max_i E_i) (SPEC §5, Fig. 6):
+    the bounds of :func:`orthogonal_bounds` with its constants for ‖x_i‖ ∈ [1, 2]."""
+    n, p = prob.sizes(state)
+    e = energies(state, pre, p)
+    return 2.0 * _min_real(e, prob) / n, 16.0 * jnp.max(e) / n
 
 
 def assumption1(state: State, off2: jax.Array) -> jax.Array:
@@ -97,7 +105,8 @@ def measure(
     loss, μ, balance drift max_j |Δ(a_j² − ‖w_j‖²)| (absolute, and relative to
     ``scale0`` = max_j (a_j(0)² + ‖w_j(0)‖²)), coverage, energies range, the
     orthogonal-data μ bounds and the empirical Theorem-1 constant
-    n μ / min_i (h_θ(x_i)/y_i).
+    n μ / min_i (h_θ(x_i)/y_i). The bounds are the paper's ``mu_low``/``mu_upp``
+    ((2/n) min E_i, (16/n) max E_i) and the tight ``mu_low_tight``/``mu_upp_tight``.
 
     A pair within rounding of its surface (|u_ji| ≤ 64 ε ‖v_j‖‖x_i‖) is measured as on
     it (u = 0, σ'(0) = 0): the exact flow holds sliding pairs there, and which side
@@ -108,7 +117,8 @@ def measure(
     m = mu_from(fw, field, p)
     drift = jnp.max(jnp.abs(balance(state) - balance0))
     e = energies(state, fw.pre, p)
-    lo, hi = orthogonal_bounds(geom, state, prob, fw.pre)
+    lo, hi = paper_bounds(state, prob, fw.pre)
+    lo_tight, hi_tight = orthogonal_bounds(geom, state, prob, fw.pre)
     fit = _min_real(fw.h / jnp.where(prob.example_mask(), prob.y, 1.0), prob)
     return {
         "loss": fw.loss,
@@ -120,6 +130,8 @@ def measure(
         "energy_max": jnp.max(e),
         "mu_low": lo,
         "mu_upp": hi,
+        "mu_low_tight": lo_tight,
+        "mu_upp_tight": hi_tight,
         "min_fit": fit,
         # Theorem 1's PL inequality is about the state; its constant is defined only
         # where every example is fitted on the right side (min_fit > 0): elsewhere NaN,

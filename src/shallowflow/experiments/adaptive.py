@@ -3,7 +3,7 @@
 Adaptive mode (``adaptive=True``, Figs. 3–5 only; Figs. 2 and 6 ignore it)
 replaces each threshold's n grid (Fig. 3: the whole grid; Fig. 4: one per d;
 Fig. 5: one per p) by the sequential design of
-:func:`~shallowflow.stats.thresholds.adaptive_threshold`: on the same
+:func:`~shallowflow.stats.design.adaptive_threshold`: on the same
 range ``[min n, max n]`` snapped to the grid's step (the gcd of its spacings),
 batches of ``ADAPTIVE_RUNS_FRACTION`` × the protocol's runs per point, at
 most the grid's runs for that group. It stops once its 95% interval is no
@@ -39,7 +39,8 @@ from shallowflow.experiments.cells import Cell, cell_seed
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
 from shallowflow.report.format import fmt
-from shallowflow.stats.thresholds import AdaptiveResult, adaptive_threshold, fit_threshold
+from shallowflow.stats.design import AdaptiveResult, adaptive_threshold
+from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic
 from shallowflow.theory.width import width
 

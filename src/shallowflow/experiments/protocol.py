@@ -53,7 +53,8 @@ class Protocol:
     ``cells``: dicts of SimConfig knobs plus ``figure`` (for Fig. 2: the closed form's
     parameters). ``x``: the knob on the horizontal axis; ``group``: the knob whose values
     each get their own threshold (Figs. 4, 5). ``params``: figure-specific constants
-    (Fig. 2: magnitudes; Fig. 6: the reference slope).
+    (Fig. 2: magnitudes; Fig. 6: the reference slope). ``adaptive``: ``reproduce``
+    locates the thresholds with the adaptive search unless told to run the grid.
     """
 
     name: str
@@ -66,6 +67,7 @@ class Protocol:
     group: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    adaptive: bool = False  # reproduce searches its thresholds adaptively by default
 
     @property
     def shapes(self) -> int:

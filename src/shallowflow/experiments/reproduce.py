@@ -44,16 +44,18 @@ def run_protocol(
     executor: str = "local",
     ray_address: str | None = None,
     progress: bool = True,
-    adaptive: bool = False,
+    adaptive: bool | None = None,
     overwrite: bool = False,
 ) -> Summary:
     """Simulate (or evaluate) one protocol, write its tables and figure; return its summary.
 
     ``adaptive`` (Figs. 3–5; ignored by the others): adaptive threshold search
     instead of the full n grid (:func:`run_adaptive`, run locally whatever
-    ``executor``), its runs written to the same ``runs.parquet``.
+    ``executor``), its runs written to the same ``runs.parquet``; None: the protocol's
+    default (the paper preset of Figs. 4 and 5 searches, the others run the grid).
     """
     fig = figure(proto.name)
+    adaptive = proto.adaptive if adaptive is None else adaptive
     fig_dir = Path(out) / proto.name
     runs = None
     record = None
@@ -132,14 +134,15 @@ def reproduce(
     ray_address: str | None = None,
     solver: str = "gd",
     progress: bool = True,
-    adaptive: bool = False,
+    adaptive: bool | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Reproduce ``figure`` (fig2..fig6 or ``all``) under ``preset`` into ``out``.
 
     ``adaptive``: Figs. 3–5 search each threshold adaptively instead of running
     the full n grid, and report the runs used against the grid's (module doc);
-    Figs. 2 and 6 ignore it.
+    ``False`` runs the grid; ``None`` (default) does what each protocol says (the
+    paper preset of Figs. 4 and 5 searches). Figs. 2 and 6 ignore it.
 
     Returns ``{"figures": {name: summary}, "report": {"md": path, "html": path,
     "json": path}, "seconds": {name: wall time}}``. With ``progress`` the runner shows

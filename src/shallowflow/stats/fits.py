@@ -4,8 +4,8 @@ slopes of log-rate against log n).
 
 Fig. 5's growth laws are compared by likelihood (:func:`growth_laws`): each is fitted
 to the thresholds by weighted least squares with their standard errors, and ranked by
-AIC with Akaike weights (Burnham & Anderson 2002, §2.9); :func:`growth_fits` keeps the
-older unweighted fits with their R²."""
+AIC with Akaike weights (Burnham & Anderson 2002, §2.9), not by the R² of unweighted
+fits to point estimates."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from shallowflow.errors import require
 __all__ = [
     "GROWTH_LAWS",
     "bootstrap_slopes",
-    "growth_fits",
     "growth_laws",
     "linear_fit",
     "loglog_slope",
@@ -46,33 +45,6 @@ def linear_fit(x: Any, y: Any) -> dict[str, float]:
     se_b = math.sqrt(s2 * (1 / x.size + x.mean() ** 2 / sxx)) if dof > 0 else math.nan
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
     return {"a": float(a), "b": float(b), "se_a": se_a, "se_b": se_b, "r2": r2}
-
-
-def _r2(y: np.ndarray, pred: np.ndarray) -> float:
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    return 1.0 - float(np.sum((y - pred) ** 2)) / ss_tot if ss_tot > 0 else 1.0
-
-
-def growth_fits(p: Any, n: Any) -> dict[str, dict[str, float]]:
-    """Three laws for ``N(p)`` (Fig. 5), each with R² measured on N itself.
-
-    power ``N = c p^γ`` (least squares in log-log), linear ``N = a p + b``,
-    log ``N = a log p + b``.
-    """
-    p, n = np.asarray(p, float), np.asarray(n, float)
-    power = linear_fit(np.log(p), np.log(n))
-    lin = linear_fit(p, n)
-    log = linear_fit(np.log(p), n)
-    out = {
-        "power": {"gamma": power["a"], "se_gamma": power["se_a"], "c": math.exp(power["b"])},
-        "linear": {"a": lin["a"], "b": lin["b"]},
-        "log": {"a": log["a"], "b": log["b"]},
-    }
-    if p.size >= 2:
-        out["power"]["r2"] = _r2(n, out["power"]["c"] * p ** out["power"]["gamma"])
-        out["linear"]["r2"] = lin["r2"]
-        out["log"]["r2"] = log["r2"]
-    return out
 
 
 def growth_laws(p: Any, n: Any, se: Any) -> dict[str, Any]:

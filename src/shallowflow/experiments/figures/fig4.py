@@ -25,8 +25,8 @@ TITLE = "Fig. 4 — threshold N(d, 30) vs d"
 CLAIM = "The threshold N(d, p) (success probability 1/2) is linear in d at p = 30."
 P = 30
 PROTOCOLS = {
-    "paper": {"ds": range(10, 101, 10), "runs": 20},
-    "quick": {"ds": (20, 40, 60), "runs": 16},
+    "paper": {"ds": range(10, 101, 10), "runs": 20, "adaptive": True},
+    "quick": {"ds": (20, 40, 60), "runs": 16, "adaptive": False},
 }
 
 
@@ -57,6 +57,7 @@ def protocol(preset: str, solver: str = "gd", seed: int = 0) -> Protocol:
         notes=f"p = {P}, d = {', '.join(map(str, ds))}; n = "
         + ("d, 2d, …, 30d − 200" if preset == "paper" else "3d, 5d, 8d, 12d, 18d")
         + f"; {runs} runs per point.",
+        adaptive=PROTOCOLS[preset]["adaptive"],
     )
 
 

@@ -1,7 +1,8 @@
 """Fig. 5 — the threshold N(d, p) against p at d = 30 (SPEC §5).
 
 Per p, the success curve over n and its threshold N; the paper reports sub-linear
-growth, hard to tell from logarithmic, checked here against power, linear and log laws.
+growth, hard to tell from logarithmic, checked here against power, linear and log laws
+fitted to the thresholds with their errors and ranked by AIC.
 
 The paper does not give the sizes ("n on a grid around the threshold"). The grid is
 centred on the guess ``N̂(p) = 150 (p/30)^{1/2}`` at d = 30 (sub-linear, as the paper
@@ -25,8 +26,8 @@ from shallowflow.experiments.figures.success import (
     threshold_panels,
 )
 from shallowflow.experiments.protocol import Protocol, paper_cell
-from shallowflow.report.format import fmt, yes
-from shallowflow.stats.fits import growth_fits
+from shallowflow.report.format import fmt, plus_minus, yes
+from shallowflow.stats.fits import GROWTH_LAWS, growth_laws
 
 NAME = "fig5"
 TITLE = "Fig. 5 — threshold N(30, p) vs p"
@@ -38,8 +39,18 @@ D = 30
 N_REF = 150.0  # measured N(30, 30) ≈ 150 with this engine: the guess's anchor
 P_REF = 30
 PROTOCOLS = {
-    "paper": {"ps": range(50, 401, 10), "runs": 20, "exponents": [k / 4 for k in range(-4, 5)]},
-    "quick": {"ps": (30, 60, 120), "runs": 16, "exponents": [k / 3 for k in range(-2, 3)]},
+    "paper": {
+        "ps": range(50, 401, 10),
+        "runs": 20,
+        "exponents": [k / 4 for k in range(-4, 5)],
+        "adaptive": True,
+    },
+    "quick": {
+        "ps": (30, 60, 120),
+        "runs": 16,
+        "exponents": [k / 3 for k in range(-2, 3)],
+        "adaptive": False,
+    },
 }
 
 
@@ -75,29 +86,37 @@ def protocol(preset: str, solver: str = "gd", seed: int = 0) -> Protocol:
         notes=f"d = {D}, p = {', '.join(map(str, ps))}; n = N̂(p)·2^e around the guess "
         f"N̂(p) = {N_REF:g}·(p/30)^(1/2) (paper: 2^(k/4), k = −4..4; quick: 2^(k/3), "
         f"k = −2..2); {runs} runs per point.",
+        adaptive=PROTOCOLS[preset]["adaptive"],
     )
 
 
 def summarise(runs: pd.DataFrame, proto: Protocol) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Points per (p, n), the threshold per p and the growth laws N(p)."""
+    """Points per (p, n), the threshold per p and the growth laws N(p), fitted to the
+    thresholds with their errors and compared by AIC (``stats.fits.growth_laws``)."""
     pts, table = group_thresholds(runs, proto)
-    ok = table[np.isfinite(table["N"]) & (table["N"] > 0)]
-    return pts, {"thresholds": table.to_dict("records"), "fits": growth_fits(ok["p"], ok["N"])}
+    fits = growth_laws(table["p"], table["N"], table["se"])
+    return pts, {"thresholds": table.to_dict("records"), "fits": fits}
 
 
 def verdict(
     points: pd.DataFrame, summary: dict[str, Any], proto: Protocol
 ) -> tuple[list[str], bool]:
-    """Reproduced when the power law's exponent γ is below 1."""
+    """Reproduced when the power law's exponent γ is below 1 by more than 2σ. The laws
+    are ranked by AIC: ΔAIC < 2 cannot be told apart (Burnham & Anderson)."""
     fits = summary["fits"]
     gamma, se = fits["power"]["gamma"], fits["power"]["se_gamma"]
-    sub = bool(gamma < 1)
-    best = max(("power", "linear", "log"), key=lambda k: fits[k].get("r2", -math.inf))
+    sub = bool(gamma + 2 * se < 1)
+    delta = ", ".join(
+        f"{law} {fmt(fits[law].get('delta_aic', math.nan), 2)}" for law in GROWTH_LAWS
+    )
+    close = [
+        law for law in GROWTH_LAWS if law != fits["best"] and fits[law].get("delta_aic", 9) < 2
+    ]
     head = (
-        f"N(30, p) ≈ {fmt(fits['power']['c'])}·p^{fmt(gamma, 2)} (γ = {fmt(gamma, 2)} ± "
-        f"{fmt(se, 1)}); R²: power {fits['power'].get('r2', math.nan):.3f}, linear "
-        f"{fits['linear'].get('r2', math.nan):.3f}, log {fits['log'].get('r2', math.nan):.3f}; "
-        f"best: {best}; sub-linear: {yes(sub)}"
+        f"N(30, p) ≈ {fmt(fits['power']['c'])}·p^{fmt(gamma, 2)} (γ = {plus_minus(gamma, se)}, "
+        f"{fits['n']} thresholds weighted by their errors); ΔAIC: {delta}; best: {fits['best']}"
+        + (f", not told apart from {' and '.join(close)} (ΔAIC < 2)" if close else "")
+        + f"; sub-linear (γ + 2σ < 1): {yes(sub)}"
     )
     return [head, *threshold_lines(summary["thresholds"], proto.group)], sub
 
@@ -110,23 +129,27 @@ def plot(points: pd.DataFrame, summary: dict[str, Any]):
     fits = summary["fits"]
     p = np.linspace(ok["p"].min(), ok["p"].max(), 100)
     pw, li, lg = fits["power"], fits["linear"], fits["log"]
+
+    def aic(law) -> str:
+        return f"ΔAIC = {fits[law].get('delta_aic', np.nan):.1f}"
+
     right.plot(
         p,
         pw["c"] * p ** pw["gamma"],
         "C3-",
-        label=f"N = {pw['c']:.3g} p^{pw['gamma']:.2f}  (R² = {pw.get('r2', np.nan):.3f})",
+        label=f"N = {pw['c']:.3g} p^{pw['gamma']:.2f}  ({aic('power')})",
     )
     right.plot(
         p,
         li["a"] * p + li["b"],
         "C0--",
-        label=f"N = {li['a']:.3g} p {signed(li['b'])}  (R² = {li.get('r2', np.nan):.3f})",
+        label=f"N = {li['a']:.3g} p {signed(li['b'])}  ({aic('linear')})",
     )
     right.plot(
         p,
         lg["a"] * np.log(p) + lg["b"],
         "C2:",
-        label=f"N = {lg['a']:.3g} log p {signed(lg['b'])}  (R² = {lg.get('r2', np.nan):.3f})",
+        label=f"N = {lg['a']:.3g} log p {signed(lg['b'])}  ({aic('log')})",
     )
     right.legend()
     left.set_title("success fraction, d = 30")

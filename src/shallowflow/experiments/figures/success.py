@@ -48,7 +48,8 @@ def success_points(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def threshold_fit(points: pd.DataFrame) -> dict[str, Any]:
-    """The threshold N of one success curve with its 95% bootstrap interval."""
+    """The threshold N of one success curve with its 95% profile-likelihood interval and
+    its one-sigma error ``se``."""
     x, k, r = (points[c].to_numpy() for c in ("n", "successes", "runs"))
     fit = fit_threshold(x, k, r, n_boot=400)
     inside = bool(x.min() <= fit.threshold <= x.max())
@@ -58,6 +59,7 @@ def threshold_fit(points: pd.DataFrame) -> dict[str, Any]:
         "ci_high": fit.ci_high,
         "slope": fit.slope,
         "intercept": fit.intercept,
+        "se": fit.se,
         "inside_grid": inside,
     }
 
@@ -126,7 +128,7 @@ def threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str):
             (ok["ci_high"] - ok["N"]).clip(lower=0).fillna(0).replace(np.inf, 0),
         ]
     )
-    right.errorbar(ok[group], ok["N"], yerr=err, fmt="ko", ms=4, label="N (95% bootstrap)")
+    right.errorbar(ok[group], ok["N"], yerr=err, fmt="ko", ms=4, label="N (95% interval)")
     right.set_xlabel(group)
     right.set_ylabel(r"threshold $N$")
     if rec := summary.get("adaptive"):

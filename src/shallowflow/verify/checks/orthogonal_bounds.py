@@ -27,7 +27,7 @@ def orthogonal_bounds(p: P, fig_dir: Path | None = None) -> CheckResult:
     for label, cfg in (("flow", flow_config(p)), ("gd", gd_config(p, 1.0))):
         res = sim(cfg)
         # the bounds hold at every θ: they bound the state quantity p‖∇L‖²/L
-        mu, lo, up = (res.records[k] for k in ("mu_state", "mu_low", "mu_upp"))
+        mu, lo, up = (res.records[k] for k in ("mu_state", "mu_low_tight", "mu_upp_tight"))
         lo, up = lo * lo_f, up * up_f
         v = res.valid
         low_ratio = float(np.min(np.where(v, mu / lo, np.inf)))
@@ -49,8 +49,8 @@ def orthogonal_bounds(p: P, fig_dir: Path | None = None) -> CheckResult:
             v = res.valid[0]
             t = res.times[v]
             ax[k].semilogy(t, res.records["mu_state"][0][v], label="μ")
-            ax[k].semilogy(t, lo_f * res.records["mu_low"][0][v], "--", label="μ_low")
-            ax[k].semilogy(t, up_f * res.records["mu_upp"][0][v], "--", label="μ_upp")
+            ax[k].semilogy(t, lo_f * res.records["mu_low_tight"][0][v], "--", label="μ_low")
+            ax[k].semilogy(t, up_f * res.records["mu_upp_tight"][0][v], "--", label="μ_upp")
             ax[k].set(xlabel="t", title=f"{lab}, run 0")
             ax[k].legend()
 

@@ -1,0 +1,219 @@
+"""The binomial logistic likelihood of success curves (SPEC §5, Figs. 3–5): the
+Firth-penalised fit, its batched refits, and the profile likelihood of the crossing.
+
+Runs at size n_i succeed k_i times out of R_i; in the standardised variable
+``z = (n − c)/h`` the log-odds are ``η = b0 + b1 z``, and the curve crosses 1/2 at
+``z = −b0/b1``. :mod:`.thresholds` builds the threshold N and its interval on these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import optimize, special
+
+FLAT = 1e-10  # |b1| below this (standardised units): no crossing, N undefined
+
+
+def chi2_1(level: float) -> float:
+    """Quantile ``χ²₁(level)`` of the chi-square law with one degree of freedom."""
+    return float(special.ndtri(0.5 * (1.0 + level)) ** 2)
+
+
+def profile_loglik(z: NDArray, k: NDArray, r: NDArray, z0: NDArray, sign: float) -> NDArray:
+    """``ℓ_p(z0) = sup_{β ≥ 0} Σ_i [k_i log σ(η_i) + (R_i − k_i) log σ(−η_i)]``,
+    ``η_i = β·sign·(z0 − z_i)``, for each ``z0`` (the curve crossing 1/2 at ``z0``).
+
+    Concave in ``β``, so the score ``g(β) = Σ_i d_i (k_i − R_i σ(β d_i))`` decreases:
+    the maximum is at ``β = 0`` if ``g(0) ≤ 0``; at ``β → ∞`` (the limit, a step at
+    ``z0``) if ``g(∞) = 0``, i.e. no run is on the wrong side of ``z0``; otherwise at
+    the root of ``g``, found by safeguarded Newton steps inside a growing bracket.
+    Each row of ``d`` is scaled to unit maximum, which leaves the supremum unchanged
+    and keeps ``β`` of order one for a far ``z0``.
+    """
+    d = sign * (np.atleast_1d(np.asarray(z0, dtype=float))[:, None] - z)
+    d /= np.abs(d).max(1, keepdims=True)
+
+    def score(b: NDArray) -> tuple[NDArray, NDArray]:
+        p = special.expit(b[:, None] * d)
+        return (d * (k - r * p)).sum(1), (d * d * r * p * (1.0 - p)).sum(1)
+
+    def loglik(b: NDArray) -> NDArray:
+        eta = b[:, None] * d
+        return -(k * np.logaddexp(0.0, -eta) + (r - k) * np.logaddexp(0.0, eta)).sum(1)
+
+    step = ((d < 0) * k + (d > 0) * (r - k)).sum(1) == 0  # sup is the step's limit
+    lo, hi = np.zeros(d.shape[0]), np.ones(d.shape[0])
+    live = ~step & (score(lo)[0] > 0)
+    for _ in range(200):
+        grow = live & (score(hi)[0] > 0)
+        if not grow.any():
+            break
+        lo, hi = np.where(grow, hi, lo), np.where(grow, 16.0 * hi, hi)
+    b = np.where(live, 0.5 * (lo + hi), 0.0)
+    for _ in range(100):
+        g, curv = score(b)
+        lo, hi = np.where(g > 0, b, lo), np.where(g > 0, hi, b)
+        # ℓ(β*) − ℓ(b) is ≤ |g| (hi − lo) by concavity, and ≈ g²/(2 curv) near β*.
+        gap = np.minimum(np.abs(g) * (hi - lo), g * g / np.maximum(curv, 1e-300))
+        if np.all(~live | (gap <= 1e-12)):
+            break
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            newton = b + g / curv
+        inside = (newton >= lo) & (newton <= hi)
+        b = np.where(live, np.where(inside, newton, 0.5 * (lo + hi)), 0.0)
+    limit = -np.log(2.0) * ((d == 0) * r).sum(1)
+    return np.where(step, limit, loglik(b))
+
+
+def profile_interval(
+    z: NDArray, k: NDArray, r: NDArray, beta: NDArray, qs: tuple[float, ...]
+) -> list[tuple[float, float]]:
+    """Hull of ``{z0 : 2 (ℓ̂ − ℓ_p(z0)) ≤ q}`` for each ``q`` in ``qs`` (standardised units).
+
+    ``ℓ_p`` is scanned on a grid over the data's range and out to ``2^40`` ranges
+    on each side (beyond that: infinite), through the Firth and plain MLE crossings;
+    ``ℓ̂`` is the larger of the scan's top and the plain MLE's log-likelihood (the
+    scan's alone under separation, where the MLE runs off to a step); each end is
+    refined by false position, keeping the inner point inside.
+    """
+    if not abs(beta[1]) > FLAT:
+        return [(-np.inf, np.inf)] * len(qs)
+    sign = float(np.sign(-beta[1]))
+    span = float(z.max() - z.min())
+    far = span * 2.0 ** np.arange(1, 41)
+    mle = fit_batch(z, k[None, :], r, beta[None, :].copy(), iters=25, firth=False)[0]
+    tops = [-b[0] / b[1] for b in (beta, mle) if np.sign(-b[1]) == sign and np.isfinite(b).all()]
+    grid = np.unique(np.concatenate([
+        np.linspace(z.min() - span, z.max() + span, 241), z, tops, z.min() - far, z.max() + far,
+    ]))  # fmt: skip
+    ll = profile_loglik(z, k, r, grid, sign)
+    ll_max = float(ll.max())
+    if len(tops) == 2:  # the plain MLE exists (or nearly): its log-likelihood tops the scan
+        ll_max = max(ll_max, float(penalised(z, k, r, mle[None, :], firth=False)[0][0]))
+    cuts = ll_max - 0.5 * np.repeat(qs, 2)
+    # Per (q, side): the outermost grid point inside and its outer neighbour.
+    inner, outer, bounded = [], [], []
+    for cut in cuts[::2]:
+        inside = np.flatnonzero(ll >= cut)
+        for i, o in ((inside[0], inside[0] - 1), (inside[-1], inside[-1] + 1)):
+            bounded.append(0 <= o < grid.size)
+            inner.append(grid[i])
+            outer.append(grid[min(max(o, 0), grid.size - 1)])
+    inner, outer, bounded = np.array(inner), np.array(outer), np.array(bounded)
+    f_in = g_in = ll[np.searchsorted(grid, inner)] - cuts  # g_in: f_in before any halving
+    f_out = ll[np.searchsorted(grid, outer)] - cuts
+    last, slow = np.zeros(inner.size), np.zeros(inner.size, dtype=bool)
+    # Illinois false position (bisection where it stalls, as at a jump), inner end inside.
+    for _ in range(60):
+        done = ~bounded | (g_in <= 1e-7) | (np.abs(outer - inner) <= 1e-8 * span)
+        if done.all():
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            secant = (inner * f_out - outer * f_in) / (f_out - f_in)
+        mid = np.where(done, inner, np.where(slow, 0.5 * (inner + outer), secant))
+        f_mid = profile_loglik(z, k, r, mid, sign) - cuts
+        ok = f_mid >= 0
+        slow = np.where(ok, outer - mid, mid - inner) ** 2 > 0.25 * (outer - inner) ** 2
+        f_out = np.where(ok & (last > 0), 0.5 * f_out, f_out)
+        f_in = np.where(~ok & (last < 0), 0.5 * f_in, f_in)
+        inner, f_in, g_in = (
+            np.where(ok, mid, inner),
+            np.where(ok, f_mid, f_in),
+            np.where(ok, f_mid, g_in),
+        )
+        outer, f_out = np.where(ok, outer, mid), np.where(ok, f_out, f_mid)
+        last = np.where(ok, 1.0, -1.0)
+    ends = np.where(bounded, inner, np.tile([-np.inf, np.inf], len(qs)))
+    return [(float(ends[2 * j]), float(ends[2 * j + 1])) for j in range(len(qs))]
+
+
+def separation_gap(x: NDArray, k: NDArray, r: NDArray) -> tuple[float, float] | None:
+    """The gap ``(n_a, n_b)`` between all-success and all-failure sizes, if completely separated."""
+    succ, fail = k == r, k == 0
+    if not (np.all(succ | fail) and succ.any() and fail.any()):
+        return None
+    for left, right in ((succ, fail), (fail, succ)):
+        if x[left].max() < x[right].min():
+            return float(x[left].max()), float(x[right].min())
+    return None
+
+
+def crossing(beta: NDArray, c: float, h: float) -> NDArray[np.float64]:
+    """``N = c − h b0/b1`` per row of ``beta``; NaN where the curve is flat (no crossing)."""
+    b0, b1 = beta[:, 0], beta[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.abs(b1) > FLAT, c - h * b0 / b1, np.nan)
+
+
+def information(z: NDArray, r: NDArray, eta: NDArray):
+    """Probabilities, weights and the entries (a, b, d) of ``Xᵀ W X = [[a, b], [b, d]]``."""
+    p = special.expit(eta)
+    w = r * p * (1.0 - p)
+    a, b, d = w.sum(-1), (w * z).sum(-1), (w * z * z).sum(-1)
+    return p, w, a, b, d
+
+
+def penalised(z: NDArray, k: NDArray, r: NDArray, beta: NDArray, firth: bool = True):
+    """Firth-penalised log-likelihood and its (modified) score, batched over rows
+    (the plain ones with ``firth=False``)."""
+    eta = beta[..., :1] + beta[..., 1:] * z
+    p, w, a, b, d = information(z, r, eta)
+    det = np.maximum(a * d - b * b, 1e-300)
+    loglik = (k * eta - r * np.logaddexp(0.0, eta)).sum(-1) + 0.5 * firth * np.log(det)
+    a_, b_, d_, det_ = (v[..., None] for v in (a, b, d, det))
+    lev = w * (d_ - 2.0 * b_ * z + a_ * z * z) / det_
+    resid = k - r * p + firth * lev * (0.5 - p)
+    score = np.stack([resid.sum(-1), (resid * z).sum(-1)], axis=-1)
+    return loglik, score, (a, b, d, det)
+
+
+def fit_point(z: NDArray, k: NDArray, r: NDArray) -> tuple[NDArray, bool]:
+    """Penalised MLE: BFGS from the empirical-logit least-squares start, polished by scoring.
+
+    Converged when the modified score is below ``1e-8`` per run.
+    """
+    emp = special.logit((k + 0.5) / (r + 1.0))
+    start = np.polynomial.polynomial.polyfit(z, emp, 1, w=np.sqrt(r))
+
+    def objective(beta: NDArray) -> tuple[float, NDArray]:
+        loglik, score, _ = penalised(z, k, r, beta)
+        return -float(loglik), -score
+
+    res = optimize.minimize(objective, start, jac=True, method="BFGS")
+    beta = fit_batch(z, k[None, :], r, res.x[None, :])[0]
+    _, score, _ = penalised(z, k, r, beta)
+    return beta, bool(np.all(np.isfinite(beta)) and np.max(np.abs(score)) <= 1e-8 * r.sum())
+
+
+def fit_batch(
+    z: NDArray,
+    k: NDArray,
+    r: NDArray,
+    beta: NDArray,
+    iters: int = 60,
+    max_step: float = 5.0,
+    firth: bool = True,
+) -> NDArray:
+    """Penalised (or, ``firth=False``, plain) MLE for every row of ``k`` at once: Fisher
+    scoring with step-halving."""
+    loglik, score, info = penalised(z, k, r, beta, firth)
+    for _ in range(iters):
+        a, b, d, det = info
+        step = np.stack([d * score[:, 0] - b * score[:, 1], a * score[:, 1] - b * score[:, 0]], 1)
+        step /= det[:, None]
+        step *= np.minimum(1.0, max_step / np.maximum(np.abs(step).max(1), 1e-300))[:, None]
+        if np.abs(step).max() < 1e-9:
+            break
+        for _ in range(30):
+            trial = beta + step
+            new_loglik, new_score, new_info = penalised(z, k, r, trial, firth)
+            ok = new_loglik >= loglik - 1e-12
+            beta = np.where(ok[:, None], trial, beta)
+            loglik = np.where(ok, new_loglik, loglik)
+            score = np.where(ok[:, None], new_score, score)
+            info = tuple(np.where(ok, new, old) for new, old in zip(new_info, info, strict=True))
+            if ok.all():
+                break
+            step = np.where(ok[:, None], 0.0, 0.5 * step)
+    return beta
