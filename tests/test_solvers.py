@@ -12,6 +12,7 @@ import pytest
 
 from shallowflow import model, observables
 from shallowflow.config import make_config
+from shallowflow.engine import simulate
 from shallowflow.solvers import exact, gd
 from shallowflow.solvers.common import Outcome
 from shallowflow.start import geometry_of, make_run
@@ -214,3 +215,20 @@ def test_diverged_run_keeps_last_finite_iterate_whatever_the_grid(gd_batch, grid
     assert not (np.isfinite(after) and after <= cfg.solver.diverge_factor * losses[0])
     np.testing.assert_allclose(np.asarray(got.final.v), np.asarray(s.v), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(got.final.a), np.asarray(s.a), rtol=1e-4, atol=1e-5)
+
+
+def test_gd_tail_rate_is_a_window_in_time_whatever_the_step():
+    """SPEC §5: μ(t_∞) is the mean of 2(L_k − L_{k+1})/(L_k + L_{k+1}) over the last 100
+    steps at η = 1, and for another η the same window in time, a rate per unit of time.
+    At η = 1/4 it matches the exact flow's (a rate per unit of time, window 100), not a
+    per-step rate four times smaller."""
+    knobs = dict(
+        data="orthogonal", n=30, d=40, w_scale=0.01, require_coverage=True, x64=True, runs=2,
+        record=4, seed=2, horizon=5000.0, stop_loss=1e-12 / 60,
+    )  # fmt: skip
+    gd = simulate(make_config(**knobs, lr=0.25))
+    flow = simulate(make_config(**knobs, solver="flow", rtol=1e-10, atol=1e-13))
+    np.testing.assert_allclose(gd.final["mu_tail"], flow.final["mu_tail"], rtol=0.02)
+    # the window: 100 units of time, i.e. 400 steps of η = 1/4
+    late = gd.final["t_final"] - 100.0
+    assert (late > 0).all()

@@ -143,7 +143,12 @@ class RecordSpec(_Spec):
 
     points: int = Field(50, ge=2, alias="record", description="number of recorded times")
     grid: GridName = Field("linear", description="recorded times: linear | log")
-    tail: int = Field(100, ge=1, description="steps averaged for mu(t_inf) (SPEC §5, Fig. 6)")
+    tail: int = Field(
+        100,
+        ge=1,
+        description="mu(t_inf)'s window in units of time: the last 100 steps of GD with "
+        "η = 1, 100/η steps of another η (SPEC §5, Fig. 6)",
+    )
     keep_state: bool = Field(False, description="keep the final states (state.npz)")
     kernel: bool = Field(
         description="also measure mu_inf_kernel, the tangent kernel's rate, at the end",

@@ -47,7 +47,7 @@ class Signature:
     solver: str
     activation_slope: float
     method: str
-    tail: int
+    tail: int  # mu(t_inf)'s window: GD steps, or units of time for the flows
     records: int
     precision: str
     keep_state: bool
@@ -76,7 +76,7 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
         cfg.solver.name,
         float(cfg.init.activation_slope),
         cfg.solver.method,
-        int(cfg.record.tail),
+        cfg.solver.steps(cfg.record.tail) if cfg.solver.gd else int(cfg.record.tail),
         int(cfg.record.points),
         cfg.run.precision,
         bool(cfg.record.keep_state),

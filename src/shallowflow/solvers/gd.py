@@ -29,8 +29,8 @@ from shallowflow.solvers.common import (
 
 
 def tail_rate(buf: jax.Array, k: jax.Array, tail: int) -> jax.Array:
-    """Mean over the last ``tail`` steps of 2(L_k − L_{k+1})/(L_k + L_{k+1}),
-    from a ring buffer holding L at steps k−tail..k (fewer if k < tail)."""
+    """Mean over the last ``tail`` steps of 2(L_k − L_{k+1})/(L_k + L_{k+1}), a rate per
+    step, from a ring buffer holding L at steps k−tail..k (fewer if k < tail)."""
     size = tail + 1
     idx = (k - jnp.arange(tail, -1, -1)) % size  # steps k−tail … k, oldest first
     ls = buf[idx]
@@ -54,7 +54,9 @@ def solve(
 ) -> Trajectory:
     """Run GD from ``state0`` and record θ at the integer steps ``grid`` (sorted,
     last = horizon in steps); with ``levels`` (K,), also the run the first time its
-    loss falls below each (:class:`~.common.Levels`)."""
+    loss falls below each (:class:`~.common.Levels`). μ(t_∞) is the mean per-step rate
+    of the last ``tail`` steps over η: a rate per unit of time (SPEC §5; at η = 1 the
+    paper's mean over its last 100 steps, with ``tail`` = 100)."""
     geom, z = geom.for_solver(prob.z)
     prob = prob._replace(z=z)
     loss0 = forward(geom, state0, prob, slope).loss
@@ -67,7 +69,7 @@ def solve(
     def at_levels(lev, loss, k, buf, state, ok):
         if lev is None:
             return None
-        rate = tail_rate(buf, k, tail)
+        rate = tail_rate(buf, k, tail) / lr
         return record_levels(lev, levels, loss, k.astype(dtype) * lr, rate, state, ok)
 
     def step(c):
@@ -137,5 +139,5 @@ def solve(
     times = grid.astype(dtype) * lr
     valid = grid <= k
     lev = None if lev is None else finish_levels(lev)
-    rate = tail_rate(buf, k, tail)
+    rate = tail_rate(buf, k, tail) / lr
     return Trajectory(times, states, valid, state, t_final, k, status, rate, lev)
