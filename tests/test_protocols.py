@@ -123,3 +123,27 @@ def test_flow_solver_and_bad_names():
         protocol("fig3", "huge")
     with pytest.raises(ShallowflowInputError, match="solver"):
         protocol("fig3", "quick", "adam")
+
+
+def test_cells_with_one_draws_tag_share_their_draws():
+    """A ``draws`` tag names the draw group of a cell: cells that differ in the solver or
+    the W scale but share it start from the same data and first layer (paired), and
+    the seed still depends only on the sweep seed and the tag; without it, each cell
+    has its own draws, as before."""
+    import jax
+    import numpy as np
+
+    from shallowflow.start import make_run
+
+    base = dict(data="orthogonal", n=12, d=20, runs=2, record=3, seed=7, x64=True)
+    a = cell_config(base | {"draws": "n=12"})
+    b = cell_config(base | {"draws": "n=12", "lr": 0.5, "w_scale": 0.1})
+    c = cell_config(base | {"lr": 0.5})
+    assert a.run.seed == b.run.seed != c.run.seed
+    assert cell_config(base | {"draws": "n=12", "seed": 8}).run.seed != a.run.seed
+    with jax.enable_x64(True):
+        key = jax.random.fold_in(jax.random.key(a.run.seed), 1)  # the engine's run 1
+        sa, sb = jax.device_get((make_run(key, a), make_run(key, b)))
+    np.testing.assert_array_equal(sa.prob.z, sb.prob.z)  # the same data
+    np.testing.assert_array_equal(sa.state.a, sb.state.a)  # the same second layer
+    np.testing.assert_allclose(sb.state.v, 0.1 * sa.state.v, rtol=1e-15)  # W × 0.1

@@ -22,7 +22,9 @@ from shallowflow.errors import ShallowflowInputError
 
 __all__ = ["ID_COLUMN", "TAGS", "Cell", "cell_config", "cell_seed"]
 
-TAGS = ("figure", "tag")  # knobs that label a cell but are not SimConfig fields
+# Knobs that label a cell but are not SimConfig fields. ``draws`` names a draw group:
+# the cells of one group share their seed, hence their data and θ(0) (paired designs).
+TAGS = ("figure", "tag", "draws")
 ID_COLUMN = "cell_id"
 _ID_LENGTH = 16
 
@@ -128,8 +130,11 @@ def cell_seed(sweep_seed: int, cell: Cell | Mapping[str, Any] | str) -> int:
 
 
 def cell_config(knobs: Mapping[str, Any]) -> SimConfig:
-    """The :class:`SimConfig` of a cell: its knobs without tags, seed = ``cell_seed``."""
+    """The :class:`SimConfig` of a cell: its knobs without tags, seed = ``cell_seed`` of
+    the cell, or of its ``draws`` group when it names one (then the cells of the group
+    start from the same draws)."""
     cell = Cell(knobs)
     conf = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cell.items() if k not in TAGS}
-    conf["seed"] = cell_seed(int(conf.get("seed", 0)), cell)
+    source = f"draws:{cell['draws']}" if "draws" in cell else cell
+    conf["seed"] = cell_seed(int(conf.get("seed", 0)), source)
     return make_config(**conf)
