@@ -355,6 +355,42 @@ def sweep(
 
 
 @app.command()
+@_guarded("study")
+def study(
+    name: Annotated[str, typer.Argument(help="conjecture1")],
+    preset: Annotated[
+        str, typer.Option(help="quick (CPU, minutes) | paper (GPU; also called full)")
+    ] = "quick",
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/study"),
+    resume: Annotated[bool, typer.Option(help="skip finished cells")] = False,
+    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="existing Ray cluster")] = None,
+    overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
+) -> None:
+    """Run a study of a question the paper leaves open (conjecture1: the exponent of the
+    asymptotic rate on orthogonal data): runs.parquet, table.parquet, the figure and
+    study.md / study.html / study.json in --out."""
+    from shallowflow.experiments.studies import run_study
+    from shallowflow.experiments.studies import study as find
+
+    find(name)
+    _check_out(out)
+    t0 = time.perf_counter()
+    res = run_study(
+        name,
+        preset,
+        out,
+        resume=resume,
+        overwrite=overwrite,
+        executor=executor,
+        ray_address=ray_address,
+        progress=console.is_terminal,
+    )
+    typer.echo("\n".join(res["verdicts"]))
+    typer.echo(f"done in {time.perf_counter() - t0:.0f} s; report: {out}/study.md")
+
+
+@app.command()
 @_guarded("verify")
 def verify(
     preset: Annotated[

@@ -27,7 +27,7 @@ from shallowflow.experiments.runner import run_sweep
 from shallowflow.results import runs_table
 from shallowflow.trajectory import signature
 
-__all__ = ["plan_cells", "run_cells", "simulate_batch", "simulate_cell"]
+__all__ = ["cell_table", "plan_cells", "run_cells", "simulate_batch", "simulate_cell"]
 
 
 def plan_cells(cells: Sequence[Mapping[str, Any]], max_batch: int | None = None) -> list[Bucket]:
@@ -35,7 +35,8 @@ def plan_cells(cells: Sequence[Mapping[str, Any]], max_batch: int | None = None)
     return plan([cell_config(c) for c in cells], max_cells=max_batch)
 
 
-def _table(cfg: SimConfig, res) -> pd.DataFrame:
+def cell_table(cfg: SimConfig, res) -> pd.DataFrame:
+    """A cell's table of runs: ``results.runs_table`` and the cell's engine seed."""
     df = runs_table(res)
     df["cell_seed"] = cfg.run.seed
     return df
@@ -56,7 +57,9 @@ def simulate_batch(cells: list[dict[str, Any]], group: Bucket | None = None) -> 
             if signature(cfg) != group.sig or not fits:
                 raise ShallowflowInputError("group", f"a cell does not fit its bucket: {cfg!r}")
         buckets = [group] * len(cfgs)
-    return [_table(c, r) for c, r in zip(cfgs, simulate_many(cfgs, buckets=buckets), strict=True)]
+    return [
+        cell_table(c, r) for c, r in zip(cfgs, simulate_many(cfgs, buckets=buckets), strict=True)
+    ]
 
 
 def simulate_cell(knobs: Mapping[str, Any], group: Bucket | None = None) -> pd.DataFrame:

@@ -1,0 +1,101 @@
+"""Studies: questions the paper leaves open, each answered by one module with its cells,
+its analysis (a table of numbers), its verdict in words and its figure.
+
+A study module holds ``NAME``, ``TITLE``, ``QUESTION``, ``PRESETS``,
+``cells(preset, seed)``, ``summarise(runs, preset) -> (table, summary)``,
+``verdict(table, summary) -> (lines, numbers)`` and ``plot(table, summary)``;
+:func:`run_study` runs its cells with the resumable runner and writes
+``runs.parquet``, ``table.parquet``, ``summary.json``, the figure and a report
+(``study.md``, ``study.html``, ``study.json``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from shallowflow.errors import ShallowflowInputError
+from shallowflow.experiments.batch import run_cells
+from shallowflow.experiments.protocol import preset_name
+from shallowflow.experiments.studies import conjecture1
+from shallowflow.plots import render
+from shallowflow.report.writer import Report, Section, jsonable, write_report
+from shallowflow.storage import write_json_atomic, write_parquet_atomic
+
+__all__ = ["STUDIES", "run_study", "study"]
+
+STUDIES: dict[str, ModuleType] = {m.NAME: m for m in (conjecture1,)}
+
+
+def study(name: str) -> ModuleType:
+    """The module of study ``name``."""
+    if name not in STUDIES:
+        raise ShallowflowInputError(
+            "study", f"unknown study {name!r}; choose one of {tuple(STUDIES)}"
+        )
+    return STUDIES[name]
+
+
+def run_study(
+    name: str,
+    preset: str = "quick",
+    out: str | os.PathLike[str] = "out/study",
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run study ``name`` under ``preset`` into ``out`` (module doc); return its summary
+    with the verdict lines and the paths written."""
+    module = study(name)
+    preset = preset_name(preset)
+    out = Path(out)
+    runs = run_cells(
+        module.cells(preset),
+        out,
+        resume=resume,
+        overwrite=overwrite,
+        executor=executor,
+        ray_address=ray_address,
+        progress=progress,
+    )
+    table, summary = module.summarise(runs, preset)
+    lines, numbers = module.verdict(table, summary)
+    write_parquet_atomic(table, out / "table.parquet")
+    images = render(lambda: module.plot(table, summary), module.TITLE, out / name)
+    summary = summary | {"study": name, "preset": preset, "verdicts": lines, "numbers": numbers}
+    write_json_atomic(jsonable(summary), out / "summary.json")
+    report = Report(
+        f"shallowflow study — {module.TITLE} ({preset} preset)",
+        intro=[f"**Question.** {module.QUESTION}"],
+        sections=[
+            Section(
+                "Answer",
+                claim=module.QUESTION,
+                claim_label="Question.",
+                lines=lines,
+                image=images[0],
+                anchor=name,
+            ),
+            Section("Exponents", lines=_table_lines(table), anchor="table"),
+        ],
+        data=summary | {"table": table.to_dict("records")},
+    )
+    paths = write_report(report, out, "study")
+    return summary | {"report": paths, "table": table}
+
+
+def _table_lines(table) -> list[str]:
+    """Each exponent of the table as a line: part, variant, level, measure, n, slope."""
+    out = []
+    for row in table.to_dict("records"):
+        out.append(
+            f"{row['part']} · {row['variant']} · {row['level']:.0e}/(2n) · {row['measure']} · "
+            f"n = {row['n_min']}–{row['n_max']} ({row['points']} sizes, {row['runs']} runs): "
+            f"{row['slope']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        )
+    return out
