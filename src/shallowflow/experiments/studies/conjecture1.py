@@ -380,7 +380,11 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         b.errorbar(x, y, yerr=err, fmt="s", ms=4, label=f"μ_∞ at {level:.0e}/(2n)")
     b.axhline(-0.5, color="k", ls="--", lw=0.8)
     b.axhline(-1.0, color="k", ls=":", lw=0.8)
-    b.set_xticks(range(len(tags)), [VARIANTS[t][0] for t in tags], rotation=25, fontsize=7)
+    short = {"gd": "Fig. 6 (GD η=1)"}
+    b.set_xticks(range(len(tags)), [short.get(t, VARIANTS[t][0]) for t in tags])
+    b.tick_params(axis="x", labelrotation=25, labelsize=7)
+    for label in b.get_xticklabels():
+        label.set_horizontalalignment("right")
     b.set(ylabel="exponent in n", title="solver and initialisation")
     b.legend(fontsize=7)
     means = pd.DataFrame(summary["means"])
@@ -400,5 +404,5 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     d.loglog(n, means["lambda_min"], "s-", ms=4, label="λ_min(K)")
     d.set(xlabel="n", title="mechanism (at the end)")
     d.legend(fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title
     return fig
