@@ -12,7 +12,17 @@ import pytest
 import shallowflow
 
 ROOT = Path(shallowflow.__file__).parent
-CORE = {"model", "geometry", "implicit", "data", "inits", "observables", "kernel", "errors"}
+CORE = {
+    "model",
+    "geometry",
+    "implicit",
+    "data",
+    "inits",
+    "observables",
+    "kernel",
+    "linalg",
+    "errors",
+}
 ENGINE = {"engine", "trajectory", "solvers", "start", "config", "results", "devices", "compilation"}
 UPPER = {"experiments", "verify", "cli", "api"}
 EDGE = {"storage", "plots", "report", "io"}

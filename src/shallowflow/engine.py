@@ -245,8 +245,13 @@ def _cat(parts: Sequence) -> RunValues:
 
 def devices_for(bucket: Bucket, user: UserArrays, memory_gb: float) -> int:
     """How many local devices share the runs: all of them, unless copying the user's
-    arrays to each would take more than a quarter of ``memory_gb``."""
+    arrays to each would take more than a quarter of ``memory_gb``, or the runs measure
+    the tangent kernel's rate by a dense eigensolve on CPU (LAPACK, which must not run on
+    several CPU devices at once: :mod:`shallowflow.linalg`)."""
     ndev = jax.local_device_count()
+    dense_kernel = bucket.sig.kernel and bucket.sig.draw.geometry != "diagonal"
+    if dense_kernel and jax.default_backend() == "cpu":
+        return 1
     item = 8 if bucket.sig.draw.x64 else 4
     user_bytes = sum(int(np.size(u)) * item for u in user if u is not None)
     if ndev > 1 and user_bytes * ndev > memory_gb * 2**30 / 4:

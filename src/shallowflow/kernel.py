@@ -14,8 +14,8 @@ bottom eigenvector, so L decays at μ_∞ = 2 λ_min(K(θ_∞)) over the example
 Orthogonal data (diagonal geometry, z_i = s_i = ‖x_i‖): G = diag(s²), so K is a diagonal
 plus a rank-≤p term, K = diag(c) + U Uᵀ with c_i = s_i² Σ_j a_j² D_ji²/(n p) (for ReLU
 s_i² E_i/n, E_i the energies of SPEC §2) and U = Sᵀ/√(n p). Its smallest eigenvalue is
-found by bisection on an exact inertia count (:func:`lowrank_min_eig`) in O(n p²) per
-iteration, never forming the n×n matrix.
+found by bisection on a test of positive definiteness (:func:`lowrank_min_eig`) in
+O(n p²) per iteration, never forming the n×n matrix.
 
 The pattern is read from θ as it is: a pair at u_ji = 0 exactly has D_ji = σ'(0). On
 orthogonal data that is the flow's own linearisation (the exact flow holds a pair driven
@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow.geometry import PRECISIONS, Geometry
+from shallowflow.linalg import cholesky, is_positive_definite, spd_solve
 from shallowflow.model import Problem, State, activation, activation_grad
 
 _HI = PRECISIONS["highest"]
@@ -67,36 +68,43 @@ def diagonal_parts(state: State, prob: Problem, slope: float = 0.0) -> tuple[jax
     return c, activation(pre, slope).T / jnp.sqrt(n * p)
 
 
-def _count_below(lam, c, u, mask) -> jax.Array:
-    """#neg(diag(c) − λI + UUᵀ) over the masked rows (module doc of lowrank_min_eig)."""
+def _below(lam, c, u, mask) -> jax.Array:
+    """Whether λ > λ_min(A), A = diag(c) + UUᵀ on the masked rows: A − λI is not
+    positive definite (module doc of :func:`lowrank_min_eig`)."""
+    q = u.shape[1]
     eps = jnp.finfo(c.dtype).eps
-    delta = c - lam
-    # A pivot at rounding level of 0 is nudged to slightly negative (as if λ were a few
-    # ulps larger): the count is then exact for a diag(c) moved by that much.
     tiny = 4 * eps * (jnp.abs(c) + jnp.abs(lam)) + jnp.finfo(c.dtype).tiny
-    delta = jnp.where(jnp.abs(delta) <= tiny, -tiny, delta)
-    neg = jnp.sum(mask & (delta < 0))
-    w = jnp.where(mask, 1.0 / delta, 0.0)
-    schur = jnp.eye(u.shape[1], dtype=c.dtype) + jnp.matmul((u * w[:, None]).T, u, precision=_HI)
-    return neg - jnp.sum(jnp.linalg.eigvalsh(schur) <= 0)
+    delta = jnp.where(mask, c - lam, jnp.inf)
+    low = delta <= tiny  # N: diag(c) − λI is not positive there
+    cand = jnp.argsort(jnp.where(mask, c, jnp.inf))[:q]  # N lies among the q smallest c
+    outside = jnp.any(low) & (jnp.sum(low) > jnp.sum(low[cand]))
+    w = jnp.where(low, 0.0, 1.0 / jnp.where(low, 1.0, delta))
+    g = jnp.eye(q, dtype=c.dtype) + jnp.matmul((u * w[:, None]).T, u, precision=_HI)
+    uc, in_n = u[cand], low[cand]
+    quad = uc @ spd_solve(cholesky(g[None]), uc.T[None])[0]  # U_N G⁻¹ U_Nᵀ
+    both = in_n[:, None] & in_n[None, :]
+    s = jnp.where(both, quad, 0.0) + jnp.diag(jnp.where(in_n, delta[cand], 1.0))
+    return outside | ~is_positive_definite(s[None])[0]
 
 
 def lowrank_min_eig(
     c: jax.Array, u: jax.Array, mask: jax.Array, iterations: int | None = None
 ) -> jax.Array:
     """λ_min of A = diag(c) + U Uᵀ (U (n, q)) restricted to the rows in ``mask`` (U = 0
-    elsewhere), without forming A: O(n q² + q³) per bisection step.
+    elsewhere), without forming A: O(n q² + q³) per bisection step, in plain XLA ops.
 
-    Count identity (Haynsworth inertia additivity on B = [[C − λI, U], [Uᵀ, −I_q]], taking
-    the Schur complement of either diagonal block; C − λI nonsingular):
-        In(−I_q) + In(A − λI) = In(C − λI) + In(−I_q − Uᵀ(C − λI)⁻¹U),
-    so #neg(A − λI) = #neg(C − λI) − #nonpos(I_q + Uᵀ(C − λI)⁻¹U). λ > λ_min iff it is
-    ≥ 1. Bracket: c_min ≤ λ_min (A ⪰ C) and λ_min ≤ min(min_i A_ii, c_(q+1)) (the
-    Rayleigh quotient of e_i, at most Weyl's c_min + λ_max(UᵀU); and λ_1(A) ≤ λ_{q+1}(C)
-    for a positive rank-q update). Bisection is geometric once the lower end is positive
-    (relative precision), else arithmetic; a fixed number of ``iterations`` (default 100
-    in float64, 50 in float32: rounding level for any bracket ratio hi/λ_min up to
-    ~1e15) keeps it jit- and vmap-able.
+    Test (λ ≤ λ_min iff A − λI is positive semidefinite): split the rows into
+    N = {c_i ≤ λ} and P = {c_i > λ}. The P block (C_P − λ) + U_P U_Pᵀ is positive
+    definite, so A − λI ≻ 0 iff its Schur complement on N is, which by Woodbury is
+        S = (C_N − λ) + U_N G⁻¹ U_Nᵀ,   G = I_q + U_Pᵀ (C_P − λ)⁻¹ U_P ≻ 0,
+    a |N|×|N| matrix with |N| ≤ q below the bracket's top; its positive definiteness
+    is read off a Cholesky factorisation (:mod:`shallowflow.linalg`). Bracket:
+    c_min ≤ λ_min (A ⪰ C) and λ_min ≤ min(min_i A_ii, c_(q+1)) (the Rayleigh quotient of
+    e_i, at most Weyl's c_min + λ_max(UᵀU); and λ_1(A) ≤ λ_{q+1}(C) for a positive
+    rank-q update). Bisection is geometric once the lower end is positive (relative
+    precision), else arithmetic; a fixed number of ``iterations`` (default 100 in
+    float64, 50 in float32: rounding level for any bracket ratio hi/λ_min up to ~1e15)
+    keeps it jit- and vmap-able.
     """
     if iterations is None:
         iterations = 100 if c.dtype == jnp.float64 else 50
@@ -110,7 +118,7 @@ def lowrank_min_eig(
     def step(_, bounds):
         lo, hi = bounds
         mid = jnp.where(lo > 0, jnp.sqrt(lo) * jnp.sqrt(hi), 0.5 * (lo + hi))
-        below = _count_below(mid, c, u, mask) >= 1
+        below = _below(mid, c, u, mask)
         return jnp.where(below, lo, mid), jnp.where(below, mid, hi)
 
     lo, hi = jax.lax.fori_loop(0, iterations, step, (lo, hi))

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow.geometry import Geometry
+from shallowflow.linalg import cholesky, spd_solve
 from shallowflow.model import State
 
 INACTIVE, ACTIVE, SLIDING = 0, 1, 2
@@ -62,32 +63,6 @@ def gram(data: FieldData, slots: jax.Array):
         + jnp.eye(slots.shape[1], dtype=zs.dtype) * empty[:, :, None]
     )
     return zs, cholesky(g)
-
-
-def cholesky(g: jax.Array) -> jax.Array:
-    """Lower Cholesky factors of a batch (p, K, K) of SPD matrices, column by column
-    in plain XLA ops. Not ``jnp.linalg.cholesky``: on CPU, LAPACK's batched kernel splits
-    the batch over the runtime's thread pool and waits on it, and with runs shared over
-    several CPU devices every pool thread waited at once (a deadlock, tested)."""
-    k = g.shape[-1]
-    idx = jnp.arange(k)
-
-    def column(j, low):
-        row = low[:, j, :]  # L[j, :j] (zeros beyond)
-        diag = jnp.sqrt(g[:, j, j] - jnp.sum(row * row, axis=-1))
-        col = (g[:, :, j] - jnp.einsum("pik,pk->pi", low, row)) / diag[:, None]
-        col = jnp.where(idx > j, col, jnp.where(idx == j, diag[:, None], 0.0))
-        return low.at[:, :, j].set(col)
-
-    return jax.lax.fori_loop(0, k, column, jnp.zeros_like(g))
-
-
-def spd_solve(chol: jax.Array, b: jax.Array) -> jax.Array:
-    """(L Lᵀ)⁻¹ b for lower factors L (p, K, K) and right-hand sides b (p, K, ...)."""
-    b3 = b if b.ndim == 3 else b[..., None]
-    y = jax.lax.linalg.triangular_solve(chol, b3, left_side=True, lower=True)
-    x = jax.lax.linalg.triangular_solve(chol, y, left_side=True, lower=True, transpose_a=True)
-    return x if b.ndim == 3 else x[..., 0]
 
 
 def field(data: FieldData, y: State, pat: Pattern, gram) -> Eval:
