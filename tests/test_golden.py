@@ -3,11 +3,11 @@ the tables, verdicts and JSON stored in ``tests/golden/``.
 
 The figures' sweeps are the quick protocols cut down (fewer sizes and runs) and run in
 float64, so that their numbers do not depend on the machine beyond rounding; the quick
-ledger runs as ``shallowflow verify --preset quick`` does, without conjecture1 (below). Floats are compared to a
-relative 1e-6 (float64 sweeps: one device against two already moves a long run's final
-loss by 3e-9) or 1e-3 (the ledger, partly float32), rounding-level errors (drifts) to an
-absolute 1e-7; text is compared with its numbers masked and the numbers compared to the
-same tolerance or to one unit in their last printed digit.
+ledger runs as ``shallowflow verify --preset quick`` does, without conjecture1 (below).
+Floats are compared to a relative 1e-6 (float64 sweeps: one device against two already
+moves a long run's final loss by 3e-9) or 1e-3 (the ledger, partly float32), rounding-
+level errors (drifts) to an absolute 1e-7; text is compared with its numbers masked and
+the numbers compared to the same tolerance or to one unit in their last printed digit.
 
 ``SHALLOWFLOW_GOLDEN=write pytest tests/test_golden.py`` rewrites the golden files: do
 that only for a deliberate change of results, and say why in the commit.
