@@ -16,7 +16,6 @@ from shallowflow.theory import closed_form as cf
 from shallowflow.theory.width import width_paper
 from shallowflow.verify import CHECKS, CheckResult, Ledger, Verdict, run_verify
 from shallowflow.verify.checks import (
-    conjecture1,
     lemma1,
     orthogonal_bounds,
     proposition2,
@@ -90,17 +89,6 @@ def test_theorem2_fails_on_a_perturbed_closed_form():
     res = theorem2.theorem2({**p, "closed_form": perturbed})
     assert res.verdict == Verdict.FAIL
     assert res.numbers["engine_rel_err_k"] > 5e-4
-
-
-def test_conjecture1_fails_on_a_wrong_exponent():
-    p = {**_quick("conjecture1"), "ns": (50, 200), "runs": 16, "flow_ns": (), "boot": 200}
-    # a slope inside Proposition 1's proven range [-1, -1/2] but away from the target
-    # leaves the conjecture open; outside the (planted) range it is a FAIL
-    res = conjecture1.conjecture1({**p, "target": -2.0, "band": 0.1})
-    assert res.verdict == Verdict.INCONCLUSIVE
-    res = conjecture1.conjecture1({**p, "target": -2.0, "band": 0.1, "bounds": (-3.0, -2.0)})
-    assert res.verdict == Verdict.FAIL
-    assert res.numbers["ci95"][0] <= res.numbers["slope"] <= res.numbers["ci95"][1]
 
 
 def test_scaling_fails_on_a_wrong_scale():

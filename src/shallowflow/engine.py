@@ -37,6 +37,7 @@ returns plain NumPy arrays; tables and files are made elsewhere.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -188,9 +189,29 @@ def _chunk(bucket: Bucket, runs: int, memory_gb: float) -> int:
     return -(-size // ndev) * ndev
 
 
-@functools.lru_cache(maxsize=64)
+# Compiled programs kept alive in one process. Each holds hundreds of memory maps on
+# CPU (XLA:CPU maps every kernel's code and data apart: ~600 for a GD program, ~1300
+# for the flow's), and Linux allows 65530 per process (vm.max_map_count): keeping
+# every program of a long session would crash LLVM ("Cannot allocate memory") after
+# ~50 buckets. Buckets run one after another, so only a revisited bucket past this
+# bound pays again, and then it is a persistent-cache hit, not a compile.
+PROGRAMS_KEPT = 8
+_programs: collections.OrderedDict[tuple[Bucket, bool], Callable] = collections.OrderedDict()
+
+
 def _compiled(bucket: Bucket, shared: bool) -> Callable:
-    """The compiled batch function of a bucket. ``shared``: runs are shared out over
+    """The compiled batch function of a bucket, kept among the :data:`PROGRAMS_KEPT`
+    most recently used (dropping one frees its executables)."""
+    key = (bucket, shared)
+    fn = _programs.pop(key, None) or _program(bucket, shared)
+    _programs[key] = fn
+    while len(_programs) > max(PROGRAMS_KEPT, 1):
+        _programs.popitem(last=False)
+    return fn
+
+
+def _program(bucket: Bucket, shared: bool) -> Callable:
+    """The batch function of a bucket, jitted. ``shared``: runs are shared out over
     the local devices."""
     run = functools.partial(run_one, bucket.sig, bucket.shape, bucket.max_steps)
     if jax.default_backend() == "cpu":
