@@ -297,3 +297,21 @@ def test_plain_spd_solve_matches_numpy():
     np.testing.assert_allclose(x1, np.linalg.solve(g, b[..., :1])[..., 0], rtol=1e-10, atol=1e-12)
     assert bool(linalg.is_positive_definite(jnp.asarray(g)).all())
     assert not bool(linalg.is_positive_definite(jnp.asarray(g - 100 * np.eye(6))).any())
+
+
+def test_float32_flow_lands_its_events_without_looping(monkeypatch):
+    """In float32 the tests 'the event is at the step's end' (s < 1 − 1e-12) and 'the
+    events are together' (within 1e-9 of a step) rounded away: 1 − 1e-12 is 1 in
+    float32, so an event just short of a step's end was found again and again and the
+    default `simulate --solver flow` on n = 10 looped (19858 rejected attempts for 142
+    steps, then on to the 5·10⁷ cap: minutes). Now it reaches the stop like float64,
+    with about one rejection a step."""
+    import shallowflow.engine as engine
+
+    monkeypatch.setattr(engine, "EXACT_MAX_STEPS", 20_000)  # the old loop hits this
+    knobs = dict(n=10, d=20, runs=2, record=5, solver="flow")
+    cfg = make_config(**knobs)
+    res = simulate(cfg)
+    assert np.all(res.final["status"] == Outcome.CONVERGED), res.final
+    assert np.all(res.final["loss"] <= cfg.solver.stop_loss * (1 + 1e-5))
+    assert np.all(res.final["rejected"] <= 2 * res.final["steps"] + 50)

@@ -170,6 +170,11 @@ def solve(
         size = sum(x.size for x in jax.tree_util.tree_leaves(state0))
     scale = (jnp.asarray(atol, dtype), jnp.asarray(rtol, dtype), jnp.asarray(size, dtype))
     eps = jnp.finfo(dtype).eps
+    # fractions of a step below which an event counts as at its end, and events count
+    # as together: 1e-12 and 1e-9 in float64; in float32 they would round away (1 − 1e-12
+    # is 1), so they are kept above 64 ε there
+    s_end = max(1e-12, 64 * float(eps))
+    window = max(1e-9, 64 * float(eps))
 
     def gram_of(pat):
         return gram(data, pat.slots) if k_slots else None
@@ -397,7 +402,7 @@ def solve(
             stop_hit, jnp.clip((l0 - log_stop) / jnp.where(l0 == l1, 1.0, l0 - l1), 0.0, 1.0), 2.0
         )
         s_first = jnp.minimum(jnp.minimum(jnp.min(s_cross), jnp.min(s_exit, initial=2.0)), s_stop)
-        new_event = ok & (s_first < 1.0 - 1e-12)
+        new_event = ok & (s_first < 1.0 - s_end)
         # -- a landing: are the pending pairs on their surfaces (to tolerance)? --
         tol_u = land_tol(st.y1)
         early = c.pend & (sign * u1 > tol_u)  # not there yet
@@ -415,7 +420,7 @@ def solve(
         ahead = fix & ~back & jnp.isfinite(dt_early)
         accept = ok & ~new_event & ~back
         settle = accept & landing & ~ahead  # apply the landed events
-        stopped = (settle & c.pend_stop) | (accept & ~landing & stop_hit & (s_stop >= 1.0 - 1e-12))
+        stopped = (settle & c.pend_stop) | (accept & ~landing & stop_hit & (s_stop >= 1.0 - s_end))
 
         def on_landing():
             return apply_events(c, st.y1, st.ev1, du1, c.pend, c.pend_exit)
@@ -478,7 +483,6 @@ def solve(
         target = jnp.where(ahead, t1 + jnp.maximum(dt_early, floor_t), target)
         target = jnp.where(~ok & landing, jnp.inf, target)  # a failed landing starts over
         target = jnp.where(~ok & ~landing, c.target, target)  # a record step failed
-        window = 1e-9
         keep_pend = back | ahead | (~ok & ~landing)
         pend = jnp.where(
             new_event, cand & (s_cross <= s_first + window), jnp.where(keep_pend, c.pend, False)
