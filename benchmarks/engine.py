@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("XLA_FLAGS"):
         print(f"XLA_FLAGS={os.environ['XLA_FLAGS']}")
     size = args.peak_size or (1024 if args.quick else 2048)
-    precision = make_config().precision
+    precision = make_config().run.precision
     peak, tp = matmul_peak(size, precision)
     print(
         f"matmul peak: {peak / 1e9:.4g} GFLOP/s (float32 {size}³, jit, precision={precision}, "
