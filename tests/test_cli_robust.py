@@ -82,6 +82,15 @@ def test_sweep_files_are_checked_before_running(tmp_path, text, name):
     assert "Traceback" not in res.output and not out.exists()
 
 
+def test_messages_are_printed_verbatim(tmp_path):
+    """Brackets in a message are text, not console markup (was: '[base]' vanished, the
+    message read 'top level or ()')."""
+    f = tmp_path / "runs.toml"
+    f.write_text("[base]\nn = 10\nd = 5\n[grid]\nruns = [2, 3]\n")
+    res = runner.invoke(app, ["sweep", str(f), "--out", str(tmp_path / "out")])
+    assert "(top level or [base])" in " ".join(res.output.split()), res.output
+
+
 def test_sweep_of_a_directory_says_so(tmp_path):
     res = runner.invoke(app, ["sweep", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "is a directory" in res.output

@@ -18,6 +18,7 @@ from typing import Annotated, Literal, get_args, get_origin
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from shallowflow.config import KNOBS, is_auto
@@ -47,7 +48,7 @@ def _main(
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error[/red] {exc}")
+    console.print(f"[red]error[/red] {escape(str(exc))}")
     raise typer.Exit(2)
 
 
@@ -100,8 +101,8 @@ def _guarded(name: str):
                     saved = "the traceback could not be saved"
                 console.print(
                     f"[red]shallowflow {name} failed[/red]: {type(exc).__name__}: "
-                    f"{str(exc)[:300]}\n{saved}; rerun with `shallowflow --debug {name} ...` "
-                    "to see it"
+                    f"{escape(str(exc)[:300])}\n{escape(saved)}; rerun with "
+                    f"`shallowflow --debug {name} ...` to see it"
                 )
                 raise typer.Exit(1) from None
 

@@ -277,4 +277,4 @@ def adaptive_lines(proto: Protocol, record: dict[str, Any]) -> list[str]:
 def _echo(line: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(line)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line, markup=False)

@@ -187,8 +187,9 @@ def write_figures_report(summaries: list[Summary], out: Path) -> dict[str, Path]
 
 def _print_verdicts(summary: Summary) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold]{summary['title']}[/bold] ({summary['seconds']:.0f} s)")
+    console.print(f"[bold]{escape(summary['title'])}[/bold] ({summary['seconds']:.0f} s)")
     for line in summary["verdicts"]:
-        console.print(f"  {line}")
+        console.print(f"  {escape(line)}")
