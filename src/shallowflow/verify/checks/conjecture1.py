@@ -15,7 +15,7 @@ from shallowflow.experiments.runner import with_knobs
 from shallowflow.experiments.studies import conjecture1 as study
 from shallowflow.plots import save_figure
 from shallowflow.report.format import fmt
-from shallowflow.verify.checks.common import FAIL, INCONCLUSIVE, PASS, P, result, sim
+from shallowflow.verify.checks.common import FAIL, INCONCLUSIVE, PASS, P, prefetch, result, sim
 from shallowflow.verify.ledger import Check, CheckResult
 
 
@@ -25,7 +25,9 @@ def configs(p: P) -> list[SimConfig]:
 
 
 def _runs(p: P) -> pd.DataFrame:
-    """The study's runs table, as the runner would write it, from the ledger's runs."""
+    """The study's runs table, as the runner would write it, from the ledger's runs
+    (simulated together, as the ledger does, when the check is called alone)."""
+    prefetch(configs(p))
     tables = []
     for knobs in study.cells(p["design"]):
         cfg = cell_config(knobs)
