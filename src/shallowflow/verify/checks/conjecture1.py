@@ -27,11 +27,13 @@ def configs(p: P) -> list[SimConfig]:
 def _runs(p: P) -> pd.DataFrame:
     """The study's runs table, as the runner would write it, from the ledger's runs
     (simulated together, as the ledger does, when the check is called alone)."""
-    prefetch(configs(p))
-    tables = []
-    for knobs in study.cells(p["design"]):
-        cfg = cell_config(knobs)
-        tables.append(with_knobs(cell_table(cfg, sim(cfg)), Cell(knobs)))
+    cells = study.cells(p["design"])
+    cfgs = [cell_config(knobs) for knobs in cells]
+    prefetch(cfgs)
+    tables = [
+        with_knobs(cell_table(cfg, sim(cfg)), Cell(knobs))
+        for knobs, cfg in zip(cells, cfgs, strict=True)
+    ]
     return pd.concat(tables, ignore_index=True)
 
 

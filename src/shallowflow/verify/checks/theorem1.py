@@ -53,8 +53,9 @@ def theorem1(p: P, fig_dir: Path | None = None) -> CheckResult:
     at width p(n, ε), and the empirical constant n μ / min_i(h_i/y_i) bounded below in n."""
     eps, runs = p["eps"], p["runs"]
     rows, success, total = [], 0, 0
-    prefetch(configs(p))  # together, as the ledger does, when the check is called alone
-    for cfg in configs(p):
+    cfgs = configs(p)
+    prefetch(cfgs)  # together, as the ledger does, when the check is called alone
+    for cfg in cfgs:
         n, d = cfg.data.n, cfg.data.d
         res = sim(cfg)
         conv = res.final["status"] == Outcome.CONVERGED
