@@ -126,3 +126,41 @@ def test_study_command_refuses_bad_input_before_computing(tmp_path):
         res = runner.invoke(app, ["study", *args, "--out", str(tmp_path / "o")])
         assert res.exit_code == 2 and f"{param}:" in res.output, res.output
         assert not (tmp_path / "o").exists()
+
+
+def test_study_all_writes_one_row_per_question_linking_each_study(tiny_study, tmp_path):
+    """``study all`` runs every study into out/<name> (here resumed from the tiny study's
+    cells: nothing is recomputed) and its report has a row per question with who asked
+    it, the study's headline and links that resolve to the study's section and figure."""
+    import shutil
+
+    from shallowflow.experiments import batch
+    from shallowflow.experiments.studies import STUDIES
+    from shallowflow.experiments.studies.questions import run_all
+
+    src, res = tiny_study
+    shutil.copytree(src, tmp_path / "conjecture1")
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(study.PRESETS, "quick", TINY)
+        m.setattr(batch, "simulate_batch", lambda *a, **k: pytest.fail("recomputed"))
+        m.setattr("shallowflow.experiments.studies.STUDIES", {"conjecture1": study})
+        out = run_all("quick", tmp_path, progress=False, resume=True)
+    assert set(STUDIES) >= {"conjecture1"}
+    assert out["studies"]["conjecture1"]["verdicts"] == res["verdicts"]
+    md = (tmp_path / "open_questions.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {study.QUESTION[:30]}"))
+    assert study.ASKED_BY in row and res["verdicts"][0].split(":")[0] in row
+    assert "(conjecture1/study.md)" in row and "(#conjecture1)" in row
+    html = (tmp_path / "open_questions.html").read_text()
+    assert '<a href="conjecture1/study.html#conjecture1">' in html and 'id="conjecture1"' in html
+    assert 'id="conjecture1"' in (tmp_path / "conjecture1" / "study.html").read_text()
+    assert "![conjecture1](conjecture1/conjecture1.png)" in md
+    assert read_json(tmp_path / "open_questions.json")["questions"][0]["asked_by"] == study.ASKED_BY
+
+
+def test_study_all_refuses_a_bad_preset_before_writing(tmp_path):
+    res = CliRunner().invoke(
+        app, ["study", "all", "--preset", "huge", "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2 and "preset:" in res.output, res.output
+    assert not (tmp_path / "o").exists()

@@ -358,7 +358,7 @@ def sweep(
 @app.command()
 @_guarded("study")
 def study(
-    name: Annotated[str, typer.Argument(help="conjecture1")],
+    name: Annotated[str, typer.Argument(help="conjecture1, or all (every study)")],
     preset: Annotated[
         str, typer.Option(help="quick (CPU, minutes) | paper (GPU; also called full)")
     ] = "quick",
@@ -370,25 +370,35 @@ def study(
 ) -> None:
     """Run a study of a question the paper leaves open (conjecture1: the exponent of the
     asymptotic rate on orthogonal data): runs.parquet, table.parquet, the figure and
-    study.md / study.html / study.json in --out."""
-    from shallowflow.experiments.studies import run_study
+    study.md / study.html / study.json in --out. `study all` runs every study into
+    --out/NAME and writes the open-questions report, --out/open_questions.md/.html."""
+    from shallowflow.experiments.protocol import preset_name
+    from shallowflow.experiments.studies import ALL, run_study
     from shallowflow.experiments.studies import study as find
+    from shallowflow.experiments.studies.questions import QUESTIONS_STEM, run_all
 
-    find(name)
+    if name != ALL:
+        find(name)
+    preset_name(preset)
     _check_out(out)
     t0 = time.perf_counter()
-    res = run_study(
-        name,
-        preset,
-        out,
+    options = dict(
         resume=resume,
         overwrite=overwrite,
         executor=executor,
         ray_address=ray_address,
         progress=console.is_terminal,
     )
-    typer.echo("\n".join(res["verdicts"]))
-    typer.echo(f"done in {time.perf_counter() - t0:.0f} s; report: {out}/study.md")
+    if name == ALL:
+        res = run_all(preset, out, **options)
+        for study_name, summary in res["studies"].items():
+            typer.echo(f"{study_name}: {summary['verdicts'][0]}")
+        report = out / f"{QUESTIONS_STEM}.md"
+    else:
+        res = run_study(name, preset, out, **options)
+        typer.echo("\n".join(res["verdicts"]))
+        report = out / "study.md"
+    typer.echo(f"done in {time.perf_counter() - t0:.0f} s; report: {report}")
 
 
 @app.command()

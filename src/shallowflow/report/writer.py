@@ -22,7 +22,7 @@ import numpy as np
 
 from shallowflow.storage import write_json_atomic, write_text_atomic
 
-__all__ = ["Report", "Section", "jsonable", "markdown", "page", "write_report"]
+__all__ = ["Link", "Report", "Section", "jsonable", "markdown", "page", "write_report"]
 
 # The CSS class of a status word (verdicts of figures and checks).
 STATUS = {
@@ -49,6 +49,19 @@ ul { padding-left: 1.2em; } li { margin: .25em 0; } .notes { color: #666; font-s
 
 
 @dataclass(frozen=True)
+class Link:
+    """A table cell that links elsewhere: ``href`` relative to the report's directory
+    (Markdown links to ``md_href`` when given, e.g. a ``.md`` page beside an ``.html``)."""
+
+    text: str
+    href: str
+    md_href: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
 class Section:
     """One figure, check or study part: its claim and criterion, a verdict word, the
     lines that carry the numbers, small print, and a figure (a PNG path)."""
@@ -71,7 +84,7 @@ class Report:
 
     title: str
     intro: Sequence[str] = ()
-    table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None
+    table: tuple[Sequence[str], Sequence[Sequence[str | Link]]] | None = None
     sections: Sequence[Section] = ()
     data: Any = field(default_factory=dict)
     dated: bool = True
@@ -104,8 +117,10 @@ def _relative(path: Path | None, out: Path) -> str | None:
         return Path(path).as_posix()
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _md_cell(cell: str | Link) -> str:
+    if isinstance(cell, Link):
+        return f"[{_md_cell(cell.text)}]({cell.md_href or cell.href})"
+    return str(cell).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown(report: Report, out: Path) -> str:
@@ -140,6 +155,14 @@ def _img_tag(path: Path | None) -> str:
     return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
 
 
+def _cell_html(cell: str | Link) -> str:
+    if isinstance(cell, Link):
+        return f'<a href="{html.escape(cell.href)}">{html.escape(cell.text, quote=False)}</a>'
+    if cell in STATUS:
+        return _verdict_html(cell)
+    return html.escape(str(cell), quote=False)
+
+
 def _verdict_html(word: str) -> str:
     return f'<span class="{STATUS.get(word, "")}">{html.escape(word)}</span>'
 
@@ -160,10 +183,7 @@ def page(report: Report) -> str:
     if report.table is not None:
         head, rows = report.table
         cells = "".join(
-            "<tr>"
-            + "".join(f"<td>{_verdict_html(c) if c in STATUS else e(str(c))}</td>" for c in row)
-            + "</tr>"
-            for row in rows
+            "<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in row) + "</tr>" for row in rows
         )
         parts.append(
             "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + f"</tr>{cells}</table>"

@@ -1,12 +1,16 @@
 """Studies: questions the paper leaves open, each answered by one module with its cells,
 its analysis (a table of numbers), its verdict in words and its figure.
 
-A study module holds ``NAME``, ``TITLE``, ``QUESTION``, ``PRESETS``,
+A study module holds ``NAME``, ``TITLE``, ``QUESTION``, ``ASKED_BY`` (the paper, or a
+public review), ``PRESETS``,
 ``cells(preset, seed)``, ``summarise(runs, preset) -> (table, summary)``,
 ``verdict(table, summary) -> (lines, numbers)`` and ``plot(table, summary)``;
 :func:`run_study` runs its cells with the resumable runner and writes
 ``runs.parquet``, ``table.parquet``, ``summary.json``, the figure and a report
-(``study.md``, ``study.html``, ``study.json``).
+(``study.md``, ``study.html``, ``study.json``). Its first verdict line is its headline:
+the answer as a number with its interval and the protocol it holds under.
+:func:`~shallowflow.experiments.studies.questions.run_all` (``shallowflow study all``)
+runs every study and writes the open-questions report.
 """
 
 from __future__ import annotations
@@ -24,16 +28,17 @@ from shallowflow.plots import render
 from shallowflow.report.writer import Report, Section, jsonable, write_report
 from shallowflow.storage import write_json_atomic, write_parquet_atomic
 
-__all__ = ["STUDIES", "run_study", "study"]
+__all__ = ["ALL", "STUDIES", "run_study", "study"]
 
 STUDIES: dict[str, ModuleType] = {m.NAME: m for m in (conjecture1,)}
+ALL = "all"  # ``shallowflow study all``: every study and the open-questions report
 
 
 def study(name: str) -> ModuleType:
     """The module of study ``name``."""
     if name not in STUDIES:
         raise ShallowflowInputError(
-            "study", f"unknown study {name!r}; choose one of {tuple(STUDIES)}"
+            "study", f"unknown study {name!r}; choose one of {(*STUDIES, ALL)}"
         )
     return STUDIES[name]
 
