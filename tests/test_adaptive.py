@@ -89,10 +89,10 @@ def test_adaptive_tables_report_and_figure(adaptive_out):
 def test_adaptive_resume_replays_stored_evaluations(adaptive_out, monkeypatch):
     before = read_json(adaptive_out / "fig3" / "summary.json")["adaptive"]
 
-    def no_engine(knobs):
+    def no_engine(*args, **kwargs):
         raise AssertionError("resume should not simulate again")
 
-    monkeypatch.setattr(ad, "simulate_cell", no_engine)
+    monkeypatch.setattr(ad, "simulate_batch", no_engine)
     monkeypatch.setattr(rp, "protocols", lambda *a: [tiny_fig3(adaptive_width=0.5)])
     # without --resume or --overwrite the stored evaluations are not recomputed over
     with pytest.raises(ShallowflowInputError, match=r"adaptive evaluations.*--overwrite"):
@@ -183,3 +183,29 @@ def test_paper_preset_of_figs_4_and_5_searches_adaptively_by_default(tmp_path, m
     assert "adaptive" in res["figures"]["fig3"]
     res = rp.reproduce("fig3", "quick", tmp_path / "g", adaptive=False, progress=False)
     assert "adaptive" not in res["figures"]["fig3"]
+
+
+def test_groups_search_side_by_side_with_the_designs_they_make_alone(tmp_path, monkeypatch):
+    """Two threshold groups (Fig. 4-like, d = 10 and 12): their designs run in lockstep,
+    a round's evaluations batched into one engine call per bucket; each group's
+    evaluations are exactly those of its search run alone."""
+    cells = [
+        paper_cell("fig4", "gd", 0, n=n, d=d, p=6, runs=RUNS) for d in (10, 12) for n in NS
+    ]
+    proto = replace(protocol("fig4", "quick"), cells=cells, params={"adaptive_width": 0.5})
+    calls = []
+    real = ad.simulate_batch
+
+    def counted(cells, bucket):
+        calls.append(len(cells))
+        return real(cells, bucket)
+
+    monkeypatch.setattr(ad, "simulate_batch", counted)
+    _, together = ad.run_adaptive(proto, tmp_path / "both", progress=False)
+    evaluations = sum(len(g["evaluations"]) for g in together["groups"])
+    assert len(calls) < evaluations and max(calls) > 1  # the pilots of both groups at once
+    for d, group in zip((10, 12), together["groups"], strict=True):
+        alone_proto = replace(proto, cells=[c for c in cells if c["d"] == d])
+        _, alone = ad.run_adaptive(alone_proto, tmp_path / f"d{d}", progress=False)
+        assert alone["groups"][0]["evaluations"] == group["evaluations"]
+        assert alone["groups"][0]["N"] == pytest.approx(group["N"], rel=1e-12)

@@ -260,6 +260,21 @@ def _dead(values: RunValues, count: int) -> RunValues:
     return dead._replace(grid=np.zeros_like(dead.grid), times=np.zeros_like(dead.times))
 
 
+def _fill(part: RunValues, chunk: int, ndev: int) -> tuple[RunValues, np.ndarray]:
+    """A call's ``chunk`` runs from fewer live ones: dead runs fill the rest, and the live
+    runs are dealt round-robin over the devices' equal slices (each device takes a
+    contiguous slice of the call), so that no device idles while another works through
+    them all. Returns the filled call and the positions of the live runs in it."""
+    keep = part.index.shape[0]
+    per_device = chunk // ndev
+    live = (np.arange(keep) % ndev) * per_device + np.arange(keep) // ndev
+    source = np.full(chunk, -1)
+    source[live] = np.arange(keep)
+    source[source < 0] = np.arange(keep, chunk)  # dead runs: horizon 0, they cost nothing
+    filled = _cat([part, _dead(part, chunk - keep)])
+    return jax.tree_util.tree_map(lambda x: x[source], filled), live
+
+
 def _cat(parts: Sequence) -> RunValues:
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
 
@@ -309,10 +324,11 @@ def _run_bucket(
         for lo in range(0, count, chunk):
             part = jax.tree_util.tree_map(lambda x, lo=lo: x[lo : lo + chunk], values)
             keep = part.index.shape[0]
+            live = np.arange(keep)
             if keep < chunk:
-                part = _cat([part, _dead(part, chunk - keep)])
+                part, live = _fill(part, chunk, ndev)
             out = jax.device_get(fn(part, user))
-            parts.append(jax.tree_util.tree_map(lambda x, k=keep: np.asarray(x)[:k], out))
+            parts.append(jax.tree_util.tree_map(lambda x, i=live: np.asarray(x)[i], out))
             if progress is not None:
                 progress(done + lo + keep, total)
     res = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)

@@ -34,12 +34,13 @@ import pandas as pd
 from scipy import special
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.batch import plan_cells, simulate_cell
+from shallowflow.experiments.batch import plan_cells, simulate_batch
 from shallowflow.experiments.cells import Cell, cell_seed
+from shallowflow.experiments.lockstep import Request, lockstep
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
 from shallowflow.report.format import fmt
-from shallowflow.stats.design import AdaptiveResult, adaptive_threshold
+from shallowflow.stats.design import AdaptiveResult, SimulateMany, adaptive_threshold
 from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic
 from shallowflow.theory.width import width
@@ -108,6 +109,7 @@ def _design(
     batch: int,
     seed: int,
     fixed_width: float | None,
+    simulate_many: SimulateMany | None = None,
 ) -> tuple[AdaptiveResult, float, bool]:
     """The adaptive design of one group: ``(result, target width, target reached)``.
 
@@ -126,6 +128,7 @@ def _design(
         "n_step": int(np.gcd.reduce(np.diff(ns).astype(np.int64))),
         "n_init": min(ADAPTIVE_N_INIT, ns.size),
         "n_boot": ADAPTIVE_N_BOOT,
+        "simulate_many": simulate_many,
     }
     budget = int(grid_runs.sum())
     if fixed_width is not None:
@@ -156,13 +159,98 @@ def _adaptive_buckets(proto: Protocol) -> dict[str, Any]:
     """The compiled bucket of each grid cell (by cell id) for evaluations of the
     adaptive batch's size: an evaluation at n runs in the bucket of the group's
     smallest grid cell with n_cell ≥ n (same knobs, sizes no larger: p(n) grows with
-    n), so the whole design compiles what the grid would."""
+    n), so the whole design compiles what the grid would. A bucket's calls hold as many
+    runs as its grid cells at the batch's size (one round of every group's pilot fits)."""
     resized = [
         c | {"runs": _adaptive_batch(proto, cells)} for _, cells in _groups(proto) for c in cells
     ]
-    plan = plan_cells(resized, max_batch=1)
+    plan = plan_cells(resized)
     originals = [c for _, cells in _groups(proto) for c in cells]
     return {Cell(c).cell_id: b for c, b in zip(originals, plan, strict=True)}
+
+
+class _Group:
+    """One threshold group's design state: its grid, batch, seed and the memo of its
+    evaluations ``(n, runs, rng_seed) -> runs table`` in the order they were made."""
+
+    def __init__(self, proto: Protocol, value: Any, cells: list[dict[str, Any]]) -> None:
+        self.proto, self.value, self.cells = proto, value, cells
+        self.ns = np.array([c["n"] for c in cells], dtype=np.int64)
+        self.grid_runs = np.array([c["runs"] for c in cells], dtype=np.int64)
+        self.batch = _adaptive_batch(proto, cells)
+        self.label = {proto.group: value} if proto.group else {}
+        self.seed = cell_seed(int(cells[0].get("seed", 0)), {"adaptive": proto.name} | self.label)
+        self.memo: dict[tuple[int, int, int], pd.DataFrame] = {}
+
+    def cell(self, n: int, runs: int, rng_seed: int) -> Cell:
+        return Cell(_cell_at(self.cells, n) | {"runs": runs, "seed": rng_seed, "tag": "adaptive"})
+
+    def successes(self, keys, cache: Path, resume: bool, request: Request) -> list[int]:
+        """Successes of each evaluation ``(n, runs, rng_seed)``: from the memo, from a
+        stored file with ``resume``, the others requested together (one round)."""
+        found: dict[tuple[int, int, int], pd.DataFrame | None] = {}
+        for key in keys:
+            if key in self.memo:
+                continue
+            path = cache / f"{self.cell(*key).cell_id}.parquet"
+            df = read_parquet(path) if resume and path.exists() else None
+            found[key] = df if df is not None and len(df) == key[1] else None
+        missing = [key for key, df in found.items() if df is None]
+        if missing:
+            found |= dict(zip(missing, request(missing), strict=True))
+        self.memo |= found  # in the order asked: the memo lists the design's evaluations
+        return [int(self.memo[key]["success"].sum()) for key in keys]
+
+    def record(self, res: AdaptiveResult, target: float, reached: bool) -> dict[str, Any]:
+        fit, grid = res.fit, int(self.grid_runs.sum())
+        return self.label | {
+            "N": fit.threshold,
+            "ci_low": fit.ci_low,
+            "ci_high": fit.ci_high,
+            "ci_width": fit.ci_width,
+            "slope": fit.slope,
+            "target_width": target,
+            "reached_target": reached,
+            "runs_used": res.total_runs,
+            "grid_runs": grid,
+            "saving": 1.0 - res.total_runs / grid,
+            "runs_per_batch": self.batch,
+            "n_range": [int(self.ns.min()), int(self.ns.max())],
+            "evaluations": [list(e) for e in res.evaluations],
+        }
+
+
+def _evaluate(
+    round_: list[tuple[_Group, list[tuple[int, int, int]]]],
+    buckets: dict[str, Any],
+    cache: Path,
+    progress: bool,
+) -> list[list[pd.DataFrame]]:
+    """One round: every requested evaluation, the cells of each bucket simulated in one
+    batch, each stored as it is made; the tables in the order of the requests."""
+    cells, homes = [], []
+    for group, keys in round_:
+        for key in keys:
+            n = key[0]
+            cells.append(group.cell(*key))
+            homes.append(next(buckets[Cell(c).cell_id] for c in group.cells if c["n"] >= n))
+    tables: list[pd.DataFrame | None] = [None] * len(cells)
+    for bucket in dict.fromkeys(homes):
+        idx = [i for i, h in enumerate(homes) if h == bucket]
+        dfs = simulate_batch([cells[i].to_dict() for i in idx], bucket)
+        for i, df in zip(idx, dfs, strict=True):
+            tables[i] = with_knobs(df, cells[i])
+            write_parquet_atomic(tables[i], cache / f"{cells[i].cell_id}.parquet")
+    out, k = [], 0
+    for group, keys in round_:
+        out.append(tables[k : k + len(keys)])
+        if progress:
+            for key, df in zip(keys, out[-1], strict=True):
+                where = f"{group.proto.group} = {group.value}, " if group.proto.group else ""
+                hits = int(df["success"].sum())
+                _echo(f"  {group.proto.name} adaptive: {where}n = {key[0]}, {hits}/{key[1]}")
+        k += len(keys)
+    return out
 
 
 def run_adaptive(
@@ -189,64 +277,43 @@ def run_adaptive(
         keep_finished(fig_dir, what, param="out_dir", resumable=True)
     cache.mkdir(parents=True, exist_ok=True)
     fixed = proto.params.get("adaptive_width")
-    frames: list[pd.DataFrame] = []
-    groups, total_used, total_grid = [], 0, 0
     buckets = _adaptive_buckets(proto)
-    for value, cells in _groups(proto):
-        cells = sorted(cells, key=lambda c: c["n"])
-        ns = np.array([c["n"] for c in cells], dtype=np.int64)
-        grid_runs = np.array([c["runs"] for c in cells], dtype=np.int64)
-        batch = _adaptive_batch(proto, cells)
-        key = {"adaptive": proto.name} | ({proto.group: value} if proto.group else {})
-        seed = cell_seed(int(cells[0].get("seed", 0)), key)
-        memo: dict[tuple[int, int, int], pd.DataFrame] = {}
+    groups = [
+        _Group(proto, value, sorted(cells, key=lambda c: c["n"])) for value, cells in _groups(proto)
+    ]
 
-        def simulate(n: int, runs: int, rng_seed: int, cells=cells, memo=memo) -> int:
-            if (n, runs, rng_seed) not in memo:
-                extra = {"runs": runs, "seed": rng_seed, "tag": "adaptive"}
-                cell = Cell(_cell_at(cells, n) | extra)
-                path = cache / f"{cell.cell_id}.parquet"
-                df = read_parquet(path) if resume and path.exists() else None
-                if df is None or len(df) != runs:
-                    bucket = next(buckets[Cell(c).cell_id] for c in cells if c["n"] >= n)
-                    df = with_knobs(simulate_cell(cell.to_dict(), bucket), cell)
-                    write_parquet_atomic(df, path)
-                memo[(n, runs, rng_seed)] = df
-                if progress:
-                    _echo(f"  {proto.name} adaptive: n = {n}, {int(df['success'].sum())}/{runs}")
-            return int(memo[(n, runs, rng_seed)]["success"].sum())
+    def design(group: _Group) -> Callable[[Request], tuple[AdaptiveResult, float, bool]]:
+        def run(request: Request):
+            def simulate_many(keys):
+                return group.successes(keys, cache, resume, request)
 
-        res, target, reached = _design(simulate, ns, grid_runs, batch, seed, fixed)
+            def simulate(n: int, runs: int, rng_seed: int) -> int:
+                return simulate_many([(n, runs, rng_seed)])[0]
+
+            return _design(
+                simulate, group.ns, group.grid_runs, group.batch, group.seed, fixed, simulate_many
+            )
+
+        return run
+
+    def evaluate(round_: list[tuple[int, list[tuple[int, int, int]]]]) -> list[list[pd.DataFrame]]:
+        return _evaluate([(groups[i], keys) for i, keys in round_], buckets, cache, progress)
+
+    outcomes = lockstep([design(g) for g in groups], evaluate)
+    frames: list[pd.DataFrame] = []
+    records, total_used, total_grid = [], 0, 0
+    for group, (res, target, reached) in zip(groups, outcomes, strict=True):
         # The pilot's calls are a prefix of the design's (same seeds), so the memo's keys
         # in insertion order are the design's evaluations, each once.
-        for step, (key3, ev) in enumerate(zip(memo, res.evaluations, strict=True)):
+        for step, (key3, ev) in enumerate(zip(group.memo, res.evaluations, strict=True)):
             assert key3[:2] == ev[:2]
-            frames.append(memo[key3].assign(adaptive_step=step))
-        fit = res.fit
-        group_grid = int(grid_runs.sum())
+            frames.append(group.memo[key3].assign(adaptive_step=step))
         total_used += res.total_runs
-        total_grid += group_grid
-        groups.append(
-            ({proto.group: value} if proto.group else {})
-            | {
-                "N": fit.threshold,
-                "ci_low": fit.ci_low,
-                "ci_high": fit.ci_high,
-                "ci_width": fit.ci_width,
-                "slope": fit.slope,
-                "target_width": target,
-                "reached_target": reached,
-                "runs_used": res.total_runs,
-                "grid_runs": group_grid,
-                "saving": 1.0 - res.total_runs / group_grid,
-                "runs_per_batch": batch,
-                "n_range": [int(ns.min()), int(ns.max())],
-                "evaluations": [list(e) for e in res.evaluations],
-            }
-        )
+        total_grid += int(group.grid_runs.sum())
+        records.append(group.record(res, target, reached))
     runs = pd.concat(frames, ignore_index=True)
     record = {
-        "groups": groups,
+        "groups": records,
         "runs_used": total_used,
         "grid_runs": total_grid,
         "saving": 1.0 - total_used / total_grid,

@@ -15,6 +15,7 @@ from shallowflow.stats.thresholds import ThresholdFit, fit_threshold
 __all__ = ["AdaptiveResult", "adaptive_threshold"]
 
 Simulate = Callable[[int, int, int], int]
+SimulateMany = Callable[[list[tuple[int, int, int]]], list[int]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def adaptive_threshold(
     n_init: int = 5,
     n_boot: int = 400,
     level: float = 0.95,
+    simulate_many: SimulateMany | None = None,
 ) -> AdaptiveResult:
     """Sequential design for the threshold ``N`` (SPEC §5, Figs. 4–5 without a full grid).
 
@@ -56,7 +58,9 @@ def adaptive_threshold(
     last batch is cut to fit the budget).
 
     ``simulate(n, runs, rng_seed)`` returns the number of successes among
-    ``runs`` runs at size ``n``; its seeds come from ``default_rng(seed)``.
+    ``runs`` runs at size ``n``; its seeds come from ``default_rng(seed)``. The pilot's
+    sizes do not depend on each other's outcomes: ``simulate_many([(n, runs, rng_seed),
+    ...])``, when given, evaluates them in one call (the same seeds, so the same design).
     """
     require(n_step >= 1, "n_step", "must be >= 1")
     require(n_max - n_min >= n_step, "n_max", "must exceed n_min by at least n_step")
@@ -68,15 +72,20 @@ def adaptive_threshold(
     grid = np.arange(n_min, n_max + 1, n_step)
     evals: list[tuple[int, int, int]] = []
 
-    def run(size: int, runs: int) -> None:
-        hits = simulate(int(size), runs, int(rng.integers(2**63)))
+    def record(size: int, runs: int, hits) -> None:
         h = np.asarray(hits, dtype=float)
         ok = h.ndim == 0 and float(h).is_integer() and 0 <= h <= runs
         require(ok, "simulate", f"returned {hits!r} successes of {runs} runs")
         evals.append((int(size), runs, int(hits)))
 
-    for size in np.unique(_snap(np.linspace(n_min, n_max, n_init), grid)):
-        run(size, runs_per_point)
+    def run(size: int, runs: int) -> None:
+        record(size, runs, simulate(int(size), runs, int(rng.integers(2**63))))
+
+    sizes = np.unique(_snap(np.linspace(n_min, n_max, n_init), grid))
+    pilot = [(int(size), runs_per_point, int(rng.integers(2**63))) for size in sizes]
+    hits = simulate_many(pilot) if simulate_many else [simulate(*e) for e in pilot]
+    for (size, runs, _), h in zip(pilot, hits, strict=True):
+        record(size, runs, h)
     step = 0
     while True:
         fit = _fit_evals(evals, n_boot, int(rng.integers(2**63)), level)
