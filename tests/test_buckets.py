@@ -269,16 +269,12 @@ def test_a_long_process_keeps_a_bounded_number_of_compiled_programs(monkeypatch)
 def test_a_partial_call_deals_its_live_runs_over_every_device():
     """A call with fewer live runs than its chunk (the last of a bucket, an adaptive
     round) spreads them over the devices' slices instead of piling them on the first
-    device; each live run comes back from its position, the rest are dead (horizon 0)."""
-    from shallowflow.engine import _fill
-    from shallowflow.trajectory import record_grid, run_values
+    device, and every run comes back to its place."""
+    from shallowflow.engine import _deal, _undeal
 
-    cfg = make_config(n=12, d=6, p=4, runs=3, horizon=5.0, x64=True)
-    part = run_values(cfg, record_grid(cfg).size, np.float64)
-    filled, live = _fill(part, chunk=8, ndev=2)
-    assert sorted(live // 4) == [0, 0, 1]  # devices take slices [0:4] and [4:8]
-    np.testing.assert_array_equal(filled.index[live], part.index)
-    dead = np.setdiff1d(np.arange(8), live)
-    assert (filled.times[dead] == 0).all() and (filled.times[live] > 0).any()
-    _, ident = _fill(part, chunk=8, ndev=1)
-    np.testing.assert_array_equal(ident, np.arange(3))
+    chunk, ndev, keep = 12, 2, 5
+    live = np.arange(chunk) < keep
+    dealt = _deal(live, ndev).reshape(ndev, chunk // ndev)  # device k's slice: row k
+    assert list(dealt.sum(axis=1)) == [3, 2]
+    runs = np.arange(chunk * 3).reshape(chunk, 3)
+    np.testing.assert_array_equal(_undeal(_deal(runs, ndev), ndev), runs)

@@ -27,12 +27,14 @@ work is therefore one bucket, one compilation; wider ones (Fig. 4: d from 10 to 
 get a few. The plan depends only on the list of cells, never on which of them are
 still to run, so a resumed sweep pads, and computes, exactly as the first attempt did.
 
-**Execution.** A bucket's runs go in compiled calls of ``bucket.chunk`` runs (the
-last one filled with dead runs of horizon 0), chunked to ``memory_gb``: on CPU one
-run after another inside the call (``lax.map``: a stopped run costs nothing), on
+**Execution.** A bucket's runs go in compiled calls of ``bucket.chunk`` runs (a call
+with fewer is filled with dead runs of horizon 0), chunked to ``memory_gb``: on CPU one
+run after another inside the call (``lax.map``: a stopped run costs nothing, a dead
+one is skipped, so a call may hold any number of live runs without recompiling), on
 accelerators side by side (``vmap``); shared out over the local devices (GPUs, or CPU
-cores made devices by :func:`shallowflow.devices.use_cpu_devices`). The engine
-returns plain NumPy arrays; tables and files are made elsewhere.
+cores made devices by :func:`shallowflow.devices.use_cpu_devices`), the live runs dealt
+round-robin. The engine returns plain NumPy arrays; tables and files are made
+elsewhere.
 """
 
 from __future__ import annotations
@@ -103,20 +105,23 @@ def _cover(shapes: Sequence[Shape]) -> Shape:
     return Shape(*(max(s[i] for s in shapes) for i in range(3)))
 
 
+def cell_work(cfg: SimConfig, shape: Shape | None = None) -> float:
+    """The planner's expected work of a cell: its runs × horizon × per-step work at
+    ``shape`` (its bucket's padded shape; default its own)."""
+    shape = _own_shape(cfg) if shape is None else shape
+    return cfg.run.runs * max(cfg.solver.horizon, 1e-9) * _work(cfg, shape)
+
+
 def _waste(cfgs: Sequence[SimConfig], shape: Shape) -> float:
     """Padded work over own work, each run weighted by its horizon."""
-    weight = [c.run.runs * max(c.solver.horizon, 1e-9) for c in cfgs]
-    padded = sum(w * _work(c, shape) for w, c in zip(weight, cfgs, strict=True))
-    own = sum(w * _work(c, _own_shape(c)) for w, c in zip(weight, cfgs, strict=True))
-    return padded / max(own, 1e-300)
+    padded = sum(cell_work(c, shape) for c in cfgs)
+    return padded / max(sum(cell_work(c) for c in cfgs), 1e-300)
 
 
 def padding_waste(cfgs: Sequence[SimConfig], buckets: Sequence[Bucket]) -> float:
     """The plan's padded work over the cells' own work (horizon-weighted)."""
-    weight = [c.run.runs * max(c.solver.horizon, 1e-9) for c in cfgs]
-    padded = sum(w * _work(c, b.shape) for w, c, b in zip(weight, cfgs, buckets, strict=True))
-    own = sum(w * _work(c, _own_shape(c)) for w, c in zip(weight, cfgs, strict=True))
-    return padded / max(own, 1e-300)
+    padded = sum(cell_work(c, b.shape) for c, b in zip(cfgs, buckets, strict=True))
+    return padded / max(sum(cell_work(c) for c in cfgs), 1e-300)
 
 
 def _max_steps(cfgs: Sequence[SimConfig]) -> int:
@@ -217,12 +222,19 @@ def _program(bucket: Bucket, shared: bool) -> Callable:
     if jax.default_backend() == "cpu":
         # On CPU, runs go one after another inside one compiled call: unbatched GEMMs
         # beat XLA:CPU's batched dot, and a stopped run costs nothing (under vmap it
-        # is carried, masked, to the end of the slowest run). See benchmarks/.
-        def shallowflow_engine(values, user):
-            return jax.lax.map(lambda v: run(v, user), values)
+        # is carried, masked, to the end of the slowest run). See benchmarks/. A dead
+        # run (chunk filler) is skipped outright, so a call of the bucket's compiled
+        # size may hold any number of live runs at no cost: the runner sizes its calls
+        # by time without recompiling.
+        def shallowflow_engine(values, live, user):
+            def one(v, alive):
+                shapes = jax.eval_shape(run, v, user)
+                return jax.lax.cond(alive, run, lambda v, u: _zeros(shapes), v, user)
+
+            return jax.lax.map(lambda a: one(*a), (values, live))
     else:
 
-        def shallowflow_engine(values, user):
+        def shallowflow_engine(values, live, user):
             return jax.vmap(run, in_axes=(0, None))(values, user)
 
     # XLA:CPU's backend at optimisation level 1 compiles the engine ~10 % faster with
@@ -239,7 +251,7 @@ def _program(bucket: Bucket, shared: bool) -> Callable:
         jax.shard_map(
             shallowflow_engine,
             mesh=mesh,
-            in_specs=(spec("runs"), spec()),
+            in_specs=(spec("runs"), spec("runs"), spec()),
             out_specs=spec("runs"),
             check_vma=False,
         ),
@@ -250,6 +262,10 @@ def _program(bucket: Bucket, shared: bool) -> Callable:
 # --------------------------------------------------------------------------- host side
 
 
+def _zeros(shapes):
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
 def _dead(values: RunValues, count: int) -> RunValues:
     """``count`` runs that stop at once (horizon 0): chunk filler."""
 
@@ -258,21 +274,6 @@ def _dead(values: RunValues, count: int) -> RunValues:
 
     dead = jax.tree_util.tree_map(first, values)
     return dead._replace(grid=np.zeros_like(dead.grid), times=np.zeros_like(dead.times))
-
-
-def _fill(part: RunValues, chunk: int, ndev: int) -> tuple[RunValues, np.ndarray]:
-    """A call's ``chunk`` runs from fewer live ones: dead runs fill the rest, and the live
-    runs are dealt round-robin over the devices' equal slices (each device takes a
-    contiguous slice of the call), so that no device idles while another works through
-    them all. Returns the filled call and the positions of the live runs in it."""
-    keep = part.index.shape[0]
-    per_device = chunk // ndev
-    live = (np.arange(keep) % ndev) * per_device + np.arange(keep) // ndev
-    source = np.full(chunk, -1)
-    source[live] = np.arange(keep)
-    source[source < 0] = np.arange(keep, chunk)  # dead runs: horizon 0, they cost nothing
-    filled = _cat([part, _dead(part, chunk - keep)])
-    return jax.tree_util.tree_map(lambda x: x[source], filled), live
 
 
 def _cat(parts: Sequence) -> RunValues:
@@ -293,6 +294,30 @@ def devices_for(bucket: Bucket, user: UserArrays, memory_gb: float) -> int:
     if ndev > 1 and user_bytes * ndev > memory_gb * 2**30 / 4:
         return 1
     return ndev
+
+
+def _deal(x: np.ndarray, ndev: int) -> np.ndarray:
+    """Runs 0, 1, 2, … dealt round-robin to the ``ndev`` devices' equal shares of the
+    leading axis, so that the live runs of a part-filled call are shared out evenly."""
+    return x.reshape(x.shape[0] // ndev, ndev, *x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
+
+
+def _undeal(x: np.ndarray, ndev: int) -> np.ndarray:
+    """The inverse of :func:`_deal`."""
+    return x.reshape(ndev, x.shape[0] // ndev, *x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
+
+
+def _call(fn: Callable, part: RunValues, chunk: int, ndev: int, user: UserArrays) -> dict:
+    """One compiled call of ``chunk`` runs: ``part``'s live runs, then dead filler (free
+    on CPU); returns the live runs' outputs. Which device or slot a run takes does not
+    change its numbers: every run is the same program on its own values."""
+    keep = part.index.shape[0]
+    if keep < chunk:
+        part = _cat([part, _dead(part, chunk - keep)])
+    live = np.arange(chunk) < keep
+    deal = functools.partial(_deal, ndev=ndev)
+    out = jax.device_get(fn(jax.tree_util.tree_map(deal, part), deal(live), user))
+    return jax.tree_util.tree_map(lambda x: _undeal(np.asarray(x), ndev)[:keep], out)
 
 
 def _device_user(user: UserArrays, dtype) -> UserArrays:
@@ -324,11 +349,7 @@ def _run_bucket(
         for lo in range(0, count, chunk):
             part = jax.tree_util.tree_map(lambda x, lo=lo: x[lo : lo + chunk], values)
             keep = part.index.shape[0]
-            live = np.arange(keep)
-            if keep < chunk:
-                part, live = _fill(part, chunk, ndev)
-            out = jax.device_get(fn(part, user))
-            parts.append(jax.tree_util.tree_map(lambda x, i=live: np.asarray(x)[i], out))
+            parts.append(_call(fn, part, chunk, ndev, user))
             if progress is not None:
                 progress(done + lo + keep, total)
     res = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)

@@ -17,22 +17,45 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import pandas as pd
 
 from shallowflow.config import SimConfig
-from shallowflow.engine import Bucket, plan, simulate_many
+from shallowflow.engine import Bucket, cell_work, plan, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import Cell, cell_config
+from shallowflow.experiments.pacing import CALL_SECONDS
 from shallowflow.experiments.runner import run_sweep
 from shallowflow.results import runs_table
 from shallowflow.trajectory import signature
 
-__all__ = ["cell_table", "plan_cells", "run_cells", "simulate_batch", "simulate_cell"]
+__all__ = [
+    "call_seconds",
+    "cell_table",
+    "cells_work",
+    "plan_cells",
+    "run_cells",
+    "simulate_batch",
+    "simulate_cell",
+]
 
 
 def plan_cells(cells: Sequence[Mapping[str, Any]], max_batch: int | None = None) -> list[Bucket]:
     """The engine bucket of every cell (the runner's plan)."""
     return plan([cell_config(c) for c in cells], max_cells=max_batch)
+
+
+def cells_work(cells: Sequence[Mapping[str, Any]], buckets: Sequence[Bucket]) -> list[float]:
+    """The expected work of each cell in its bucket (the runner's ``work``: it sizes the
+    calls, :mod:`shallowflow.experiments.pacing`)."""
+    return [cell_work(cell_config(c), b.shape) for c, b in zip(cells, buckets, strict=True)]
+
+
+def call_seconds() -> float | None:
+    """The runner's call budget: about a minute on CPU, where a dead run costs nothing
+    (:mod:`shallowflow.engine`); none on accelerators, where the runs of a call go side
+    by side and the widest call that fits the memory budget is the fastest."""
+    return CALL_SECONDS if jax.default_backend() == "cpu" else None
 
 
 def cell_table(cfg: SimConfig, res) -> pd.DataFrame:
@@ -70,6 +93,8 @@ def simulate_cell(knobs: Mapping[str, Any], group: Bucket | None = None) -> pd.D
 def run_cells(
     cells: Sequence[Cell | Mapping[str, Any]], out: str | os.PathLike[str], **options: Any
 ) -> pd.DataFrame:
-    """Simulate a sweep's cells with the engine, planned into its buckets
+    """Simulate a sweep's cells with the engine, planned into its buckets, in calls
+    sized by :func:`call_seconds` unless ``options`` say otherwise
     (:func:`shallowflow.experiments.runner.run_sweep` with ``options``)."""
-    return run_sweep(cells, simulate_batch, out, plan=plan_cells, **options)
+    options = {"call_seconds": call_seconds()} | options
+    return run_sweep(cells, simulate_batch, out, plan=plan_cells, work=cells_work, **options)

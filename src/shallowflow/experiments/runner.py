@@ -16,8 +16,10 @@ simulator draws its randomness from :func:`cell_seed`.
 
 Batching: a ``plan`` labels every cell of the sweep — all of them, finished or not,
 so that a resumed sweep groups (and, for the engine, pads) its cells as the first
-attempt did — and the cells still to run are sent group by group, each group in one
-call (or in batches of ``max_batch`` cells), with its label.
+attempt did — and the cells still to run are sent group by group, with their label:
+each group in one call, in batches of ``max_batch`` cells, or in calls of about
+``call_seconds`` of expected work (:mod:`shallowflow.experiments.pacing`), so that
+progress moves and a kill loses at most one call.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,14 @@ from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import ID_COLUMN as _ID_COLUMN
 from shallowflow.experiments.cells import Cell
 from shallowflow.experiments.executors import Batch, BatchSimulator, Executor, make_executor
+from shallowflow.experiments.pacing import (
+    Group,
+    Pacer,
+    ProgressCallback,
+    SweepProgress,
+    cell_runs,
+    rich_bar,
+)
 from shallowflow.storage import (
     TMP_SUFFIX,
     directory_lock,
@@ -153,21 +163,26 @@ def _finished(out_dir: Path, cells: Sequence[Cell]) -> set[str]:
 
 
 Plan = Callable[[Sequence[Cell], "int | None"], Sequence[Hashable]]
+Work = Callable[[Sequence[Cell], Sequence[Hashable]], Sequence[float]]
 
 
-def _batches(
-    cells: Sequence[Cell], todo: set[str], labels: Sequence[Hashable] | None, max_batch: int | None
-) -> list[tuple[Hashable, list[Cell]]]:
-    """The cells in ``todo`` grouped by label (first-appearance order), in chunks of
-    ``max_batch``; without labels, each cell alone."""
+def _groups(
+    cells: Sequence[Cell], todo: set[str], labels: Sequence[Hashable] | None, work: Work | None
+) -> list[Group]:
+    """The cells in ``todo`` grouped by label (first-appearance order), with their
+    expected work (default: their runs); without labels, each cell alone."""
+    costs = list(work(cells, labels)) if work is not None and labels is not None else None
+    if costs is None:
+        costs = [float(cell_runs(c)) for c in cells]
     if labels is None:
-        return [(None, [c]) for c in cells if c.cell_id in todo]
-    groups: dict[Hashable, list[Cell]] = {}
-    for cell, label in zip(cells, labels, strict=True):
+        return [(None, [c], [w]) for c, w in zip(cells, costs, strict=True) if c.cell_id in todo]
+    groups: dict[Hashable, Group] = {}
+    for cell, label, w in zip(cells, labels, costs, strict=True):
         if cell.cell_id in todo:
-            groups.setdefault(label, []).append(cell)
-    size = max_batch or max((len(g) for g in groups.values()), default=1)
-    return [(lab, g[i : i + size]) for lab, g in groups.items() for i in range(0, len(g), size)]
+            group = groups.setdefault(label, (label, [], []))
+            group[1].append(cell)
+            group[2].append(float(w))
+    return list(groups.values())
 
 
 def _knob_column(value: Any) -> Any:
@@ -196,49 +211,30 @@ def _check_results(results: Any, batch: Sequence[Cell]) -> list[pd.DataFrame]:
     return list(results)
 
 
-def _progress(enabled: bool, total: int, completed: int) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("[bold]sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cells"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (enabled and console.is_terminal and not console.is_dumb_terminal),
-    )
-    task = progress.add_task("sweep", total=total, completed=completed)
-    return progress, task
-
-
 def _execute(
     runner: Executor,
     simulate_batch: BatchSimulator,
-    batches: Sequence[tuple[Hashable, list[Cell]]],
+    pacer: Pacer,
     out_dir: Path,
-    advance: Callable[[int], None],
+    report: Callable[[int, int], None],
 ) -> None:
-    """Run ``batches`` and write each cell's file as soon as its batch returns."""
-    sent = [Batch([c.to_dict() for c in b], label) for label, b in batches]
-    finished = runner.run(simulate_batch, sent)
+    """Run the pacer's calls and write each cell's file as soon as its call returns;
+    ``report(cells, runs)`` after each call."""
+    calls: list[list[Cell]] = []
+
+    def batches() -> Iterator[Batch]:
+        for label, cells in pacer.calls():
+            calls.append(cells)
+            yield Batch([c.to_dict() for c in cells], label)
+
+    finished = runner.run(simulate_batch, batches())
     try:
         for index, results in finished:
-            batch = batches[index][1]
+            pacer.finished(index)
+            batch = calls[index]
             for cell, df in zip(batch, _check_results(results, batch), strict=True):
                 write_parquet_atomic(with_knobs(df, cell), _cell_path(out_dir, cell.cell_id))
-            advance(len(batch))
+            report(len(batch), sum(cell_runs(c) for c in batch))
     finally:
         close = getattr(finished, "close", None)
         if close is not None:  # stops a generator's remaining work (e.g. cancels Ray tasks)
@@ -257,19 +253,28 @@ def run_sweep(
     executor: str | Executor = "local",
     plan: Plan | None = None,
     max_batch: int | None = None,
-    progress: bool = True,
+    progress: bool | ProgressCallback = True,
     ray_address: str | None = None,
     overwrite: bool = False,
+    work: Work | None = None,
+    call_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Simulate every cell once, storing each under ``out_dir``; return all runs.
 
     ``plan(cells, max_batch)`` labels every cell (all of them, finished or not); the
     cells to run that share a label go to ``simulate_batch(cells, group=label)`` in
     one call, or in calls of at most ``max_batch`` cells (default: the whole group;
-    32 with ``executor="ray"``, so that a cluster shares the work). Without a plan
-    each cell is a call ``simulate_batch([cell])``. ``simulate_batch`` returns one
-    table of runs per cell, in order. With ``executor="ray"`` it must be picklable by
-    reference: a module-level function, or a ``functools.partial`` of one.
+    32 with ``executor="ray"``, so that a cluster shares the work), or, with
+    ``call_seconds`` (not with Ray), in calls of about that many seconds of expected
+    work: ``work(cells, labels)`` per cell, default its runs
+    (:mod:`shallowflow.experiments.pacing`). Without a plan each cell is a call
+    ``simulate_batch([cell])``. ``simulate_batch`` returns one table of runs per cell,
+    in order. With ``executor="ray"`` it must be picklable by reference: a
+    module-level function, or a ``functools.partial`` of one.
+
+    ``progress``: a bar on a terminal (True), none (False), or a callback given a
+    :class:`~shallowflow.experiments.pacing.SweepProgress` at the start and after each
+    call (runs are each cell's ``runs`` knob, 1 without one).
 
     The returned table (also written to ``out_dir/runs.parquet``) has columns
     ``cell_id``, the knobs (sequence knobs as JSON strings), then the
@@ -283,13 +288,14 @@ def run_sweep(
         isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
     ):
         raise ShallowflowInputError("max_batch", f"must be an integer >= 1, got {max_batch!r}")
+    _check_seconds(call_seconds)
     if plan is not None and not callable(plan):
         raise ShallowflowInputError("plan", f"must be callable or None, got {plan!r}")
     if not callable(simulate_batch):
         raise ShallowflowInputError("simulate_batch", "must be callable")
     runner = make_executor(executor, ray_address=ray_address)
-    if max_batch is None and executor == "ray":
-        max_batch = 32
+    if executor == "ray":  # a cluster runs calls side by side: no timing one by one
+        max_batch, call_seconds = max_batch or 32, None
 
     labels = None if plan is None else list(plan(cell_list, max_batch))
     out = Path(out_dir)
@@ -300,11 +306,50 @@ def run_sweep(
         _prepare(out, _manifest(cell_list), resume, overwrite)
         done = _finished(out, cell_list) if resume else set()
         todo = {c.cell_id for c in cell_list} - done
-        batches = _batches(cell_list, todo, labels, max_batch)
-        bar, task = _progress(progress, len(cell_list), len(done))
-        with bar:
-            _execute(runner, simulate_batch, batches, out, lambda k: bar.advance(task, k))
+        pacer = Pacer(_groups(cell_list, todo, labels, work), call_seconds, max_batch)
+        with _reporter(progress) as show:
+            count = _Count(cell_list, done, pacer, show)
+            _execute(runner, simulate_batch, pacer, out, count.add)
         frames = [read_parquet(_cell_path(out, c.cell_id)) for c in cell_list]
         runs = pd.concat(frames, ignore_index=True)
         write_parquet_atomic(runs, out / "runs.parquet")
     return runs
+
+
+def _check_seconds(call_seconds: float | None) -> None:
+    if call_seconds is None:
+        return
+    ok = isinstance(call_seconds, int | float) and not isinstance(call_seconds, bool)
+    if not ok or not call_seconds > 0 or call_seconds == float("inf"):
+        raise ShallowflowInputError(
+            "call_seconds", f"must be a finite number of seconds > 0, or None; got {call_seconds!r}"
+        )
+
+
+def _reporter(progress: bool | ProgressCallback) -> contextlib.AbstractContextManager:
+    if callable(progress):
+        return contextlib.nullcontext(progress)
+    return rich_bar(bool(progress))
+
+
+class _Count:
+    """Runs and cells done, told to ``show`` at the start and after each call."""
+
+    def __init__(self, cells: Sequence[Cell], done: set[str], pacer: Pacer, show):
+        self.cells = (sum(c.cell_id in done for c in cells), len(cells))
+        self.runs = (
+            sum(cell_runs(c) for c in cells if c.cell_id in done),
+            sum(cell_runs(c) for c in cells),
+        )
+        self.calls, self.pacer, self.show = 0, pacer, show
+        self._show()
+
+    def add(self, cells: int, runs: int) -> None:
+        self.cells = (self.cells[0] + cells, self.cells[1])
+        self.runs = (self.runs[0] + runs, self.runs[1])
+        self.calls += 1
+        self._show()
+
+    def _show(self) -> None:
+        eta = self.pacer.eta() if self.runs[0] < self.runs[1] else 0.0
+        self.show(SweepProgress(*self.runs, *self.cells, self.calls, eta))
