@@ -11,6 +11,12 @@ tables, figure), and the plan's padding waste (padded work over the cells' own
 work, horizon-weighted; see shallowflow.engine). Per pass it prints the process's
 whole wall time, imports included, and the ratio cold/warm.
 
+For an adaptive figure (Figs. 4–5 at the paper preset) it prints where the time goes:
+the evaluations and runs, the engine calls they took (the search's sequential rounds
+times the buckets; every group's next evaluation shares a round), the seconds inside
+the engine against the rest (statistics, tables, figure), and the share of runs and of
+steps spent by failing runs, which run to their horizon.
+
 The waste of lanes under ``vmap`` (accelerators: every run of a compiled call is
 carried to the end of the slowest one) is measured from the runs' step counts: the
 network-steps a vmapped call executes over those the runs need (``steps_waste``).
@@ -41,16 +47,44 @@ from shallowflow.experiments.reproduce import run_protocol
 from pathlib import Path
 imports = time.perf_counter() - t0
 preset, out, figures = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(",")
+from shallowflow.experiments import adaptive as _adaptive
+engine_calls = []
+_batch = _adaptive.simulate_batch
+def _timed(cells, bucket):
+    t = time.perf_counter()
+    try:
+        return _batch(cells, bucket)
+    finally:
+        runs = sum(int(k["runs"]) for k in cells)
+        engine_calls.append((len(cells), runs, time.perf_counter() - t))
+_adaptive.simulate_batch = _timed
 rows, summaries = [], []
 for fig in figures:
     proto = protocol(fig, preset)
+    engine_calls.clear()
     start = time.perf_counter()
     with CompileCounter() as c:
         summaries.append(run_protocol(proto, out, progress=False))
     wall = time.perf_counter() - start
     row = {"figure": fig, "wall": wall, "compiles": c.compiles, "hits": c.hits,
            "compile_s": max(c.seconds, 0.0)}
-    if proto.kind == "simulate":
+    if "adaptive" in summaries[-1]:
+        import pandas as pd
+        runs = pd.read_parquet(out / fig / "runs.parquet")
+        steps = runs["steps"].to_numpy(float)
+        failed = ~runs["success"].to_numpy(bool)
+        rec = summaries[-1]["adaptive"]
+        row["adaptive"] = {
+            "groups": len(rec["groups"]),
+            "evaluations": sum(len(g["evaluations"]) for g in rec["groups"]),
+            "runs": int(rec["runs_used"]),
+            "grid_runs": int(rec["grid_runs"]),
+            "engine_calls": len(engine_calls),
+            "engine_s": sum(t for _, _, t in engine_calls),
+            "failed_runs": float(failed.mean()),
+            "failed_steps": float(steps[failed].sum() / max(steps.sum(), 1.0)),
+        }
+    elif proto.kind == "simulate":
         cfgs = [cell_config(k) for k in proto.cells]
         buckets = plan_cells(proto.cells)
         row["buckets"] = len(set(buckets))
@@ -111,6 +145,17 @@ def _print(label: str, wall: float, res: dict) -> None:
             f"{r.get('padding_waste', float('nan')):9.2f} "
             f"{r.get('steps_waste', float('nan')):16.2f}"
         )
+    for r in res["rows"]:
+        if "adaptive" in r:
+            a = r["adaptive"]
+            rest = r["wall"] - a["engine_s"]
+            print(
+                f"  {r['figure']} adaptive: {a['groups']} groups, {a['evaluations']} evaluations "
+                f"({a['runs']} runs, grid {a['grid_runs']}) in {a['engine_calls']} engine calls "
+                f"(sequential rounds x buckets); {a['engine_s']:.1f} s in the engine (compiles "
+                f"included), {rest:.1f} s elsewhere (statistics, tables, figure); failed runs "
+                f"{a['failed_runs']:.0%} of the runs, {a['failed_steps']:.0%} of the steps"
+            )
 
 
 def main() -> None:
