@@ -40,7 +40,8 @@ def _knobs() -> str:
         extra = info.json_schema_extra
         auto = extra.get("auto") if isinstance(extra, dict) else None
         default = f"auto: {auto}" if auto else f"`{info.default!r}`"
-        rows.append(f"| `{knob}` | {spec or '(chooses an auto value)'} | {info.description} | {default} |")
+        where = spec or "(chooses an auto value)"
+        rows.append(f"| `{knob}` | {where} | {info.description} | {default} |")
     return "\n".join(rows)
 
 

@@ -27,8 +27,20 @@ cfgs = {
 }
 results = dict(zip(cfgs, simulate_many(list(cfgs.values())), strict=True))
 flow = runs_table(results["exact flow"])
-flow[["run", "outcome", "t_final", "final_crossings", "final_slides", "final_max_sliding",
-      "final_max_violation", "final_mu_integral", "loss0", "final_loss"]]
+flow[
+    [
+        "run",
+        "outcome",
+        "t_final",
+        "final_crossings",
+        "final_slides",
+        "final_max_sliding",
+        "final_max_violation",
+        "final_mu_integral",
+        "loss0",
+        "final_loss",
+    ]
+]
 
 # %% [markdown]
 # `crossings` counts the pattern changes the flow landed on, `slides` the entries onto
@@ -60,7 +72,7 @@ fig.tight_layout()
 # \(p\|\nabla L\|^2/L\) at the state (`mu_state`). The runs' ends, side by side:
 
 # %%
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 pd.DataFrame(
     {

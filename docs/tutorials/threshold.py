@@ -63,10 +63,19 @@ def successes_at(n: int, runs: int, seed: int) -> int:
 
 
 search = adaptive_threshold(
-    successes_at, n_min=20, n_max=200, runs_per_point=4, target_width=40,
-    max_runs=ns.size * RUNS, n_step=5, n_init=4, n_boot=100,
+    successes_at,
+    n_min=20,
+    n_max=200,
+    runs_per_point=4,
+    target_width=40,
+    max_runs=ns.size * RUNS,
+    n_step=5,
+    n_init=4,
+    n_boot=100,
 )
-print(f"adaptive: N = {search.fit.threshold:.1f} "
-      f"[{search.fit.ci_low:.1f}, {search.fit.ci_high:.1f}], "
-      f"{search.total_runs} runs against the grid's {ns.size * RUNS}")
+print(
+    f"adaptive: N = {search.fit.threshold:.1f} "
+    f"[{search.fit.ci_low:.1f}, {search.fit.ci_high:.1f}], "
+    f"{search.total_runs} runs against the grid's {ns.size * RUNS}"
+)
 search.evaluations  # (n, runs, successes), in the order simulated
