@@ -8,6 +8,7 @@ drift. A page holds a marker ``<!-- generated: NAME -->`` that is replaced by
 
 from __future__ import annotations
 
+import os
 import re
 
 MARKER = re.compile(r"<!-- generated: (\w+) -->")
@@ -41,8 +42,16 @@ def _knobs() -> str:
         auto = extra.get("auto") if isinstance(extra, dict) else None
         default = f"auto: {auto}" if auto else f"`{info.default!r}`"
         where = spec or "(chooses an auto value)"
-        rows.append(f"| `{knob}` | {where} | {info.description} | {default} |")
+        meaning = (info.description or "").replace("|", "\\|")  # "gd | flow" in a cell
+        rows.append(f"| `{knob}` | {where} | {meaning} | {default} |")
     return "\n".join(rows)
+
+
+def on_config(config, **_):
+    # The tutorials' kernels inherit this process's environment: without MPLBACKEND
+    # (CI sets Agg) they start with the inline backend, which shows the figures.
+    os.environ.pop("MPLBACKEND", None)
+    return config
 
 
 GENERATORS = {"cli": _cli, "columns": _columns, "knobs": _knobs}
@@ -50,3 +59,12 @@ GENERATORS = {"cli": _cli, "columns": _columns, "knobs": _knobs}
 
 def on_page_markdown(markdown: str, **_) -> str:
     return MARKER.sub(lambda m: GENERATORS[m.group(1)](), markdown)
+
+
+# The docstrings use Sphinx roles (:func:`simulate`); mkdocstrings renders them as
+# ":func:" before the code, which reads as noise: keep the code only.
+ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj):(?=<code>)")
+
+
+def on_post_page(output: str, **_) -> str:
+    return ROLE.sub("", output)

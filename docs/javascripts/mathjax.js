@@ -1,13 +1,15 @@
+// MathJax 3 for the site: \( \) and \[ \] from arithmatex on the Markdown pages, $ $ and
+// $$ $$ in the executed notebooks (whose Markdown cells MathJax must search, so the page
+// is searched as a whole; code and pre blocks are skipped by default).
 window.MathJax = {
   tex: {
-    inlineMath: [["\\(", "\\)"]],
-    displayMath: [["\\[", "\\]"]],
+    inlineMath: [["\\(", "\\)"], ["$", "$"]],
+    displayMath: [["\\[", "\\]"], ["$$", "$$"]],
     processEscapes: true,
     processEnvironments: true
   },
   options: {
-    ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
+    ignoreHtmlClass: "md-header|md-nav|md-footer|md-search|md-sidebar"
   }
 };
 

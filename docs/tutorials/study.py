@@ -3,9 +3,9 @@
 #
 # A *study* asks a question the paper leaves open and answers it with numbers, a
 # verdict in words and a figure. The one shipped today, `conjecture1`, asks: under the
-# protocol of the paper's Fig. 6 (orthogonal data \(x_i = \rho_i e_i\), width
-# \(p(n, 0.05)\), \(W \times 0.01\)), what is the exponent of the asymptotic rate in
-# \(n\)? Conjecture 1 says \(-1/2\); Proposition 1 proves it lies in \([-1, -1/2]\).
+# protocol of the paper's Fig. 6 (orthogonal data $x_i = \rho_i e_i$, width
+# $p(n, 0.05)$, $W \times 0.01$), what is the exponent of the asymptotic rate in
+# $n$? Conjecture 1 says $-1/2$; Proposition 1 proves it lies in $[-1, -1/2]$.
 #
 # From the command line the study is one command (its quick preset takes about two
 # minutes on a 2-core CPU):
@@ -36,12 +36,15 @@ design = conjecture1.Design(
 )
 cells = conjecture1.cells(design)
 print(len(cells), "cells; one of them:")
-{k: cells[0][k] for k in ("n", "d", "p", "w_scale", "x64", "stop_loss", "levels", "kernel")}
+{
+    k: cells[0][k]
+    for k in ("n", "d", "p", "w_scale", "x64", "stop_loss", "levels", "kernel")
+}
 
 # %% [markdown]
-# Each cell runs in float64 to a loss of \(10^{-14}/(2n)\), and measures the end-of-run
-# rates again the first time the loss falls below \(10^{-6}/(2n)\) (the paper's stop),
-# \(10^{-8}\), \(10^{-10}\) and \(10^{-12}/(2n)\) (`levels`). The runner simulates them
+# Each cell runs in float64 to a loss of $10^{-14}/(2n)$, and measures the end-of-run
+# rates again the first time the loss falls below $10^{-6}/(2n)$ (the paper's stop),
+# $10^{-8}$, $10^{-10}$ and $10^{-12}/(2n)$ (`levels`). The runner simulates them
 # (resumably, into a directory), one compiled program per bucket of cells.
 
 # %%
@@ -51,10 +54,10 @@ table.head(8)
 
 # %% [markdown]
 # Every row of the table is one fitted exponent: the least-squares slope of
-# \(\log(\text{mean over runs})\) against \(\log n\), with a 95% bootstrap interval over
-# runs, for a part of the study (stop level, solver, initialisation, range of \(n\),
-# mechanism), a variant, a level and a measure: \(\mu(t_\infty)\), \(\langle\mu\rangle\)
-# or the tangent kernel's \(\mu_\infty = 2\lambda_{\min}(K)\). The verdict reads the
+# $\log(\text{mean over runs})$ against $\log n$, with a 95% bootstrap interval over
+# runs, for a part of the study (stop level, solver, initialisation, range of $n$,
+# mechanism), a variant, a level and a measure: $\mu(t_\infty)$, $\langle\mu\rangle$
+# or the tangent kernel's $\mu_\infty = 2\lambda_{\min}(K)$. The verdict reads the
 # table:
 
 # %%
@@ -64,8 +67,10 @@ for line in lines:
 
 # %% [markdown]
 # At these tiny sizes the intervals are wide; the quick and paper presets use
-# \(n\) up to 2000 and 8000 ([What shallowflow found](../results/findings.md)). The
+# $n$ up to 2000 and 8000 ([What shallowflow found](../results/findings.md)). The
 # figure is the study's own:
 
 # %%
+# shallowflow draws at the edge with the Agg backend: show the figure itself
 fig = conjecture1.plot(table, summary)
+fig

@@ -272,9 +272,13 @@ def markdown() -> str:
     """The data dictionary as Markdown tables (the docs site's reference page)."""
     head = "| column | meaning | units | source | null when |\n|---|---|---|---|---|\n"
 
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a bar inside a formula would split the cell
+
     def rows(cols) -> str:
         return "".join(
-            f"| `{c.name}` | {c.meaning} | {c.units} | {c.source} | {c.null} |\n" for c in cols
+            f"| `{c.name}` | {cell(c.meaning)} | {cell(c.units)} | {c.source} | {cell(c.null)} |\n"
+            for c in cols
         )
 
     observed = [REGISTRY[o.name] for o in OBSERVABLES]
