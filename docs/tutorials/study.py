@@ -71,6 +71,7 @@ for line in lines:
 # figure is the study's own:
 
 # %%
-# shallowflow draws at the edge with the Agg backend: show the figure itself
+# shallowflow's plotting module switched matplotlib to Agg when it was imported;
+# back to the notebook's inline backend so that the figure shows
+# %matplotlib inline
 fig = conjecture1.plot(table, summary)
-fig

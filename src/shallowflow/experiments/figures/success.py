@@ -105,12 +105,13 @@ def threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str):
     right: the collapse, success against n/N, which shows whether the transitions share
     a shape. Returns (figure, left axes, threshold axes, the finite thresholds)."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
 
     fig, (left, right, collapse) = plt.subplots(1, 3, figsize=(13.0, 3.4))
     table = pd.DataFrame(summary["thresholds"])
     values = sorted(points[group].unique())
     cmap = plt.get_cmap("viridis")
-    norm = plt.Normalize(min(values), max(values)) if len(values) > 1 else None
+    norm = Normalize(min(values), max(values)) if len(values) > 1 else None
 
     def color(value):
         return cmap(0.05 + 0.85 * norm(value)) if norm is not None else cmap(0.05)
@@ -118,7 +119,7 @@ def threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str):
     thresholds = dict(zip(table[group], table["N"], strict=True))
     bars = len(values) <= LEGEND_MAX  # dozens of overlapping bars hide the curves
     for value in values:
-        pts = pooled(points[points[group] == value])
+        pts = pooled(pd.DataFrame(points[points[group] == value]))
         _success_curve(left, pts, pts["n"], color(value), f"{group} = {value}", bars)
         big_n = thresholds.get(value, np.nan)
         if np.isfinite(big_n) and big_n > 0:
@@ -150,12 +151,11 @@ def threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str):
 def pooled(points: pd.DataFrame) -> pd.DataFrame:
     """One point per n, in increasing n: repeated evaluations at the same n (the
     adaptive search's) pooled by adding their runs and successes, with their bars."""
-    pts = (
-        points.groupby("n", sort=True)[["runs", "successes"]]
-        .sum()
-        .reset_index()
-        .assign(fraction=lambda df: df["successes"] / df["runs"])
-    )
+    ns, at = np.unique(points["n"].to_numpy(), return_inverse=True)
+    runs = np.bincount(at, weights=points["runs"].to_numpy()).astype(np.int64)
+    successes = np.bincount(at, weights=points["successes"].to_numpy()).astype(np.int64)
+    pts = pd.DataFrame({"n": ns, "runs": runs, "successes": successes})
+    pts["fraction"] = pts["successes"] / pts["runs"]
     lo, hi = success_bars(pts["successes"].to_numpy(), pts["runs"].to_numpy())
     return pts.assign(bar_low=lo, bar_high=hi)
 
@@ -169,7 +169,7 @@ def _success_curve(ax, pts: pd.DataFrame, x, color, label, bars: bool) -> None:
 
 def _threshold_errorbars(ax, table: pd.DataFrame, group: str) -> pd.DataFrame:
     """The thresholds against ``group`` with their 95% intervals; the finite ones."""
-    ok = table[table["N"].notna()]
+    ok = pd.DataFrame(table[table["N"].notna()])
     err = np.vstack(
         [
             (ok["N"] - ok["ci_low"]).clip(lower=0).fillna(0).replace(np.inf, 0),
