@@ -165,6 +165,7 @@ _RUN = [
     _c("cell_id", "content hash of the cell's knobs (runner)"),
     _c("cell_seed", "the seed the runner derived for the cell from its knobs"),
     _c("figure", "the figure or study that owns the cell"),
+    _c("adaptive_step", "order of the evaluation in its group's adaptive search (0, 1, …)"),
     _c("tag", "variant of a cell within its figure or study (e.g. 'adaptive', 'flow')"),
     _c(
         "geometry", "dense | reduced | diagonal | implicit (the cheapest exact one)", "—", "SPEC §3"
