@@ -425,4 +425,5 @@ def verify(
 
 
 def main() -> None:  # pragma: no cover
+    """The console script's entry point: run the typer app on the command line's arguments."""
     app(sys.argv[1:])

@@ -126,6 +126,7 @@ class SolverSpec(_Spec):
 
     @property
     def gd(self) -> bool:
+        """Whether the dynamics is gradient descent (else a flow)."""
         return self.name == "gd"
 
     def steps(self, t: float) -> int:

@@ -43,6 +43,7 @@ class Geometry:
 
     @property
     def diagonal(self) -> bool:
+        """Whether this is the orthogonal-data geometry (one coordinate per example)."""
         return self.kind == "diagonal"
 
     def preact(self, v: jax.Array, z: jax.Array) -> jax.Array:

@@ -30,6 +30,7 @@ class SimResult:
 
     @property
     def runs(self) -> int:
+        """Number of runs R of the cell."""
         return self.valid.shape[0]
 
 

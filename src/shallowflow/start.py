@@ -58,6 +58,7 @@ class DrawSpec(NamedTuple):
 
     @property
     def dtype(self):
+        """The float dtype of the run (float64 with ``x64``)."""
         return jnp.float64 if self.x64 else jnp.float32
 
 
@@ -81,6 +82,7 @@ class Shape(NamedTuple):
 
 
 def draw_spec(cfg: SimConfig) -> DrawSpec:
+    """The static (compiled) part of a run's start, read from its config."""
     return DrawSpec(
         cfg.data.law,
         cfg.data.labels,
@@ -111,10 +113,12 @@ def working_dim(geometry: str, n, d, minimum=min):
 
 
 def dtype_of(cfg: SimConfig):
+    """float64 with ``x64``, else float32."""
     return jnp.float64 if cfg.run.x64 else jnp.float32
 
 
 def geometry_of(cfg: SimConfig) -> Geometry:
+    """The config's geometry (SPEC §3) at its matmul precision."""
     return Geometry(cfg.run.geometry, cfg.run.precision)
 
 

@@ -1,0 +1,2 @@
+"""The experiments: protocols as data, the figures, the studies, and the one resumable
+sweep runner."""

@@ -323,6 +323,8 @@ def run_adaptive(
 
 
 def adaptive_lines(proto: Protocol, record: dict[str, Any]) -> list[str]:
+    """The adaptive search's record as verdict lines: each group's N, interval, width against
+    its target, and the runs used against the grid's."""
     lines = []
     for g in record["groups"]:
         where = f"{proto.group} = {g[proto.group]}: " if proto.group else ""

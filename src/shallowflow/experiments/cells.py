@@ -81,6 +81,7 @@ class Cell(Mapping[str, Any]):
 
     @property
     def canonical_json(self) -> str:
+        """The knobs as canonical JSON (sorted keys): what the cell id hashes."""
         return self._json
 
     def to_dict(self) -> dict[str, Any]:

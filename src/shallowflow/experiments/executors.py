@@ -62,7 +62,9 @@ class Executor(Protocol):
 
     def run(
         self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
-    ) -> Iterator[tuple[int, list[pd.DataFrame]]]: ...
+    ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
+        """Yield ``(batch_index, tables)`` for each batch as it finishes."""
+        ...
 
 
 class LocalExecutor:
@@ -71,6 +73,7 @@ class LocalExecutor:
     def run(
         self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
+        """Yield ``(index, tables)`` for each batch, in order."""
         for index, batch in enumerate(batches):
             yield index, call_batch(simulate_batch, batch)
 
@@ -126,6 +129,7 @@ class RayExecutor:
     def run(
         self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
+        """Yield ``(index, tables)`` for each batch as its Ray task finishes."""
         ray = _import_ray()
         started = self._init(ray)
         pending: dict[Any, int] = {}

@@ -45,6 +45,7 @@ class SweepProgress:
 
     @property
     def runs_left(self) -> int:
+        """Runs still to simulate."""
         return self.runs_total - self.runs_done
 
 

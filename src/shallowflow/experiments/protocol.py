@@ -76,6 +76,7 @@ class Protocol:
 
     @property
     def total_runs(self) -> int:
+        """Runs of every cell together."""
         return sum(int(c.get("runs", 0)) for c in self.cells)
 
 

@@ -14,6 +14,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 
 def yes(cond: bool) -> str:
+    """``yes`` or ``no``, as a verdict line says it."""
     return "yes" if cond else "no"
 
 

@@ -42,6 +42,9 @@ def axpy(y: State, h, ks, weights) -> State:
 
 
 class Step(NamedTuple):
+    """One Dormand–Prince 5(4) step: the new state, the field there, ∫μ dt carried to the
+    step's end, and the error estimate."""
+
     y1: State
     ev1: Eval
     q1: jax.Array

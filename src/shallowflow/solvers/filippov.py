@@ -45,6 +45,9 @@ class FieldData(NamedTuple):
 
 
 class Eval(NamedTuple):
+    """The field at a state with its by-products: the loss, μ, pre-activations, residuals and
+    the sliding terms."""
+
     f: State  # the field followed (Filippov on sliding surfaces)
     loss: jax.Array
     mu: jax.Array  # ‖F‖²/(pL)

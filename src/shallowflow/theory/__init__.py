@@ -1,0 +1,2 @@
+"""The theory: the closed forms of SPEC §4, the width p(n, eps) and the data checks of
+SPEC §2."""

@@ -66,6 +66,7 @@ class Check:
     configs: Callable[[Mapping[str, Any]], list[Any]] | None = None
 
     def params(self, preset: str) -> dict[str, Any]:
+        """The check's parameters under ``preset`` (a fresh dict)."""
         return dict(self.presets[preset])
 
 
@@ -79,6 +80,7 @@ class Ledger:
 
     @property
     def ok(self) -> bool:
+        """True iff no check FAILed."""
         return all(r.verdict != Verdict.FAIL for r in self.results)
 
     def __getitem__(self, name: str) -> CheckResult:
@@ -88,6 +90,7 @@ class Ledger:
         raise KeyError(name)
 
     def counts(self) -> dict[str, int]:
+        """Number of checks per verdict."""
         return {v.value: sum(r.verdict == v for r in self.results) for v in Verdict}
 
     def write(self, out: str | Path) -> dict[str, Path]:

@@ -18,6 +18,7 @@ from shallowflow.stats.thresholds import fit_threshold, success_bars
 
 __all__ = [
     "group_thresholds",
+    "pooled",
     "success_points",
     "threshold_fit",
     "threshold_lines",
@@ -94,43 +95,47 @@ def threshold_lines(thresholds: list[dict[str, Any]], group: str) -> list[str]:
     return lines
 
 
+# More values of a group than this get a colour bar instead of a legend (Fig. 5's 36 p).
+LEGEND_MAX = 6
+
+
 def threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str):
-    """Left: success curves per value of ``group``; right: their thresholds with their
-    95% intervals. Returns (figure, left axes, right axes, the finite thresholds)."""
+    """Left: success curves per value of ``group`` (sorted by n, repeated n pooled; a
+    colour bar for many values); middle: their thresholds with their 95% intervals;
+    right: the collapse, success against n/N, which shows whether the transitions share
+    a shape. Returns (figure, left axes, threshold axes, the finite thresholds)."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
 
-    from shallowflow.plots import yerr
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    fig, (left, right, collapse) = plt.subplots(1, 3, figsize=(13.0, 3.4))
     table = pd.DataFrame(summary["thresholds"])
     values = sorted(points[group].unique())
-    colors = plt.cm.viridis(np.linspace(0.05, 0.9, len(values)))
-    for value, color in zip(values, colors, strict=True):
-        pts = points[points[group] == value]
-        left.errorbar(
-            pts["n"],
-            pts["fraction"],
-            yerr=yerr(pts),
-            fmt="o-",
-            ms=3,
-            color=color,
-            lw=0.8,
-            label=f"{group} = {value}",
-        )
-    left.axhline(0.5, color="gray", ls=":", lw=1)
-    left.set_xlabel("n")
-    left.set_ylabel("success fraction")
-    left.legend(ncol=2 if len(values) > 5 else 1)
-    ok = table[table["N"].notna()]
-    err = np.vstack(
-        [
-            (ok["N"] - ok["ci_low"]).clip(lower=0).fillna(0).replace(np.inf, 0),
-            (ok["ci_high"] - ok["N"]).clip(lower=0).fillna(0).replace(np.inf, 0),
-        ]
-    )
-    right.errorbar(ok[group], ok["N"], yerr=err, fmt="ko", ms=4, label="N (95% interval)")
-    right.set_xlabel(group)
-    right.set_ylabel(r"threshold $N$")
+    cmap = plt.get_cmap("viridis")
+    norm = Normalize(min(values), max(values)) if len(values) > 1 else None
+
+    def color(value):
+        return cmap(0.05 + 0.85 * norm(value)) if norm is not None else cmap(0.05)
+
+    thresholds = dict(zip(table[group], table["N"], strict=True))
+    bars = len(values) <= LEGEND_MAX  # dozens of overlapping bars hide the curves
+    for value in values:
+        pts = pooled(pd.DataFrame(points[points[group] == value]))
+        _success_curve(left, pts, pts["n"], color(value), f"{group} = {value}", bars)
+        big_n = thresholds.get(value, np.nan)
+        if np.isfinite(big_n) and big_n > 0:
+            _success_curve(collapse, pts, pts["n"] / big_n, color(value), None, bars)
+    for ax, xlabel in ((left, "n"), (collapse, r"$n / N$")):
+        ax.axhline(0.5, color="gray", ls=":", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("success fraction")
+    collapse.axvline(1.0, color="gray", ls=":", lw=1)
+    collapse.set_title("collapse: success against n / N")
+    if len(values) > LEGEND_MAX and norm is not None:
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=collapse)
+        bar.set_label(group)
+    else:
+        left.legend(ncol=2 if len(values) > 3 else 1)
+    ok = _threshold_errorbars(right, table, group)
     if rec := summary.get("adaptive"):
         right.text(
             0.02,
@@ -141,3 +146,37 @@ def threshold_panels(points: pd.DataFrame, summary: dict[str, Any], group: str):
             fontsize=7,
         )
     return fig, left, right, ok
+
+
+def pooled(points: pd.DataFrame) -> pd.DataFrame:
+    """One point per n, in increasing n: repeated evaluations at the same n (the
+    adaptive search's) pooled by adding their runs and successes, with their bars."""
+    ns, at = np.unique(points["n"].to_numpy(), return_inverse=True)
+    runs = np.bincount(at, weights=points["runs"].to_numpy()).astype(np.int64)
+    successes = np.bincount(at, weights=points["successes"].to_numpy()).astype(np.int64)
+    pts = pd.DataFrame({"n": ns, "runs": runs, "successes": successes})
+    pts["fraction"] = pts["successes"] / pts["runs"]
+    lo, hi = success_bars(pts["successes"].to_numpy(), pts["runs"].to_numpy())
+    return pts.assign(bar_low=lo, bar_high=hi)
+
+
+def _success_curve(ax, pts: pd.DataFrame, x, color, label, bars: bool) -> None:
+    from shallowflow.plots import yerr
+
+    err = yerr(pts) if bars else None
+    ax.errorbar(x, pts["fraction"], yerr=err, fmt="o-", ms=3, color=color, lw=0.8, label=label)
+
+
+def _threshold_errorbars(ax, table: pd.DataFrame, group: str) -> pd.DataFrame:
+    """The thresholds against ``group`` with their 95% intervals; the finite ones."""
+    ok = pd.DataFrame(table[table["N"].notna()])
+    err = np.vstack(
+        [
+            (ok["N"] - ok["ci_low"]).clip(lower=0).fillna(0).replace(np.inf, 0),
+            (ok["ci_high"] - ok["N"]).clip(lower=0).fillna(0).replace(np.inf, 0),
+        ]
+    )
+    ax.errorbar(ok[group], ok["N"], yerr=err, fmt="ko", ms=4, label="N (95% interval)")
+    ax.set_xlabel(group)
+    ax.set_ylabel(r"threshold $N$")
+    return ok

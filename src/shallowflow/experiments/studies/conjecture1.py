@@ -105,6 +105,7 @@ PRESETS = {
 
 
 def design_of(design: Design | str) -> Design:
+    """The design of a preset name, or the design itself."""
     return PRESETS[design] if isinstance(design, str) else design
 
 

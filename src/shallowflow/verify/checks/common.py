@@ -37,6 +37,7 @@ def sim(cfg: SimConfig) -> SimResult:
 
 
 def sim_user(cfg: SimConfig, user: UserArrays) -> SimResult:
+    """Simulate ``cfg`` with the user's arrays (the checks' one entry to the engine)."""
     return simulate(cfg, user)
 
 
@@ -56,6 +57,7 @@ def starts(cfg: SimConfig, res: SimResult):
 
 
 def result(name: str, claim: str, criterion: str, verdict: Verdict, numbers: dict, fig, summ):
+    """A :class:`CheckResult` from its parts, in the ledger's order."""
     return CheckResult(name, claim, criterion, verdict, numbers, fig, summ)
 
 

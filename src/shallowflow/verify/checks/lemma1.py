@@ -21,6 +21,7 @@ from shallowflow.verify.ledger import Check, CheckResult
 
 
 def flow_config(p: P) -> SimConfig:
+    """The exact flow on orthogonal data in float64: its balance must not drift."""
     return make_config(
         n=p["n"],
         d=p["n"],
@@ -38,6 +39,7 @@ def flow_config(p: P) -> SimConfig:
 
 
 def gd_config(p: P, lr: float) -> SimConfig:
+    """GD with step ``lr`` on the flow's cell: its balance drifts by O(η²) per step."""
     return make_config(
         n=p["n"],
         d=p["n"],
@@ -132,6 +134,7 @@ PAPER = {**QUICK, "n": 200, "runs": 32}
 
 
 def configs(p: P) -> list[SimConfig]:
+    """The configurations the check simulates (prefetched together)."""
     return [flow_config(p)] + [gd_config(p, float(e)) for e in p["etas"]]
 
 

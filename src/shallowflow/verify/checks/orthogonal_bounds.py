@@ -73,6 +73,7 @@ def orthogonal_bounds(p: P, fig_dir: Path | None = None) -> CheckResult:
 
 
 def configs(p: P) -> list[SimConfig]:
+    """The configurations the check simulates (prefetched together)."""
     return [flow_config(p), gd_config(p, 1.0)]
 
 

@@ -25,6 +25,7 @@ from shallowflow.verify.ledger import Check, CheckResult
 
 
 def configs(p: P) -> list[SimConfig]:
+    """The configurations the check simulates (prefetched together): one per n, with d ≥ n²."""
     out = []
     for n in p["ns"]:
         d = int(max(p["d"], n * n)) if p.get("d_at_least_n2", True) else int(p["d"])

@@ -28,6 +28,7 @@ from shallowflow.verify.ledger import Check, CheckResult
 
 
 def configs(p: P) -> list[SimConfig]:
+    """The configurations the check simulates (prefetched together)."""
     n = p["n_engine"]
     cfg = make_config(
         n=n,
