@@ -14,7 +14,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Annotated, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
 from rich.console import Console
@@ -382,7 +382,7 @@ def study(
     preset_name(preset)
     _check_out(out)
     t0 = time.perf_counter()
-    options = dict(
+    options: dict[str, Any] = dict(
         resume=resume,
         overwrite=overwrite,
         executor=executor,

@@ -198,8 +198,10 @@ class _Group:
         missing = [key for key, df in found.items() if df is None]
         if missing:
             found |= dict(zip(missing, request(missing), strict=True))
-        self.memo |= found  # in the order asked: the memo lists the design's evaluations
-        return [int(self.memo[key]["success"].sum()) for key in keys]
+        for key, df in found.items():  # in the order asked: the memo lists the evaluations
+            assert df is not None
+            self.memo[key] = df
+        return [int(self.memo[key]["success"].to_numpy().sum()) for key in keys]
 
     def record(self, res: AdaptiveResult, target: float, reached: bool) -> dict[str, Any]:
         fit, grid = res.fit, int(self.grid_runs.sum())
@@ -239,8 +241,8 @@ def _evaluate(
         idx = [i for i, h in enumerate(homes) if h == bucket]
         dfs = simulate_batch([cells[i].to_dict() for i in idx], bucket)
         for i, df in zip(idx, dfs, strict=True):
-            tables[i] = with_knobs(df, cells[i])
-            write_parquet_atomic(tables[i], cache / f"{cells[i].cell_id}.parquet")
+            table = tables[i] = with_knobs(df, cells[i])
+            write_parquet_atomic(table, cache / f"{cells[i].cell_id}.parquet")
     out, k = [], 0
     for group, keys in round_:
         out.append(tables[k : k + len(keys)])

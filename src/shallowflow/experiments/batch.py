@@ -45,7 +45,7 @@ def plan_cells(cells: Sequence[Mapping[str, Any]], max_batch: int | None = None)
     return plan([cell_config(c) for c in cells], max_cells=max_batch)
 
 
-def cells_work(cells: Sequence[Mapping[str, Any]], buckets: Sequence[Bucket]) -> list[float]:
+def cells_work(cells: Sequence[Cell], buckets: Sequence[Bucket]) -> list[float]:
     """The expected work of each cell in its bucket (the runner's ``work``: it sizes the
     calls, :mod:`shallowflow.experiments.pacing`)."""
     return [cell_work(cell_config(c), b.shape) for c, b in zip(cells, buckets, strict=True)]

@@ -18,7 +18,7 @@ loses is only what is in flight, whichever executor runs the batches.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,7 +61,7 @@ class Executor(Protocol):
     """Runs batches of cells; yields ``(batch_index, results)`` as they finish."""
 
     def run(
-        self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
+        self, simulate_batch: BatchSimulator, batches: Iterable[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
         """Yield ``(batch_index, tables)`` for each batch as it finishes."""
         ...
@@ -71,7 +71,7 @@ class LocalExecutor:
     """Sequential, in-process execution (any callable works, closures included)."""
 
     def run(
-        self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
+        self, simulate_batch: BatchSimulator, batches: Iterable[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
         """Yield ``(index, tables)`` for each batch, in order."""
         for index, batch in enumerate(batches):
@@ -127,7 +127,7 @@ class RayExecutor:
         return True
 
     def run(
-        self, simulate_batch: BatchSimulator, batches: Sequence[Batch]
+        self, simulate_batch: BatchSimulator, batches: Iterable[Batch]
     ) -> Iterator[tuple[int, list[pd.DataFrame]]]:
         """Yield ``(index, tables)`` for each batch as its Ray task finishes."""
         ray = _import_ray()

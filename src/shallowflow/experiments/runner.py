@@ -163,7 +163,7 @@ def _finished(out_dir: Path, cells: Sequence[Cell]) -> set[str]:
 
 
 Plan = Callable[[Sequence[Cell], "int | None"], Sequence[Hashable]]
-Work = Callable[[Sequence[Cell], Sequence[Hashable]], Sequence[float]]
+Work = Callable[[Sequence[Cell], Sequence[Any]], Sequence[float]]  # cells, their buckets
 
 
 def _groups(
