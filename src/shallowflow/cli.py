@@ -182,7 +182,12 @@ def _simulate_options() -> list[inspect.Parameter]:
     """Every knob as an option, then --state, --overwrite and --out."""
     knobs = [_option(k) for k in KNOBS if k not in _NOT_OPTIONS]
     extra = {
-        "state": (Path | None, None, "initial state .npz: W (p×d), a (p)"),
+        "state": (
+            Path | None,
+            None,
+            "initial state .npz: W (p×d), a (p); or W (runs×p×d), a (runs×p) as --keep-state "
+            "writes it (run r starts from run r; --state-run K: every run from run K)",
+        ),
         "overwrite": (bool, False, "replace finished results in --out"),
         "out": (Path, Path("out/simulate"), "output directory"),
     }
@@ -213,13 +218,18 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
     else:
         knobs["data"], knobs["data_file"] = "file", data
     if state is not None:
-        knobs["init"], knobs["state_file"] = "file", str(state)
+        knobs["state_file"] = str(state)
+        # θ(0) is the file's: an --init given is refused (make_config), a default one
+        # dropped; the runs of a multi-run file are its own unless --runs is given.
+        for knob in ("init", "runs"):
+            if _defaulted(knob):
+                knobs.pop(knob)
     with _progress() as bar:
-        task = bar.add_task("simulating", total=knobs["runs"])
+        task = bar.add_task("simulating", total=knobs.get("runs"))
         t0 = time.perf_counter()
         summ = run_simulation(
             out,
-            progress=lambda k, tot: bar.update(task, completed=k),
+            progress=lambda k, tot: bar.update(task, completed=k, total=tot),
             overwrite=overwrite,
             **knobs,
         )
@@ -242,6 +252,16 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
 
 
 simulate.__signature__ = inspect.Signature(_simulate_options())
+
+
+def _defaulted(param: str) -> bool:
+    """Whether the current command's ``param`` was left at its default."""
+    import click
+
+    source = click.get_current_context().get_parameter_source(param)
+    return source in (None, click.core.ParameterSource.DEFAULT)
+
+
 app.command()(simulate)
 
 

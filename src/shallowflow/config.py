@@ -94,6 +94,12 @@ class InitSpec(_Spec):
     require_coverage: bool = Field(False, description="redraw until every example is covered")
     activation_slope: float = Field(0.0, ge=0, lt=1, description="leaky-ReLU slope; 0 = ReLU")
     file: str | None = Field(None, alias="state_file", description="initial state .npz (W, a)")
+    state_run: int | None = Field(
+        None,
+        ge=0,
+        description="start every run from run K of a multi-run state file (default: run r "
+        "from the file's run r)",
+    )
 
 
 class SolverSpec(_Spec):
@@ -252,6 +258,13 @@ class SimConfig(_Spec):
             raise ValueError("data_file: data='file' needs a path (--data FILE)")
         if init.law == "file" and not init.file:
             raise ValueError("state_file: init='file' needs a path (--state FILE)")
+        if init.file and init.law != "file":
+            raise ValueError(
+                f"init: {init.law!r} does not apply with a state file (--state FILE is θ(0)); "
+                "leave --init out"
+            )
+        if init.state_run is not None and not init.file:
+            raise ValueError("state_run: picks a run of a state file; give --state FILE")
         if init.law == "group" and data.law != "orthogonal":
             raise ValueError("init: 'group' needs orthogonal data (SPEC §4)")
         if data.rho != 0.0 and data.law != "correlated":

@@ -18,7 +18,9 @@ KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
 class SimResult:
     """Arrays of a simulated cell. ``records[name]`` has shape (R, K) at ``times``
     (K,), masked by ``valid`` (R, K); ``final[name]`` and ``init[name]`` have shape
-    (R,). ``states`` holds the final (a, v) when ``cfg.record.keep_state``."""
+    (R,). ``states`` holds the final state in the user's coordinates when
+    ``cfg.record.keep_state``: ``W`` (R, p, d) and ``a`` (R, p); for the implicit
+    geometry ``a``, ``V`` (R, p, n) and ``off2`` (R, p) (:func:`trajectory.final_state`)."""
 
     cfg: SimConfig
     times: np.ndarray

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shallowflow.config import SimConfig
-from shallowflow.geometry import Geometry
+from shallowflow.geometry import Geometry, to_user
 from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import assumption1, balance, coverage, measure
 from shallowflow.solvers import SolveValues, solve
@@ -174,7 +174,9 @@ def run_one(
     with ``sig.keep_state``)."""
     geom = Geometry(sig.draw.geometry, sig.precision)
     key = jax.random.fold_in(jax.random.wrap_key_data(v.key), v.index)
-    start = make_padded_run(key, sig.draw, shape, v.draw, user)
+    if user.W is not None and user.W.ndim == 3:  # one saved state per run
+        user = user._replace(W=user.W[v.index], a=user.a[v.index])
+    start = make_padded_run(key, sig.draw, shape, v.draw, user, keep=sig.keep_state)
     prob, s0 = start.prob, start.state
     slope = sig.activation_slope
     size = v.draw.p * (working_dim(sig.draw.geometry, v.draw.n, v.draw.d, jnp.minimum) + 1)
@@ -237,5 +239,16 @@ def run_one(
     }
     out = {"records": records, "valid": traj.valid, "final": final, "init": init}
     if sig.keep_state:
-        out["state"] = {"a": traj.final.a, "v": traj.final.v}
+        out["state"] = final_state(sig.draw.geometry, traj.final, start)
     return out
+
+
+def final_state(geometry: str, final, start) -> dict[str, jax.Array]:
+    """The final state in the user's coordinates: ``a`` (p,) and ``W`` (p, d); for the
+    implicit geometry, where no d-vector exists, ``a``, the in-span coordinates ``V``
+    (p, n) in the data's own (never formed) basis and the off-span ‖w_j‖² ``off2`` (p,)."""
+    if geometry == "implicit":
+        return {"a": final.a, "V": final.v, "off2": start.off2}
+    if geometry == "dense":
+        return {"a": final.a, "W": final.v}
+    return {"a": final.a, "W": to_user(final.v, start.lift.frame, start.lift.off)}
