@@ -306,3 +306,58 @@ def test_api_sweep_files_and_cli_refuse_alike(tmp_path, knobs):
             str(api.value),
             res.output,
         )
+
+
+# --------------------------------------------------------------------------- issue 17, §4
+
+
+@pytest.mark.parametrize(
+    "cmd, param",
+    [
+        (["reproduce", "fig3", "--preset", "bogus"], "preset"),  # was: left an empty D
+        (["verify", "--preset", "bogus"], "preset"),  # was: left D with out/.lock
+        (["verify", "--only", "unknown"], "only"),  # was: left D/.lock
+        (["study", "conjecture1", "--preset", "bogus"], "preset"),
+    ],
+)
+def test_bad_presets_and_checks_leave_nothing_behind(tmp_path, cmd, param):
+    out = tmp_path / "D"
+    _refused([*cmd, "--out", str(out)], param, out)
+
+
+def test_a_tiny_lr_is_refused_like_a_huge_horizon(tmp_path):
+    """--lr 1e-12 makes the μ(t_∞) window 10¹⁴ steps: refused (was: exit 1, an int32
+    overflow, with a log written into --out)."""
+    out = tmp_path / "out"
+    res = _refused(
+        ["simulate", "--n", "20", "--d", "10", "--lr", "1e-12", "--out", str(out)], "lr", out
+    )
+    assert "at most 2^30" in res.output
+
+
+def test_a_state_file_refuses_an_init_and_takes_a_state_run(tmp_path):
+    out = tmp_path / "first"
+    args = ["simulate", "--n", "10", "--d", "5", "--runs", "2", "--x64", "--horizon", "3"]
+    res = runner.invoke(app, [*args, "--keep-state", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    state = str(out / "state.npz")
+    then = tmp_path / "then"
+    cmd = [*args, "--state", state, "--out", str(then)]
+    _refused([*cmd, "--init", "balanced"], "init", then)  # was: silently ignored
+    _refused([*cmd, "--state-run", "2"], "state_run", then)
+    _refused([*cmd, "--runs", "3"], "runs", then)
+    res = runner.invoke(app, [*cmd[:-4], "--state", state, "--state-run", "1", "--out", str(then)])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_diverged_gd_run_has_no_tail_rate(tmp_path):
+    """A rate never measured is null, not 0.0 (--lr 1e30 diverges at once)."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    args = ["simulate", "--n", "20", "--d", "10", "--runs", "2", "--x64", "--lr", "1e30"]
+    res = runner.invoke(app, [*args, "--horizon", "1e31", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    final = pd.read_parquet(out / "final.parquet")
+    assert (final["outcome"] == "diverged").all()
+    assert final["mu_tail"].isna().all(), final["mu_tail"].tolist()

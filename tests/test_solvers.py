@@ -232,3 +232,17 @@ def test_gd_tail_rate_is_a_window_in_time_whatever_the_step():
     # the window: 100 units of time, i.e. 400 steps of η = 1/4
     late = gd.final["t_final"] - 100.0
     assert (late > 0).all()
+
+
+def test_an_unknown_solver_name_is_an_error():
+    """solvers.solve ran flow-floor for any name it did not know."""
+    from shallowflow.errors import ShallowflowInputError
+    from shallowflow.solvers import SolveValues, solve
+
+    cfg = make_config(x64=True, **ORTH)
+    start = make_run(jax.random.key(0), cfg)
+    values = SolveValues(*(jnp.asarray(x) for x in (1.0, 0.0, 1e6, 1e-5, 1e-7, 1e-2)))
+    grid = jnp.arange(3)
+    kw = dict(slope=0.0, tail=2, method="tsit5", max_steps=10, size=jnp.asarray(90))
+    with pytest.raises(ShallowflowInputError, match=r"solver: unknown 'flow-flor'; allowed"):
+        solve("flow-flor", geometry_of(cfg), start.prob, start.state, grid, values, **kw)

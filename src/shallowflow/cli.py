@@ -192,14 +192,16 @@ def _simulate_options() -> list[inspect.Parameter]:
         "out": (Path, Path("out/simulate"), "output directory"),
     }
     kind = inspect.Parameter.KEYWORD_ONLY
-    return knobs + [
+    return [inspect.Parameter("ctx", kind, annotation=typer.Context), *knobs] + [
         inspect.Parameter(k, kind, default=v, annotation=Annotated[t, typer.Option(help=h)])
         for k, (t, v, h) in extra.items()
     ]
 
 
 @_guarded("simulate")
-def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None:
+def simulate(
+    *, ctx: typer.Context, state: Path | None, overwrite: bool, out: Path, **knobs
+) -> None:
     """Simulate R runs of one cell (a default Fig. 3 cell) and write config.json,
     runs.parquet (one row per run × recorded time) and summary.json into --out."""
     from shallowflow.api import run_simulation
@@ -222,7 +224,7 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
         # θ(0) is the file's: an --init given is refused (make_config), a default one
         # dropped; the runs of a multi-run file are its own unless --runs is given.
         for knob in ("init", "runs"):
-            if _defaulted(knob):
+            if _defaulted(ctx, knob):
                 knobs.pop(knob)
     with _progress() as bar:
         task = bar.add_task("simulating", total=knobs.get("runs"))
@@ -254,12 +256,10 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
 simulate.__signature__ = inspect.Signature(_simulate_options())
 
 
-def _defaulted(param: str) -> bool:
-    """Whether the current command's ``param`` was left at its default."""
-    import click
-
-    source = click.get_current_context().get_parameter_source(param)
-    return source in (None, click.core.ParameterSource.DEFAULT)
+def _defaulted(ctx: typer.Context, param: str) -> bool:
+    """Whether the command's option ``param`` was left at its default."""
+    source = ctx.get_parameter_source(param)
+    return source is None or source.name == "DEFAULT"
 
 
 app.command()(simulate)

@@ -276,6 +276,12 @@ class SimConfig(_Spec):
                 f"horizon: {solver.horizon / solver.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
                 "(the step counter is 32-bit)"
             )
+        if solver.gd and self.record.tail / solver.lr > MAX_STEPS:
+            raise ValueError(
+                f"lr: μ(t_∞)'s window of {self.record.tail} units of time is "
+                f"{self.record.tail / solver.lr:.3g} GD steps at lr = {solver.lr:g}; at most "
+                f"2^30 = {MAX_STEPS} (the step counter is 32-bit)"
+            )
         if not run.x64:  # the run's values are float32 on device: no silent inf
             for name, value in self.knobs().items():
                 if isinstance(value, float) and abs(value) > _FLOAT32_MAX:

@@ -102,8 +102,15 @@ def summary(res: SimResult) -> dict:
         "outcomes": {k: int(v) for k, v in runs["outcome"].value_counts().items()},
         "median_final_loss": float(np.median(runs["final_loss"])),
         "median_mu_end": float(np.median(runs["final_mu"])),
-        "median_mu_tail": float(np.median(runs["mu_tail"])),
+        "median_mu_tail": _median_defined(runs["mu_tail"]),
         "median_steps": float(np.median(runs["steps"])),
         "assumption1_fraction": float(np.mean(runs["assumption1"])),
         "fully_covered_fraction": float(np.mean(runs["coverage0"] == res.cfg.data.n)),
     }
+
+
+def _median_defined(values) -> float | None:
+    """The median over the runs where a quantity is defined (not NaN); None if none."""
+    values = np.asarray(values, float)
+    values = values[~np.isnan(values)]
+    return float(np.median(values)) if values.size else None

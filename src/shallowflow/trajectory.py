@@ -26,7 +26,7 @@ from shallowflow.geometry import Geometry, to_user
 from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import assumption1, balance, coverage, measure
 from shallowflow.solvers import SolveValues, solve
-from shallowflow.solvers.common import Levels
+from shallowflow.solvers.common import Levels, Outcome
 from shallowflow.start import (
     DrawSpec,
     DrawValues,
@@ -222,7 +222,8 @@ def run_one(
         t_final=traj.t_final,
         steps=stats.pop("steps") if stats else traj.steps,
         status=traj.status,
-        mu_tail=traj.tail_rate,
+        # a diverged run's window holds no rate of convergence: null, not a number
+        mu_tail=jnp.where(traj.status == Outcome.DIVERGED, jnp.nan, traj.tail_rate),
         mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
     )
     final.update(stats)

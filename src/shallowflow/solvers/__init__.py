@@ -11,14 +11,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import jax
 
+from shallowflow.config import SolverName
+from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
 from shallowflow.solvers import exact, floor, gd
 from shallowflow.solvers.common import Trajectory
+
+SOLVERS = get_args(SolverName)  # one vocabulary: the configuration's
 
 
 class SolveValues(NamedTuple):
@@ -52,6 +56,8 @@ def solve(
     (the flows' error norm); ``max_steps``: the flows' step cap; ``levels``: losses at
     which the run is measured again (GD and the exact flow). The exact flow returns its
     :class:`~.exact.Flow` (a trajectory with its event statistics and rates)."""
+    if name not in SOLVERS:
+        raise ShallowflowInputError("solver", f"unknown {name!r}; allowed: {SOLVERS}")
     common = dict(stop_loss=values.stop_loss, diverge_factor=values.diverge_factor, slope=slope)
     if name == "gd":
         return gd.solve(geom, prob, state0, grid, lr=values.lr, tail=tail, levels=levels, **common)
