@@ -38,6 +38,7 @@ InitName = Literal["asymmetric", "balanced", "gaussian", "group", "file"]
 SolverName = Literal["gd", "flow", "flow-floor"]
 GeometryName = Literal["dense", "reduced", "diagonal", "implicit"]
 GridName = Literal["linear", "log"]
+StopRule = Literal["inclusive", "authors"]  # solvers.gd.solve states both
 
 # Largest GD horizon in steps: step counters and record grids are int32 on device.
 MAX_STEPS = 2**30
@@ -129,6 +130,12 @@ class SolverSpec(_Spec):
         ge=0, description="stop below this loss", json_schema_extra=_auto("1/(2n)")
     )
     diverge_factor: float = Field(1e6, gt=1, description="loss > factor·L(0) marks divergence")
+    stop_rule: StopRule = Field(
+        "inclusive",
+        description="gd: inclusive (L checked at steps 0..T, stop at L <= stop_loss) | "
+        "authors (the paper's code: L checked at steps 0..T-1, stop at L < stop_loss; "
+        "the paper preset)",
+    )
 
     @property
     def gd(self) -> bool:
@@ -275,6 +282,11 @@ class SimConfig(_Spec):
             raise ValueError(
                 f"horizon: {solver.horizon / solver.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
                 "(the step counter is 32-bit)"
+            )
+        if solver.stop_rule != "inclusive" and not solver.gd:
+            raise ValueError(
+                f"stop_rule: {solver.stop_rule!r} is a rule of GD's step loop; the flows stop "
+                "when the loss reaches stop_loss (use 'inclusive')"
             )
         if solver.gd and self.record.tail / solver.lr > MAX_STEPS:
             raise ValueError(

@@ -54,6 +54,7 @@ class Signature:
     kernel: bool = False  # measure mu_inf_kernel
     levels: int = 0  # loss levels measured on the way
     user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
+    stop_rule: str = "inclusive"  # GD's (SolverSpec.stop_rule)
 
 
 class RunValues(NamedTuple):
@@ -83,6 +84,7 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
         bool(cfg.record.kernel),
         len(cfg.record.levels),
         given,
+        cfg.solver.stop_rule,
     )
 
 
@@ -193,6 +195,7 @@ def run_one(
         max_steps=max_steps,
         size=size,
         levels=v.levels if sig.levels else None,
+        stop_rule=sig.stop_rule,
     )
     b0 = balance(s0)
     scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
