@@ -361,3 +361,22 @@ def test_a_diverged_gd_run_has_no_tail_rate(tmp_path):
     final = pd.read_parquet(out / "final.parquet")
     assert (final["outcome"] == "diverged").all()
     assert final["mu_tail"].isna().all(), final["mu_tail"].tolist()
+
+
+def test_stop_loss_zero_reports_interpolation_apart_from_success(tmp_path):
+    """With --stop-loss 0 no run reaches its stop loss (success False), yet runs whose
+    final loss is <= 1/(2n) are reported interpolated (was: only "success fraction 0.000")."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    args = ["simulate", "--n", "12", "--d", "30", "--p", "8", "--runs", "2", "--x64", "--seed", "3"]
+    res = runner.invoke(app, [*args, "--stop-loss", "0", "--horizon", "100", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "success fraction 0.000 (reached the stop loss)" in res.output
+    assert "interpolated fraction 1.000 (loss <= 1/(2n))" in res.output
+    final = pd.read_parquet(out / "final.parquet")
+    assert not final["success"].any()
+    assert (final["interpolated"] == (final["final_loss"] <= 1 / 24)).all()
+    assert final["interpolated"].all()
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert runs["interpolated"].all()

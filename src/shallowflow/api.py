@@ -127,6 +127,7 @@ def save(res: SimResult, out: Path | str) -> None:
         "run",
         "outcome",
         "success",
+        "interpolated",
         "steps",
         "t_final",
         "assumption1",

@@ -239,7 +239,8 @@ def simulate(
     typer.echo(
         f"{summ['runs']} runs, n={summ['n']} d={summ['d']} p={summ['p']} "
         f"({summ['solver']}, {summ['geometry']}) in {wall:.1f} s\n"
-        f"success fraction {summ['success_fraction']:.3f}  "
+        f"success fraction {summ['success_fraction']:.3f} (reached the stop loss)  "
+        f"interpolated fraction {summ['interpolated_fraction']:.3f} (loss <= 1/(2n))\n"
         f"median final loss {summ['median_final_loss']:.3e}  "
         f"median mu at end {summ['median_mu_end']:.3e}\n"
         f"results in {out}/"

@@ -57,7 +57,11 @@ def runs_table(res: SimResult) -> pd.DataFrame:
     )
     df.insert(0, "run", np.arange(res.runs))
     df["outcome"] = [Outcome(int(s)).label for s in res.final["status"]]
+    # Two questions: did the run reach its stop loss (success, its outcome), and does
+    # its final state interpolate, L ≤ 1/(2n) (the paper's success level)? They differ
+    # when the stop loss is not 1/(2n), e.g. --stop-loss 0 runs to the horizon.
     df["success"] = df["outcome"] == "converged"
+    df["interpolated"] = np.asarray(df["final_loss"] <= 1.0 / (2 * cfg.data.n))
     for k, v in res.init.items():
         df[k] = v
     df["p"] = cfg.init.p
@@ -99,6 +103,7 @@ def summary(res: SimResult) -> dict:
         "solver": res.cfg.solver.name,
         "geometry": res.cfg.run.geometry,
         "success_fraction": float(runs["success"].mean()),
+        "interpolated_fraction": float(runs["interpolated"].mean()),
         "outcomes": {k: int(v) for k, v in runs["outcome"].value_counts().items()},
         "median_final_loss": float(np.median(runs["final_loss"])),
         "median_mu_end": float(np.median(runs["final_mu"])),
