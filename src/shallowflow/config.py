@@ -162,7 +162,11 @@ class RecordSpec(_Spec):
         description="mu(t_inf)'s window in units of time: the last 100 steps of GD with "
         "η = 1, 100/η steps of another η (SPEC §5, Fig. 6)",
     )
-    keep_state: bool = Field(False, description="keep the final states (state.npz)")
+    keep_state: bool = Field(
+        False,
+        description="keep the final states: state.npz with W (runs, p, d) and a (runs, p) "
+        "(implicit d: a, V (runs, p, n), off2 (runs, p))",
+    )
     kernel: bool = Field(
         description="also measure mu_inf_kernel, the tangent kernel's rate, at the end",
         json_schema_extra=_auto("on for orthogonal data (cheap there), else off"),
