@@ -246,10 +246,16 @@ def make_padded_run(
 
 
 def make_run(
-    key: jax.Array, cfg: SimConfig, user: UserArrays = UserArrays(), max_draws: int = 1000
+    key: jax.Array,
+    cfg: SimConfig,
+    user: UserArrays = UserArrays(),
+    max_draws: int = 1000,
+    keep: bool = False,
 ) -> RunStart:
     """Draw one run's data and θ(0) at the cell's own sizes (no padding): the start of
-    the engine's run with this key (:func:`make_padded_run`)."""
+    the engine's run with this key (:func:`make_padded_run`; ``keep``: with its lift,
+    whose frame Q takes a kept W back to working coordinates, v = W Q)."""
     shape = Shape(cfg.data.n, cfg.data.d, cfg.init.p)
-    start = make_padded_run(key, draw_spec(cfg), shape, draw_values(cfg), user, max_draws)
+    vals = draw_values(cfg)
+    start = make_padded_run(key, draw_spec(cfg), shape, vals, user, max_draws, keep)
     return start._replace(prob=start.prob._replace(n=None, p=None))
