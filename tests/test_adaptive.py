@@ -31,7 +31,10 @@ RUNS = 8
 
 def tiny_fig3(**params):
     """Fig. 3's protocol on a tiny grid; ``params`` may fix the adaptive target width."""
-    cells = [paper_cell("fig3", "gd", 0, n=n, d=10, p=width(n, EPS), runs=RUNS) for n in NS]
+    cells = [
+        paper_cell("fig3", "gd", 0, preset="quick", n=n, d=10, p=width(n, EPS), runs=RUNS)
+        for n in NS
+    ]
     return replace(protocol("fig3", "quick"), cells=cells, params={"d": 10} | params)
 
 

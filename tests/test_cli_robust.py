@@ -215,8 +215,13 @@ def test_fuzzed_simulate_never_shows_a_traceback_nor_writes_non_finite_numbers(
     if res.exit_code == 0:
         for name in ("runs.parquet", "final.parquet"):
             table = pd.read_parquet(out / name).select_dtypes("number")
-            table = table.drop(columns=[c for c in table if "thm1_const" in c])
-            assert np.isfinite(table.to_numpy(float)).all(), (args, name)
+            values = table.to_numpy(float)
+            assert not np.isinf(values).any(), (args, name)
+            # null only where a quantity is undefined: Theorem 1's constant and min_fit
+            # (a zero label), mu_tail (a diverged run)
+            nullable = ("thm1_const", "min_fit", "mu_tail")
+            defined = table.drop(columns=[c for c in table if any(k in c for k in nullable)])
+            assert np.isfinite(defined.to_numpy(float)).all(), (args, name)
 
 
 def test_zero_rows_in_a_data_file_are_refused_as_check_data_does(tmp_path):
@@ -306,3 +311,93 @@ def test_api_sweep_files_and_cli_refuse_alike(tmp_path, knobs):
             str(api.value),
             res.output,
         )
+
+
+# --------------------------------------------------------------------------- issue 17, §4
+
+
+@pytest.mark.parametrize(
+    "cmd, param",
+    [
+        (["reproduce", "fig3", "--preset", "bogus"], "preset"),  # was: left an empty D
+        (["verify", "--preset", "bogus"], "preset"),  # was: left D with out/.lock
+        (["verify", "--only", "unknown"], "only"),  # was: left D/.lock
+        (["study", "conjecture1", "--preset", "bogus"], "preset"),
+    ],
+)
+def test_bad_presets_and_checks_leave_nothing_behind(tmp_path, cmd, param):
+    out = tmp_path / "D"
+    _refused([*cmd, "--out", str(out)], param, out)
+
+
+def test_a_tiny_lr_is_refused_like_a_huge_horizon(tmp_path):
+    """--lr 1e-12 makes the μ(t_∞) window 10¹⁴ steps: refused (was: exit 1, an int32
+    overflow, with a log written into --out)."""
+    out = tmp_path / "out"
+    res = _refused(
+        ["simulate", "--n", "20", "--d", "10", "--lr", "1e-12", "--out", str(out)], "lr", out
+    )
+    assert "at most 2^30" in res.output
+
+
+def test_a_state_file_refuses_an_init_and_takes_a_state_run(tmp_path):
+    out = tmp_path / "first"
+    args = ["simulate", "--n", "10", "--d", "5", "--runs", "2", "--x64", "--horizon", "3"]
+    res = runner.invoke(app, [*args, "--keep-state", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    state = str(out / "state.npz")
+    then = tmp_path / "then"
+    cmd = [*args, "--state", state, "--out", str(then)]
+    _refused([*cmd, "--init", "balanced"], "init", then)  # was: silently ignored
+    _refused([*cmd, "--state-run", "2"], "state_run", then)
+    _refused([*cmd, "--runs", "3"], "runs", then)
+    res = runner.invoke(app, [*cmd[:-4], "--state", state, "--state-run", "1", "--out", str(then)])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_diverged_gd_run_has_no_tail_rate(tmp_path):
+    """A rate never measured is null, not 0.0 (--lr 1e30 diverges at once)."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    args = ["simulate", "--n", "20", "--d", "10", "--runs", "2", "--x64", "--lr", "1e30"]
+    res = runner.invoke(app, [*args, "--horizon", "1e31", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    final = pd.read_parquet(out / "final.parquet")
+    assert (final["outcome"] == "diverged").all()
+    assert final["mu_tail"].isna().all(), final["mu_tail"].tolist()
+
+
+def test_stop_loss_zero_reports_interpolation_apart_from_success(tmp_path):
+    """With --stop-loss 0 no run reaches its stop loss (success False), yet runs whose
+    final loss is <= 1/(2n) are reported interpolated (was: only "success fraction 0.000")."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    args = ["simulate", "--n", "12", "--d", "30", "--p", "8", "--runs", "2", "--x64", "--seed", "3"]
+    res = runner.invoke(app, [*args, "--stop-loss", "0", "--horizon", "100", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "success fraction 0.000 (reached the stop loss)" in res.output
+    assert "interpolated fraction 1.000 (loss <= 1/(2n))" in res.output
+    final = pd.read_parquet(out / "final.parquet")
+    assert not final["success"].any()
+    assert (final["interpolated"] == (final["final_loss"] <= 1 / 24)).all()
+    assert final["interpolated"].all()
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert runs["interpolated"].all()
+
+
+def test_min_fit_is_null_where_a_label_is_zero(tmp_path):
+    """A teacher whose units are all off at x_i labels it y_i = 0, where h(x_i)/y_i is
+    undefined: min_fit is null there (was: -inf in runs.parquet; found by the fuzz test)."""
+    import numpy as np
+    import pandas as pd
+
+    out = tmp_path / "out"
+    args = ["simulate", "--n", "6", "--d", "8", "--runs", "2", "--record", "3", "--horizon", "20"]
+    args += ["--labels", "teacher", "--data", "gaussian", "--out", str(out)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert not np.isinf(runs["min_fit"]).any(), runs["min_fit"].tolist()
+    assert runs["min_fit"].isna().any()  # this draw has a zero label (run 1)

@@ -87,9 +87,16 @@ def test_inconsistent_combinations(knobs, param):
 
 
 def test_config_is_immutable():
+    """Every spec is frozen: assigning a field (n lives in cfg.data) or a spec is refused
+    by pydantic's frozen-instance check, not by any other error."""
+    from pydantic import ValidationError
+
     cfg = make_config(n=5, d=3)
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
-        cfg.n = 6  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"(?s)DataSpec\nn\n.*Instance is frozen"):
+        cfg.data.n = 6  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"(?s)SimConfig\ndata\n.*Instance is frozen"):
+        cfg.data = cfg.data  # type: ignore[misc]
+    assert cfg.data.n == 5
     assert hash(cfg) == hash(make_config(n=5, d=3))
 
 

@@ -272,14 +272,16 @@ def tail_errors(knobs: dict) -> np.ndarray:
     geom = geometry_of(cfg)
     key = jax.random.key(cfg.run.seed)
     with jax.enable_x64(True):
-        starts = [make_run(jax.random.fold_in(key, r), cfg) for r in range(cfg.run.runs)]
+        draws = [jax.random.fold_in(key, r) for r in range(cfg.run.runs)]
+        starts = [make_run(k, cfg, keep=True) for k in draws]
         loss0 = min(float(model.loss(geom, s.state, s.prob)) for s in starts)
     res = simulate(make_config(**knobs, stop_loss=TAIL_DROP * loss0))
     assert np.all(res.final["loss"] <= TAIL_DROP * loss0 * 1.01)
     errors = []
     with jax.enable_x64(True):
         for r, start in enumerate(starts):
-            state = model.State(jnp.asarray(res.states["a"][r]), jnp.asarray(res.states["v"][r]))
+            v = jnp.asarray(res.states["W"][r]) @ start.lift.frame  # working coordinates
+            state = model.State(jnp.asarray(res.states["a"][r]), v)
             if not geom.diagonal:  # the premise: no pair held on a surface (see above)
                 fw = model.forward(geom, state, start.prob)
                 assert not np.any(observables.on_surface(geom, state, start.prob, fw).pre == 0)

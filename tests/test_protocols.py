@@ -99,8 +99,10 @@ def test_quick_keeps_the_protocol_and_few_shapes(figure):
     for cell in quick.cells:
         cfg = cell_config(cell)
         assert cfg.solver.name == "gd" and cfg.init.law == "asymmetric"
-        assert {k: v for k, v in cell.items() if k not in ("n", "d", "p", "runs", "stop_loss")} == {
-            k: v for k, v in paper.cells[0].items() if k not in ("n", "d", "p", "runs", "stop_loss")
+        # the same knobs but the sizes and the stop (the paper preset's stop rule: below)
+        sizes = ("n", "d", "p", "runs", "stop_loss", "stop_rule")
+        assert {k: v for k, v in cell.items() if k not in sizes} == {
+            k: v for k, v in paper.cells[0].items() if k not in sizes
         }
 
 
@@ -147,3 +149,16 @@ def test_cells_with_one_draws_tag_share_their_draws():
     np.testing.assert_array_equal(sa.prob.z, sb.prob.z)  # the same data
     np.testing.assert_array_equal(sa.state.a, sb.state.a)  # the same second layer
     np.testing.assert_allclose(sb.state.v, 0.1 * sa.state.v, rtol=1e-15)  # W × 0.1
+
+
+@pytest.mark.parametrize("figure", ["fig3", "fig4", "fig5", "fig6"])
+def test_paper_preset_judges_success_by_the_authors_rule_and_quick_is_unchanged(figure):
+    """Issue 17 §3: the paper preset's GD cells stop by the authors' rule; the quick
+    preset's cells do not name a stop rule (their ids and the golden tables stay), and
+    the flows keep theirs."""
+    assert {cfg.solver.stop_rule for _, cfg in configs(figure)} == {"authors"}
+    quick = protocol(figure, "quick").cells
+    assert all("stop_rule" not in c for c in quick)
+    assert {cell_config(c).solver.stop_rule for c in quick} == {"inclusive"}
+    flow = protocol(figure, "paper", "flow").cells
+    assert {cell_config(c).solver.stop_rule for c in flow} == {"inclusive"}

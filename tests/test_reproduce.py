@@ -61,7 +61,7 @@ def test_sweep_file_yaml_and_errors(tmp_path):
     }
     bad = tmp_path / "bad.toml"
     bad.write_text("[base]\nwidth = 3\n")
-    with pytest.raises(ShallowflowInputError):
+    with pytest.raises(ShallowflowInputError, match="width: Extra inputs are not permitted"):
         sweep_cells(load_sweep(bad))
     with pytest.raises(ShallowflowInputError, match="unknown top-level"):
         (tmp_path / "x.toml").write_text("foo = 1\n")

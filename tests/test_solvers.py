@@ -232,3 +232,46 @@ def test_gd_tail_rate_is_a_window_in_time_whatever_the_step():
     # the window: 100 units of time, i.e. 400 steps of η = 1/4
     late = gd.final["t_final"] - 100.0
     assert (late > 0).all()
+
+
+def test_an_unknown_solver_name_is_an_error():
+    """solvers.solve ran flow-floor for any name it did not know."""
+    from shallowflow.errors import ShallowflowInputError
+    from shallowflow.solvers import SolveValues, solve
+
+    cfg = make_config(x64=True, **ORTH)
+    start = make_run(jax.random.key(0), cfg)
+    values = SolveValues(*(jnp.asarray(x) for x in (1.0, 0.0, 1e6, 1e-5, 1e-7, 1e-2)))
+    grid = jnp.arange(3)
+    kw = dict(slope=0.0, tail=2, method="tsit5", max_steps=10, size=jnp.asarray(90))
+    with pytest.raises(ShallowflowInputError, match=r"solver: unknown 'flow-flor'; allowed"):
+        solve("flow-flor", geometry_of(cfg), start.prob, start.state, grid, values, **kw)
+
+
+def test_the_authors_stop_rule_never_tests_the_loss_at_step_T():
+    """A planted run whose loss first falls below the stop loss at step T exactly: our
+    inclusive rule counts it converged at T, the authors' rule (steps 0..T−1 tested)
+    leaves it at the horizon, on the same trajectory; a crossing before T is the same
+    stop under both rules."""
+    T = 12
+    knobs = dict(n=10, d=6, p=6, runs=1, seed=4, x64=True, horizon=float(T), record=T + 1)
+    free = simulate(make_config(**knobs, stop_loss=0.0))
+    loss = free.records["loss"][0]  # L_0 … L_T
+    stop = math.sqrt(loss[T] * loss[T - 1])  # strictly between L_T and L_{T−1}
+    assert np.all(loss[:T] > stop * (1 + 1e-9)) and loss[T] < stop * (1 - 1e-9)
+    ours = simulate(make_config(**knobs, stop_loss=stop))
+    theirs = simulate(make_config(**knobs, stop_loss=stop, stop_rule="authors"))
+    assert ours.final["status"][0] == Outcome.CONVERGED and ours.final["steps"][0] == T
+    assert theirs.final["status"][0] == Outcome.HORIZON and theirs.final["steps"][0] == T
+    np.testing.assert_array_equal(theirs.final["loss"], ours.final["loss"])
+    early = math.sqrt(loss[T - 3] * loss[T - 4])  # first below it at step T − 3
+    for rule in ("inclusive", "authors"):
+        res = simulate(make_config(**knobs, stop_loss=early, stop_rule=rule))
+        assert res.final["status"][0] == Outcome.CONVERGED and res.final["steps"][0] == T - 3
+
+
+def test_the_authors_stop_rule_is_refused_for_the_flows():
+    from shallowflow.errors import ShallowflowInputError
+
+    with pytest.raises(ShallowflowInputError, match="stop_rule: 'authors' is a rule of GD"):
+        make_config(n=10, d=6, solver="flow", stop_rule="authors")

@@ -52,19 +52,33 @@ def load_user(knobs: dict) -> tuple[dict, UserArrays]:
             "'group' needs pairwise orthogonal data",
         )
     if knobs.get("state_file"):
-        W, a = load_state(knobs["state_file"])
-        require(
-            W.shape[1] == knobs.get("d", W.shape[1]),
-            "state",
-            f"W has {W.shape[1]} columns but the data have d = {knobs.get('d')}",
-        )
-        require(
-            knobs.get("p") in (None, W.shape[0]),
-            "p",
-            f"--p {knobs.get('p')} differs from the state's p = {W.shape[0]}",
-        )
-        knobs["p"] = W.shape[0]
+        W, a = _load_state(knobs)
     return knobs, UserArrays(X, y, W, a)
+
+
+def _load_state(knobs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The state file's (W, a), with p (and, for a multi-run file, the runs) set from it
+    in ``knobs``; ``init`` becomes 'file' unless given (then the config refuses it)."""
+    W, a = load_state(knobs["state_file"], knobs.get("state_run"))
+    p, d = W.shape[-2:]
+    require(
+        d == knobs.get("d", d), "state", f"W has {d} columns but the data have d = {knobs.get('d')}"
+    )
+    require(
+        knobs.get("p") in (None, p), "p", f"--p {knobs.get('p')} differs from the state's p = {p}"
+    )
+    knobs["p"] = p
+    if W.ndim == 3:  # run r starts from the file's run r
+        runs = W.shape[0]
+        require(
+            knobs.get("runs") in (None, runs),
+            "runs",
+            f"--runs {knobs.get('runs')} differs from the state file's {runs} runs (each run "
+            "starts from its own state; --state-run K starts every run from run K)",
+        )
+        knobs["runs"] = runs
+    knobs.setdefault("init", "file")
+    return W, a
 
 
 def _orthogonal(X: np.ndarray) -> bool:
@@ -113,6 +127,7 @@ def save(res: SimResult, out: Path | str) -> None:
         "run",
         "outcome",
         "success",
+        "interpolated",
         "steps",
         "t_final",
         "assumption1",

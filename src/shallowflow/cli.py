@@ -182,19 +182,26 @@ def _simulate_options() -> list[inspect.Parameter]:
     """Every knob as an option, then --state, --overwrite and --out."""
     knobs = [_option(k) for k in KNOBS if k not in _NOT_OPTIONS]
     extra = {
-        "state": (Path | None, None, "initial state .npz: W (p×d), a (p)"),
+        "state": (
+            Path | None,
+            None,
+            "initial state .npz: W (p×d), a (p); or W (runs×p×d), a (runs×p) as --keep-state "
+            "writes it (run r starts from run r; --state-run K: every run from run K)",
+        ),
         "overwrite": (bool, False, "replace finished results in --out"),
         "out": (Path, Path("out/simulate"), "output directory"),
     }
     kind = inspect.Parameter.KEYWORD_ONLY
-    return knobs + [
+    return [inspect.Parameter("ctx", kind, annotation=typer.Context), *knobs] + [
         inspect.Parameter(k, kind, default=v, annotation=Annotated[t, typer.Option(help=h)])
         for k, (t, v, h) in extra.items()
     ]
 
 
 @_guarded("simulate")
-def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None:
+def simulate(
+    *, ctx: typer.Context, state: Path | None, overwrite: bool, out: Path, **knobs
+) -> None:
     """Simulate R runs of one cell (a default Fig. 3 cell) and write config.json,
     runs.parquet (one row per run × recorded time) and summary.json into --out."""
     from shallowflow.api import run_simulation
@@ -213,13 +220,18 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
     else:
         knobs["data"], knobs["data_file"] = "file", data
     if state is not None:
-        knobs["init"], knobs["state_file"] = "file", str(state)
+        knobs["state_file"] = str(state)
+        # θ(0) is the file's: an --init given is refused (make_config), a default one
+        # dropped; the runs of a multi-run file are its own unless --runs is given.
+        for knob in ("init", "runs"):
+            if _defaulted(ctx, knob):
+                knobs.pop(knob)
     with _progress() as bar:
-        task = bar.add_task("simulating", total=knobs["runs"])
+        task = bar.add_task("simulating", total=knobs.get("runs"))
         t0 = time.perf_counter()
         summ = run_simulation(
             out,
-            progress=lambda k, tot: bar.update(task, completed=k),
+            progress=lambda k, tot: bar.update(task, completed=k, total=tot),
             overwrite=overwrite,
             **knobs,
         )
@@ -227,7 +239,8 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
     typer.echo(
         f"{summ['runs']} runs, n={summ['n']} d={summ['d']} p={summ['p']} "
         f"({summ['solver']}, {summ['geometry']}) in {wall:.1f} s\n"
-        f"success fraction {summ['success_fraction']:.3f}  "
+        f"success fraction {summ['success_fraction']:.3f} (reached the stop loss)  "
+        f"interpolated fraction {summ['interpolated_fraction']:.3f} (loss <= 1/(2n))\n"
         f"median final loss {summ['median_final_loss']:.3e}  "
         f"median mu at end {summ['median_mu_end']:.3e}\n"
         f"results in {out}/"
@@ -242,6 +255,14 @@ def simulate(*, state: Path | None, overwrite: bool, out: Path, **knobs) -> None
 
 
 simulate.__signature__ = inspect.Signature(_simulate_options())
+
+
+def _defaulted(ctx: typer.Context, param: str) -> bool:
+    """Whether the command's option ``param`` was left at its default."""
+    source = ctx.get_parameter_source(param)
+    return source is None or source.name == "DEFAULT"
+
+
 app.command()(simulate)
 
 

@@ -39,7 +39,7 @@ def _c(name: str, meaning: str, units: str = "—", source: str = "—", null: s
 TABLES = {
     "trajectory": "`simulate`'s `runs.parquet`: one row per run × recorded time "
     "(`final` marks the row at the stop time), with the per-run columns "
-    "`outcome`, `success`, `steps`, `t_final`, `assumption1`, `coverage0`, `mu_tail`, "
+    "`outcome`, `success`, `interpolated`, `steps`, `t_final`, `assumption1`, `coverage0`, `mu_tail`, "
     "`mu_mean`, `geometry` merged in",
     "runs": "one row per run: `simulate`'s `final.parquet`; the `runs.parquet` of "
     "`reproduce`, `sweep` and `study` (with the cell's knobs as leading columns)",
@@ -92,7 +92,13 @@ OBSERVABLES = [
     _c("mu_upp", "the paper's upper bound (16/n) max_i E_i", "1/time", "SPEC §2, Fig. 6"),
     _c("mu_low_tight", "(2/n) min_i ‖x_i‖² E_i", "1/time", "SPEC §2"),
     _c("mu_upp_tight", "(4/n) max_i ‖x_i‖² E_i", "1/time", "SPEC §2"),
-    _c("min_fit", "min_i h_θ(x_i)/y_i = min_i (1 − r_i/y_i)", "—", "Theorem 1"),
+    _c(
+        "min_fit",
+        "min_i h_θ(x_i)/y_i = min_i (1 − r_i/y_i)",
+        "—",
+        "Theorem 1",
+        "a label is 0 (a teacher whose units are all off at x_i)",
+    ),
     _c(
         "thm1_const",
         "empirical Theorem-1 constant n μ / min_i (h_θ(x_i)/y_i)",
@@ -137,6 +143,13 @@ _RUN = [
     _c("final", "True on the row at the run's stop time"),
     _c("outcome", "converged | horizon | diverged | stalled", "—", "solvers.common.Outcome"),
     _c("success", "outcome == converged: L ≤ stop loss (1/(2n) by default)", "—", "SPEC §5"),
+    _c(
+        "interpolated",
+        "the final loss is ≤ 1/(2n), whatever the stop loss (with --stop-loss 0 no run "
+        "succeeds, and this says which fit the data)",
+        "—",
+        "SPEC §5",
+    ),
     _c("steps", "solver steps taken (GD steps, or the exact flow's accepted steps)", "steps"),
     _c("t_final", "time at which the run stopped", "time"),
     _c(
@@ -144,6 +157,7 @@ _RUN = [
         "μ(t_∞): the rate over the last `tail` units of time",
         "1/time",
         "SPEC §5, Fig. 6",
+        "the run diverged (a rate that was never measured)",
     ),
     _c("mu_mean", "⟨μ⟩ = log(L(0)/L(t_final))/t_final", "1/time", "SPEC §2"),
     _c(

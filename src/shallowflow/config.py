@@ -38,6 +38,7 @@ InitName = Literal["asymmetric", "balanced", "gaussian", "group", "file"]
 SolverName = Literal["gd", "flow", "flow-floor"]
 GeometryName = Literal["dense", "reduced", "diagonal", "implicit"]
 GridName = Literal["linear", "log"]
+StopRule = Literal["inclusive", "authors"]  # solvers.gd.solve states both
 
 # Largest GD horizon in steps: step counters and record grids are int32 on device.
 MAX_STEPS = 2**30
@@ -94,6 +95,12 @@ class InitSpec(_Spec):
     require_coverage: bool = Field(False, description="redraw until every example is covered")
     activation_slope: float = Field(0.0, ge=0, lt=1, description="leaky-ReLU slope; 0 = ReLU")
     file: str | None = Field(None, alias="state_file", description="initial state .npz (W, a)")
+    state_run: int | None = Field(
+        None,
+        ge=0,
+        description="start every run from run K of a multi-run state file (default: run r "
+        "from the file's run r)",
+    )
 
 
 class SolverSpec(_Spec):
@@ -123,6 +130,12 @@ class SolverSpec(_Spec):
         ge=0, description="stop below this loss", json_schema_extra=_auto("1/(2n)")
     )
     diverge_factor: float = Field(1e6, gt=1, description="loss > factor·L(0) marks divergence")
+    stop_rule: StopRule = Field(
+        "inclusive",
+        description="gd: inclusive (L checked at steps 0..T, stop at L <= stop_loss) | "
+        "authors (the paper's code: L checked at steps 0..T-1, stop at L < stop_loss; "
+        "the paper preset)",
+    )
 
     @property
     def gd(self) -> bool:
@@ -150,7 +163,11 @@ class RecordSpec(_Spec):
         description="mu(t_inf)'s window in units of time: the last 100 steps of GD with "
         "η = 1, 100/η steps of another η (SPEC §5, Fig. 6)",
     )
-    keep_state: bool = Field(False, description="keep the final states (state.npz)")
+    keep_state: bool = Field(
+        False,
+        description="keep the final states: state.npz with W (runs, p, d) and a (runs, p) "
+        "(implicit d: a, V (runs, p, n), off2 (runs, p))",
+    )
     kernel: bool = Field(
         description="also measure mu_inf_kernel, the tangent kernel's rate, at the end",
         json_schema_extra=_auto("on for orthogonal data (cheap there), else off"),
@@ -253,6 +270,13 @@ class SimConfig(_Spec):
             raise ValueError("data_file: data='file' needs a path (--data FILE)")
         if init.law == "file" and not init.file:
             raise ValueError("state_file: init='file' needs a path (--state FILE)")
+        if init.file and init.law != "file":
+            raise ValueError(
+                f"init: {init.law!r} does not apply with a state file (--state FILE is θ(0)); "
+                "leave --init out"
+            )
+        if init.state_run is not None and not init.file:
+            raise ValueError("state_run: picks a run of a state file; give --state FILE")
         if init.law == "group" and data.law != "orthogonal":
             raise ValueError("init: 'group' needs orthogonal data (SPEC §4)")
         if data.rho != 0.0 and data.law != "correlated":
@@ -263,6 +287,17 @@ class SimConfig(_Spec):
             raise ValueError(
                 f"horizon: {solver.horizon / solver.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
                 "(the step counter is 32-bit)"
+            )
+        if solver.stop_rule != "inclusive" and not solver.gd:
+            raise ValueError(
+                f"stop_rule: {solver.stop_rule!r} is a rule of GD's step loop; the flows stop "
+                "when the loss reaches stop_loss (use 'inclusive')"
+            )
+        if solver.gd and self.record.tail / solver.lr > MAX_STEPS:
+            raise ValueError(
+                f"lr: μ(t_∞)'s window of {self.record.tail} units of time is "
+                f"{self.record.tail / solver.lr:.3g} GD steps at lr = {solver.lr:g}; at most "
+                f"2^30 = {MAX_STEPS} (the step counter is 32-bit)"
             )
         if not run.x64:  # the run's values are float32 on device: no silent inf
             for name, value in self.knobs().items():

@@ -372,10 +372,12 @@ def _result(cfg: SimConfig, raw: dict) -> SimResult:
 
     records = {name: cut(v) for name, v in raw["records"].items()}
     states = None
-    if "state" in raw:
-        m = working_dim(cfg.run.geometry, cfg.data.n, cfg.data.d)
+    if "state" in raw:  # cut to the cell's own p, and d (W) or n (implicit V)
+        size = {"W": cfg.data.d, "V": cfg.data.n}
         p = cfg.init.p
-        states = {"a": raw["state"]["a"][:, :p], "v": raw["state"]["v"][:, :p, :m]}
+        states = {
+            k: v[:, :p, : size.get(k)] if k in size else v[:, :p] for k, v in raw["state"].items()
+        }
     times = cfg.solver.times(grid)
     _check_finite(raw["final"], raw["final"]["status"])
     return SimResult(cfg, times, cut(raw["valid"]), records, raw["final"], raw["init"], states)

@@ -97,21 +97,35 @@ def to_working(
     """
     if kind == "dense":
         return X, W, jnp.zeros(W.shape[0], W.dtype)
-    if kind == "diagonal":
-        s = jnp.linalg.norm(X, axis=1)
-        q = X.T / jnp.where(s > 0, s, 1.0)[None, :]
-    elif kind in ("reduced", "implicit"):
-        q, _ = jnp.linalg.qr(X.T, mode="reduced")
-        if m is not None:
-            q = jnp.where(jnp.arange(q.shape[1])[None, :] < m, q, 0.0)
-    else:
-        raise ValueError(f"geometry: unknown kind {kind!r}; allowed: {GEOMETRIES}")
+    q = frame(kind, X, m)
     hi = PRECISIONS["highest"]
     v = jnp.matmul(W, q, precision=hi)
     off = W - jnp.matmul(v, q.T, precision=hi)
     off2 = jnp.sum(off * off, axis=1)
-    z = s if kind == "diagonal" else jnp.matmul(X, q, precision=hi)
+    z = jnp.linalg.norm(X, axis=1) if kind == "diagonal" else jnp.matmul(X, q, precision=hi)
     return z, v, off2
+
+
+def frame(kind: str, X: jax.Array, m=None) -> jax.Array:
+    """Q (d×m), the orthonormal basis of span{x_i} in which v_j = Qᵀ w_j (SPEC §3): the
+    normalised x_i for the diagonal geometry, X's QR factor otherwise (later columns past
+    ``m`` dropped, see :func:`to_working`)."""
+    if kind == "diagonal":
+        s = jnp.linalg.norm(X, axis=1)
+        return X.T / jnp.where(s > 0, s, 1.0)[None, :]
+    if kind in ("reduced", "implicit"):
+        q, _ = jnp.linalg.qr(X.T, mode="reduced")
+        if m is not None:
+            q = jnp.where(jnp.arange(q.shape[1])[None, :] < m, q, 0.0)
+        return q
+    raise ValueError(f"geometry: unknown kind {kind!r}; allowed: {GEOMETRIES}")
+
+
+def to_user(v: jax.Array, q: jax.Array, off: jax.Array) -> jax.Array:
+    """w_j = off_j + Q v_j: a first layer back in the user's coordinates (p, d), from its
+    working coordinates ``v``, the frame ``q`` (:func:`frame`) and the off-span part
+    ``off`` (p, d), which the flow never moves."""
+    return off + jnp.matmul(v, q.T, precision=PRECISIONS["highest"])
 
 
 def to_dense(kind: str, z: jax.Array, n: int) -> jax.Array:

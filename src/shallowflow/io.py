@@ -9,7 +9,8 @@ Formats:
   Convention: a header column named exactly ``y`` holds the labels and every other
   column belongs to ``X``; without a ``y`` column (or without a header) all columns
   are ``X`` and ``y`` is None;
-- state, ``.npz``: array ``W`` of shape (p, d) and array ``a`` of shape (p,).
+- state, ``.npz``: array ``W`` of shape (p, d) and array ``a`` of shape (p,); or, as
+  ``simulate --keep-state`` writes it, ``W`` (runs, p, d) and ``a`` (runs, p).
 
 Every loader validates what it read and returns float64 arrays with finite entries;
 bad input raises :class:`ShallowflowInputError` naming the parameter (``path``,
@@ -253,11 +254,45 @@ def load_data(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     return validate_data(X, y)
 
 
-def load_state(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Load a state ``(W, a)`` from an ``.npz`` with ``W`` (p, d) and ``a`` (p,)."""
+def load_state(path: PathLike, run: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load a state from an ``.npz``: one run's ``W`` (p, d) and ``a`` (p,), or the runs
+    of ``simulate --keep-state``, ``W`` (R, p, d) and ``a`` (R, p).
+
+    ``run`` picks run K of a multi-run file (0 ≤ K < R; a single-run file counts as
+    R = 1) and returns it as one run's state. Otherwise a multi-run file is returned
+    whole (one start per run), except that R = 1 gives its one state. An implicit-d file
+    (``V``, ``off2``: no W) is refused: its basis of the data's span was never formed."""
     p = _existing(path, (".npz",))
+    arrays = _read_npz(p, ("a",), ("W", "V"))
+    if "W" not in arrays and "V" in arrays:
+        raise ShallowflowInputError(
+            "state",
+            f"{str(p)!r} is an implicit-d state (a, V, off2: coordinates in a basis of the "
+            "data's span that is never formed), which cannot start a run; --state needs W",
+        )
     arrays = _read_npz(p, ("W", "a"))
-    return validate_state(arrays["W"], arrays["a"])
+    W, a = arrays["W"], arrays["a"]
+    if np.ndim(W) != 3:
+        if run not in (None, 0):
+            raise ShallowflowInputError(
+                "state_run", f"must be 0 for a single-run state file (W p×d); got {run}"
+            )
+        return validate_state(W, a)
+    runs = W.shape[0]
+    if runs < 1:
+        raise ShallowflowInputError("W", "holds 0 runs (shape (0, p, d)); need at least one")
+    if np.ndim(a) != 2 or np.shape(a)[0] != runs:
+        raise ShallowflowInputError(
+            "a", f"must be of shape (runs, p) with runs = {runs} like W; got {np.shape(a)}"
+        )
+    if run is not None and not 0 <= run < runs:
+        raise ShallowflowInputError(
+            "state_run", f"must be in 0..{runs - 1} (the file holds {runs} runs); got {run}"
+        )
+    if run is not None or runs == 1:
+        return validate_state(W[run or 0], a[run or 0])
+    states = [validate_state(w, b) for w, b in zip(W, a, strict=True)]
+    return np.stack([w for w, _ in states]), np.stack([b for _, b in states])
 
 
 # --------------------------------------------------------------------------- saving

@@ -119,7 +119,10 @@ def measure(
     e = energies(state, fw.pre, p)
     lo, hi = paper_bounds(state, prob, fw.pre)
     lo_tight, hi_tight = orthogonal_bounds(geom, state, prob, fw.pre)
-    fit = _min_real(fw.h / jnp.where(prob.example_mask(), prob.y, 1.0), prob)
+    real = prob.example_mask()
+    fit = _min_real(fw.h / jnp.where(real, prob.y, 1.0), prob)
+    # h(x_i)/y_i is undefined where y_i = 0 (a teacher whose units are all off at x_i)
+    fit = jnp.where(jnp.any(real & (prob.y == 0)), jnp.nan, fit)
     return {
         "loss": fw.loss,
         "mu": m,

@@ -18,7 +18,9 @@ KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
 class SimResult:
     """Arrays of a simulated cell. ``records[name]`` has shape (R, K) at ``times``
     (K,), masked by ``valid`` (R, K); ``final[name]`` and ``init[name]`` have shape
-    (R,). ``states`` holds the final (a, v) when ``cfg.record.keep_state``."""
+    (R,). ``states`` holds the final state in the user's coordinates when
+    ``cfg.record.keep_state``: ``W`` (R, p, d) and ``a`` (R, p); for the implicit
+    geometry ``a``, ``V`` (R, p, n) and ``off2`` (R, p) (:func:`trajectory.final_state`)."""
 
     cfg: SimConfig
     times: np.ndarray
@@ -56,7 +58,11 @@ def runs_table(res: SimResult) -> pd.DataFrame:
     )
     df.insert(0, "run", np.arange(res.runs))
     df["outcome"] = [Outcome(int(s)).label for s in res.final["status"]]
+    # Two questions: did the run reach its stop loss (success, its outcome), and does
+    # its final state interpolate, L ≤ 1/(2n) (the paper's success level)? They differ
+    # when the stop loss is not 1/(2n), e.g. --stop-loss 0 runs to the horizon.
     df["success"] = df["outcome"] == "converged"
+    df["interpolated"] = np.asarray(df["final_loss"] <= 1.0 / (2 * cfg.data.n))
     for k, v in res.init.items():
         df[k] = v
     df["p"] = cfg.init.p
@@ -98,11 +104,19 @@ def summary(res: SimResult) -> dict:
         "solver": res.cfg.solver.name,
         "geometry": res.cfg.run.geometry,
         "success_fraction": float(runs["success"].mean()),
+        "interpolated_fraction": float(np.mean(runs["interpolated"].to_numpy())),
         "outcomes": {k: int(v) for k, v in runs["outcome"].value_counts().items()},
         "median_final_loss": float(np.median(runs["final_loss"])),
         "median_mu_end": float(np.median(runs["final_mu"])),
-        "median_mu_tail": float(np.median(runs["mu_tail"])),
+        "median_mu_tail": _median_defined(runs["mu_tail"]),
         "median_steps": float(np.median(runs["steps"])),
         "assumption1_fraction": float(np.mean(runs["assumption1"])),
         "fully_covered_fraction": float(np.mean(runs["coverage0"] == res.cfg.data.n)),
     }
+
+
+def _median_defined(values) -> float | None:
+    """The median over the runs where a quantity is defined (not NaN); None if none."""
+    values = np.asarray(values, float)
+    values = values[~np.isnan(values)]
+    return float(np.median(values)) if values.size else None

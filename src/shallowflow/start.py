@@ -21,7 +21,7 @@ from shallowflow import data as datagen
 from shallowflow import implicit, inits
 from shallowflow.config import SimConfig
 from shallowflow.data import block, mask
-from shallowflow.geometry import Geometry, to_working
+from shallowflow.geometry import PRECISIONS, Geometry, frame, to_working
 from shallowflow.model import Problem, State
 from shallowflow.observables import all_covered
 
@@ -35,13 +35,24 @@ class UserArrays(NamedTuple):
     a: jax.Array | None = None
 
 
+class Lift(NamedTuple):
+    """What takes a working first layer back to the user's coordinates,
+    w_j = off_j + Q v_j (:func:`shallowflow.geometry.to_user`): the frame Q (D, M) and
+    the off-span parts off_j (P, D), constant along the flow (SPEC §3)."""
+
+    frame: jax.Array
+    off: jax.Array
+
+
 class RunStart(NamedTuple):
-    """A run's start: data, θ(0), the off-span ‖w_j‖² and the number of draws used."""
+    """A run's start: data, θ(0), the off-span ‖w_j‖² and the number of draws used;
+    ``lift`` when asked for (``keep``) in a geometry with an explicit W (not implicit)."""
 
     prob: Problem
     state: State
     off2: jax.Array
     draws: jax.Array
+    lift: Lift | None = None
 
 
 class DrawSpec(NamedTuple):
@@ -141,7 +152,12 @@ def _random_w(key: jax.Array, spec: DrawSpec, vals: DrawValues, scale2, shape) -
 
 
 def _draw(
-    key: jax.Array, spec: DrawSpec, shape: Shape, vals: DrawValues, user: UserArrays
+    key: jax.Array,
+    spec: DrawSpec,
+    shape: Shape,
+    vals: DrawValues,
+    user: UserArrays,
+    keep: bool = False,
 ) -> RunStart:
     dtype = spec.dtype
     kx, ky, kw, ka = jax.random.split(key, 4)
@@ -149,6 +165,7 @@ def _draw(
     big_n, big_d, big_p = shape
     kind = spec.geometry
     scale2 = inits.w_variance(spec.init, spec.w_law, vals.sigma)
+    lift = None
 
     if kind == "implicit":
         z = implicit.implicit_data(kx, spec.data, n, d, dtype, big_n)
@@ -162,6 +179,9 @@ def _draw(
         W = _random_w(kw, spec, vals, scale2, (big_p, big_d))
         v = jnp.where(mask(big_n, n)[None, :], W[:, :big_n], 0.0)
         off2 = jnp.sum(jnp.where(mask(big_d, n)[None, :], 0.0, W * W), axis=1)
+        if keep:  # Q = the first n unit vectors; off_j = the rest of w_j
+            q = jnp.eye(big_d, big_n, dtype=dtype) * mask(big_n, n)[None, :]
+            lift = Lift(q, jnp.where(mask(big_d, n)[None, :], 0.0, W))
     else:
         X = (
             block(jnp.asarray(user.X, dtype), n, d)
@@ -178,6 +198,9 @@ def _draw(
         else:
             W = _random_w(kw, spec, vals, scale2, (big_p, big_d))
         z, v, off2 = to_working(kind, X, W, jnp.minimum(n, d))
+        if keep and kind != "dense":
+            q = frame(kind, X, jnp.minimum(n, d))
+            lift = Lift(q, W - jnp.matmul(v, q.T, precision=PRECISIONS["highest"]))
 
     if spec.init == "file":
         a = jnp.asarray(user.a, dtype)
@@ -185,8 +208,10 @@ def _draw(
         w_norm = jnp.sqrt(jnp.sum(v * v, 1) + off2)
         a = inits.second_layer(ka, spec.init, w_norm, vals.sigma, p)
     v, off2 = v * vals.w_scale, off2 * vals.w_scale**2
+    if lift is not None:
+        lift = lift._replace(off=lift.off * vals.w_scale)
     prob = Problem(z, y, n, p)
-    return RunStart(prob, State(a, v), off2, jnp.ones((), jnp.int32))
+    return RunStart(prob, State(a, v), off2, jnp.ones((), jnp.int32), lift)
 
 
 def make_padded_run(
@@ -196,14 +221,16 @@ def make_padded_run(
     vals: DrawValues,
     user: UserArrays = UserArrays(),
     max_draws: int = 1000,
+    keep: bool = False,
 ) -> RunStart:
-    """Draw one run's data and θ(0) into arrays of the static ``shape``.
+    """Draw one run's data and θ(0) into arrays of the static ``shape`` (with ``keep``,
+    also its :class:`Lift` back to the user's coordinates).
 
     With ``spec.require_coverage`` (Fig. 6), data and initialisation are redrawn until
     every example is covered (at most ``max_draws`` times; ``draws`` reports how many
     were used, and a run never covered keeps its last draw, which the coverage
     observable then reports)."""
-    start = _draw(key, spec, shape, vals, user)
+    start = _draw(key, spec, shape, vals, user, keep)
     if not spec.require_coverage:
         return start
     geom = Geometry(spec.geometry)
@@ -215,7 +242,7 @@ def make_padded_run(
     def redraw(carry):
         s, k = carry
         k, sub = jax.random.split(k)
-        new = _draw(sub, spec, shape, vals, user)
+        new = _draw(sub, spec, shape, vals, user, keep)
         return new._replace(draws=s.draws + 1), k
 
     out, _ = jax.lax.while_loop(need, redraw, (start, jax.random.fold_in(key, 1)))
@@ -223,10 +250,16 @@ def make_padded_run(
 
 
 def make_run(
-    key: jax.Array, cfg: SimConfig, user: UserArrays = UserArrays(), max_draws: int = 1000
+    key: jax.Array,
+    cfg: SimConfig,
+    user: UserArrays = UserArrays(),
+    max_draws: int = 1000,
+    keep: bool = False,
 ) -> RunStart:
     """Draw one run's data and θ(0) at the cell's own sizes (no padding): the start of
-    the engine's run with this key (:func:`make_padded_run`)."""
+    the engine's run with this key (:func:`make_padded_run`; ``keep``: with its lift,
+    whose frame Q takes a kept W back to working coordinates, v = W Q)."""
     shape = Shape(cfg.data.n, cfg.data.d, cfg.init.p)
-    start = make_padded_run(key, draw_spec(cfg), shape, draw_values(cfg), user, max_draws)
+    vals = draw_values(cfg)
+    start = make_padded_run(key, draw_spec(cfg), shape, vals, user, max_draws, keep)
     return start._replace(prob=start.prob._replace(n=None, p=None))

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from shallowflow.config import SimConfig
-from shallowflow.geometry import Geometry
+from shallowflow.geometry import Geometry, to_user
 from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import assumption1, balance, coverage, measure
 from shallowflow.solvers import SolveValues, solve
-from shallowflow.solvers.common import Levels
+from shallowflow.solvers.common import Levels, Outcome
 from shallowflow.start import (
     DrawSpec,
     DrawValues,
@@ -54,6 +54,7 @@ class Signature:
     kernel: bool = False  # measure mu_inf_kernel
     levels: int = 0  # loss levels measured on the way
     user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
+    stop_rule: str = "inclusive"  # GD's (SolverSpec.stop_rule)
 
 
 class RunValues(NamedTuple):
@@ -83,6 +84,7 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
         bool(cfg.record.kernel),
         len(cfg.record.levels),
         given,
+        cfg.solver.stop_rule,
     )
 
 
@@ -174,7 +176,10 @@ def run_one(
     with ``sig.keep_state``)."""
     geom = Geometry(sig.draw.geometry, sig.precision)
     key = jax.random.fold_in(jax.random.wrap_key_data(v.key), v.index)
-    start = make_padded_run(key, sig.draw, shape, v.draw, user)
+    if user.W is not None and user.W.ndim == 3:  # one saved state per run
+        a = None if user.a is None else user.a[v.index]
+        user = user._replace(W=user.W[v.index], a=a)
+    start = make_padded_run(key, sig.draw, shape, v.draw, user, keep=sig.keep_state)
     prob, s0 = start.prob, start.state
     slope = sig.activation_slope
     size = v.draw.p * (working_dim(sig.draw.geometry, v.draw.n, v.draw.d, jnp.minimum) + 1)
@@ -191,6 +196,7 @@ def run_one(
         max_steps=max_steps,
         size=size,
         levels=v.levels if sig.levels else None,
+        stop_rule=sig.stop_rule,
     )
     b0 = balance(s0)
     scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
@@ -220,7 +226,8 @@ def run_one(
         t_final=traj.t_final,
         steps=stats.pop("steps") if stats else traj.steps,
         status=traj.status,
-        mu_tail=traj.tail_rate,
+        # a diverged run's window holds no rate of convergence: null, not a number
+        mu_tail=jnp.where(traj.status == Outcome.DIVERGED, jnp.nan, traj.tail_rate),
         mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
     )
     final.update(stats)
@@ -237,5 +244,16 @@ def run_one(
     }
     out = {"records": records, "valid": traj.valid, "final": final, "init": init}
     if sig.keep_state:
-        out["state"] = {"a": traj.final.a, "v": traj.final.v}
+        out["state"] = final_state(sig.draw.geometry, traj.final, start)
     return out
+
+
+def final_state(geometry: str, final, start) -> dict[str, jax.Array]:
+    """The final state in the user's coordinates: ``a`` (p,) and ``W`` (p, d); for the
+    implicit geometry, where no d-vector exists, ``a``, the in-span coordinates ``V``
+    (p, n) in the data's own (never formed) basis and the off-span ‖w_j‖² ``off2`` (p,)."""
+    if geometry == "implicit":
+        return {"a": final.a, "V": final.v, "off2": start.off2}
+    if geometry == "dense":
+        return {"a": final.a, "W": final.v}
+    return {"a": final.a, "W": to_user(final.v, start.lift.frame, start.lift.off)}

@@ -80,8 +80,11 @@ class Protocol:
         return sum(int(c.get("runs", 0)) for c in self.cells)
 
 
-def paper_cell(figure: str, solver: str, seed: int, **knobs: Any) -> dict[str, Any]:
-    """Common knobs of SPEC §5: sphere data, paper labels, asymmetric init, GD with η = 1."""
+def paper_cell(figure: str, solver: str, seed: int, *, preset: str, **knobs: Any) -> dict[str, Any]:
+    """Common knobs of SPEC §5: sphere data, paper labels, asymmetric init, GD with η = 1;
+    under the ``paper`` preset GD judges success by the authors' stop rule (the loss
+    tested at steps 0..T−1, stop on L < stop loss: :mod:`shallowflow.solvers.gd`). The
+    quick preset keeps the default inclusive rule (its cells, and their ids, unchanged)."""
     base = {
         "figure": figure,
         "data": "sphere",
@@ -91,4 +94,6 @@ def paper_cell(figure: str, solver: str, seed: int, **knobs: Any) -> dict[str, A
         "lr": 1.0,
         "seed": seed,
     }
+    if preset == "paper" and solver == "gd":
+        base["stop_rule"] = "authors"
     return base | knobs

@@ -151,10 +151,11 @@ def reproduce(
     if figure != "all" and figure not in FIGURES:
         allowed = (*FIGURES, "all")
         raise ShallowflowInputError("figure", f"unknown figure {figure!r}; choose one of {allowed}")
+    protos = protocols(figure, preset, solver)  # checks preset and solver: before mkdir
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
     summaries, seconds = {}, {}
-    for proto in protocols(figure, preset, solver):
+    for proto in protos:
         start = time.perf_counter()
         summaries[proto.name] = run_protocol(
             proto,

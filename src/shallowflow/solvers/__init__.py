@@ -11,14 +11,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import jax
 
+from shallowflow.config import SolverName
+from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
 from shallowflow.solvers import exact, floor, gd
 from shallowflow.solvers.common import Trajectory
+
+SOLVERS = get_args(SolverName)  # one vocabulary: the configuration's
 
 
 class SolveValues(NamedTuple):
@@ -46,15 +50,32 @@ def solve(
     max_steps: int,
     size: jax.Array,
     levels: jax.Array | None = None,
+    stop_rule: str = "inclusive",
 ) -> Trajectory | exact.Flow:
     """Solve one run with the solver ``name`` (gd | flow | flow-floor), recording θ at
     ``grid`` (GD: steps; flows: times). ``size``: the run's number of real entries of θ
     (the flows' error norm); ``max_steps``: the flows' step cap; ``levels``: losses at
-    which the run is measured again (GD and the exact flow). The exact flow returns its
+    which the run is measured again (GD and the exact flow); ``stop_rule``: GD's
+    (:func:`.gd.solve`; the config refuses another than 'inclusive' for the flows). The
+    exact flow returns its
     :class:`~.exact.Flow` (a trajectory with its event statistics and rates)."""
-    common = dict(stop_loss=values.stop_loss, diverge_factor=values.diverge_factor, slope=slope)
+    if name not in SOLVERS:
+        raise ShallowflowInputError("solver", f"unknown {name!r}; allowed: {SOLVERS}")
+    common: dict[str, Any] = dict(
+        stop_loss=values.stop_loss, diverge_factor=values.diverge_factor, slope=slope
+    )
     if name == "gd":
-        return gd.solve(geom, prob, state0, grid, lr=values.lr, tail=tail, levels=levels, **common)
+        return gd.solve(
+            geom,
+            prob,
+            state0,
+            grid,
+            lr=values.lr,
+            tail=tail,
+            levels=levels,
+            rule=stop_rule,
+            **common,
+        )
     flows = dict(rtol=values.rtol, atol=values.atol, max_steps=max_steps, size=size, **common)
     if name == "flow":
         return exact.solve(geom, prob, state0, grid, tail=float(tail), levels=levels, **flows)

@@ -1,9 +1,20 @@
 """Gradient descent θ_{k+1} = θ_k + η F(θ_k), F = −p∇L (SPEC §1); step k is time kη.
 
 One compiled ``lax.scan`` over the recorded steps, each a ``lax.while_loop`` of GD
-steps; a run stops at the first step whose loss is ≤ ``stop_loss`` (converged), or
-whose loss is non-finite or exceeds ``diverge_factor``·L(0) (diverged). Under
+steps; a run stops when its loss meets the stop rule (converged), or at the first
+step whose loss is non-finite or exceeds ``diverge_factor``·L(0) (diverged). Under
 ``vmap`` finished runs are frozen while others go on.
+
+Stop rules, for a horizon of T steps (θ_0 … θ_T, L_k = L(θ_k)):
+
+- ``inclusive`` (ours, the default): L_k is tested at k = 0, 1, …, T; the run converges
+  at the first k ≤ T with L_k ≤ ``stop_loss``.
+- ``authors`` (the loop of the paper's code; the ``paper`` preset): L_k is tested at
+  k = 0, …, T − 1 only; the run converges at the first k < T with L_k < ``stop_loss``
+  (their ``break`` on ``<``), or at k = T − 1 if L_{T−1} = ``stop_loss`` exactly (their
+  success test ``≤`` after the loop; they take one more step there, an event of
+  probability zero). L_T is never tested: a run that first reaches the stop loss at
+  step T ends at the horizon, unconverged.
 
 A diverged run keeps its last finite state θ_{k−1}. The step loop carries nothing
 but θ (no copy of the previous state: that copy cost up to 1.8x on the diagonal
@@ -45,18 +56,24 @@ def solve(
     state0: State,
     grid: jax.Array,
     *,
-    lr: float,
+    lr: float | jax.Array,
     stop_loss: float,
     diverge_factor: float = 1e6,
     slope: float = 0.0,
     tail: int = 100,
     levels: jax.Array | None = None,
+    rule: str = "inclusive",
 ) -> Trajectory:
     """Run GD from ``state0`` and record θ at the integer steps ``grid`` (sorted,
     last = horizon in steps); with ``levels`` (K,), also the run the first time its
     loss falls below each (:class:`~.common.Levels`). μ(t_∞) is the mean per-step rate
     of the last ``tail`` steps over η: a rate per unit of time (SPEC §5; at η = 1 the
-    paper's mean over its last 100 steps, with ``tail`` = 100)."""
+    paper's mean over its last 100 steps, with ``tail`` = 100). ``rule``: the stop rule
+    (module doc), ``inclusive`` or ``authors``."""
+    if rule not in ("inclusive", "authors"):
+        raise ValueError(f"stop_rule: unknown {rule!r}; allowed: ('inclusive', 'authors')")
+    authors = rule == "authors"
+    last = grid[-1] - 1  # T − 1: the authors' last tested step
     geom, z = geom.for_solver(prob.z)
     prob = prob._replace(z=z)
     loss0 = forward(geom, state0, prob, slope).loss
@@ -76,7 +93,8 @@ def solve(
         state, k, status, buf, lev = c
         fw = forward(geom, state, prob, slope)
         bad = exploded(fw.loss, loss0, diverge_factor)
-        done = fw.loss <= stop_loss
+        done = (fw.loss < stop_loss) | ((k == last) & (fw.loss <= stop_loss))
+        done = done if authors else fw.loss <= stop_loss
         status = jnp.where(
             bad, Outcome.DIVERGED, jnp.where(done, Outcome.CONVERGED, Outcome.RUNNING)
         ).astype(jnp.int32)
@@ -121,20 +139,20 @@ def solve(
     c0 = (state0, k0, jnp.zeros((), jnp.int32), buf0, lev0, ((state0, k0), (state0, k0)))
     c, states = jax.lax.scan(upto, c0, grid)
     state, k, status, buf, lev, anchors = c
-    # A run still running at the horizon is checked once more (its last loss).
-    last = forward(geom, state, prob, slope).loss
-    bad = exploded(last, loss0, diverge_factor)
+    # A run still running at the horizon is checked once more (its last loss); under the
+    # authors' rule only for divergence.
+    end = forward(geom, state, prob, slope).loss
+    bad = exploded(end, loss0, diverge_factor)
     running = status == Outcome.RUNNING
+    reached = (end <= stop_loss) & (not authors)
     status = jnp.where(
         running,
-        jnp.where(
-            bad, Outcome.DIVERGED, jnp.where(last <= stop_loss, Outcome.CONVERGED, Outcome.HORIZON)
-        ),
+        jnp.where(bad, Outcome.DIVERGED, jnp.where(reached, Outcome.CONVERGED, Outcome.HORIZON)),
         status,
     )
     state, k = jax.lax.cond(running & bad, lambda: roll_back(state, k, anchors), lambda: (state, k))
-    buf = jnp.where(running & ~bad, buf.at[k % (tail + 1)].set(last), buf)
-    lev = at_levels(lev, last, k, buf, state, running & ~bad)
+    buf = jnp.where(running & ~bad, buf.at[k % (tail + 1)].set(end), buf)
+    lev = at_levels(lev, end, k, buf, state, running & ~bad)
     t_final = k.astype(dtype) * lr
     times = grid.astype(dtype) * lr
     valid = grid <= k

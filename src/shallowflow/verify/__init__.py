@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from shallowflow.experiments.protocol import preset_name
 from shallowflow.storage import directory_lock, keep_finished
 from shallowflow.verify.checks import CHECKS, prefetch
 from shallowflow.verify.ledger import (
@@ -14,6 +15,7 @@ from shallowflow.verify.ledger import (
     Ledger,
     Verdict,
     run_checks,
+    select,
 )
 
 
@@ -30,6 +32,8 @@ def run_verify(
     ``out`` unless ``overwrite``. ``Ledger.ok`` is True iff no check FAILed."""
     if out is None:
         return run_checks(CHECKS, preset, None, only, progress, prefetch)
+    preset_name(preset)  # bad input writes nothing, not even a lock
+    select(CHECKS, only)
     out = Path(out)
     if (out / "verify.md").exists() and not overwrite:
         keep_finished(out, "a finished ledger")

@@ -31,7 +31,10 @@ PROTOCOLS = {
 def protocol(preset: str, solver: str = "gd", seed: int = 0) -> Protocol:
     """d fixed, n on a grid, p = p(n, 0.05), the preset's runs per n."""
     d, ns, runs = (PROTOCOLS[preset][k] for k in ("d", "ns", "runs"))
-    cells = [paper_cell(NAME, solver, seed, n=n, d=d, p=width(n, EPS), runs=runs) for n in ns]
+    cells = [
+        paper_cell(NAME, solver, seed, preset=preset, n=n, d=d, p=width(n, EPS), runs=runs)
+        for n in ns
+    ]
     return Protocol(
         NAME,
         preset,

@@ -41,7 +41,7 @@ def protocol(preset: str, solver: str = "gd", seed: int = 0) -> Protocol:
     """p = 30; per d, n on the preset's multiples of d."""
     ds, runs = PROTOCOLS[preset]["ds"], PROTOCOLS[preset]["runs"]
     cells = [
-        paper_cell(NAME, solver, seed, n=n, d=d, p=P, runs=runs)
+        paper_cell(NAME, solver, seed, preset=preset, n=n, d=d, p=P, runs=runs)
         for d in ds
         for n in sizes(d, preset)
     ]

@@ -70,7 +70,7 @@ def protocol(preset: str, solver: str = "gd", seed: int = 0) -> Protocol:
     """d = 30; per p, n on the geometric grid around the guess."""
     ps, runs = PROTOCOLS[preset]["ps"], PROTOCOLS[preset]["runs"]
     cells = [
-        paper_cell(NAME, solver, seed, n=n, d=D, p=p, runs=runs)
+        paper_cell(NAME, solver, seed, preset=preset, n=n, d=D, p=p, runs=runs)
         for p in ps
         for n in sizes(p, preset)
     ]

@@ -51,8 +51,12 @@ PAPER = ("mu_tail", "mu_mean", "final_mu_low", "final_mu_upp")
 RATES = ("mu_tail", "mu_mean", "final_mu_inf_kernel")  # Prop. 1's range: rates, not bounds
 
 
-def cell(n: int, d: int, runs: int, solver: str = "gd", seed: int = 0, **knobs: Any) -> dict:
-    """The knobs of one Fig. 6 cell (module doc); ``knobs`` override them."""
+def cell(
+    n: int, d: int, runs: int, solver: str = "gd", seed: int = 0, preset: str = "quick", **knobs
+) -> dict:
+    """The knobs of one Fig. 6 cell (module doc) under ``preset`` (the paper's: the
+    authors' stop rule, :func:`~shallowflow.experiments.protocol.paper_cell`); ``knobs``
+    override them. The Conjecture-1 study's cells are ours: the inclusive rule."""
     fig6 = dict(
         n=n,
         d=d,
@@ -64,7 +68,7 @@ def cell(n: int, d: int, runs: int, solver: str = "gd", seed: int = 0, **knobs: 
         horizon_factor=10.0,
         stop_loss=STOP / (2 * n),
     )
-    return paper_cell(NAME, solver, seed, **fig6) | knobs
+    return paper_cell(NAME, solver, seed, preset=preset, **fig6) | knobs
 
 
 def protocol(preset: str, solver: str = "gd", seed: int = 0) -> Protocol:
@@ -73,7 +77,7 @@ def protocol(preset: str, solver: str = "gd", seed: int = 0) -> Protocol:
     return Protocol(
         NAME,
         preset,
-        [cell(n, d, runs, solver, seed) for n in ns],
+        [cell(n, d, runs, solver, seed, preset) for n in ns],
         TITLE,
         CLAIM,
         params={"d": d, "slope": SLOPE},
