@@ -39,8 +39,8 @@ def _c(name: str, meaning: str, units: str = "—", source: str = "—", null: s
 TABLES = {
     "trajectory": "`simulate`'s `runs.parquet`: one row per run × recorded time "
     "(`final` marks the row at the stop time), with the per-run columns "
-    "`outcome`, `success`, `interpolated`, `steps`, `t_final`, `assumption1`, `coverage0`, `mu_tail`, "
-    "`mu_mean`, `geometry` merged in",
+    "`outcome`, `success`, `interpolated`, `steps`, `t_final`, `assumption1`, `coverage0`, "
+    "`mu_tail`, `mu_mean`, `geometry` merged in",
     "runs": "one row per run: `simulate`'s `final.parquet`; the `runs.parquet` of "
     "`reproduce`, `sweep` and `study` (with the cell's knobs as leading columns)",
     "points": "`points.parquet` of `reproduce` (one row per point of a figure) and `sweep`",
