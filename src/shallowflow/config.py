@@ -29,12 +29,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from shallowflow import heldout
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.theory.width import width
 
 DataName = Literal["sphere", "orthogonal", "gaussian", "correlated", "file"]
 LabelName = Literal["paper", "teacher", "file"]
-InitName = Literal["asymmetric", "balanced", "gaussian", "group", "file"]
+InitName = Literal["asymmetric", "balanced", "gaussian", "group", "standard", "file"]
 SolverName = Literal["gd", "flow", "flow-floor"]
 GeometryName = Literal["dense", "reduced", "diagonal", "implicit"]
 GridName = Literal["linear", "log"]
@@ -80,6 +81,8 @@ class DataSpec(_Spec):
     labels: LabelName = Field("paper", description="paper (±U[1,2]) | teacher | file")
     teacher_width: int = Field(4, ge=1, description="width of the teacher network")
     file: str | None = Field(None, alias="data_file", description="data file (.npz, .npy, .csv)")
+    test_n: int = Field(0, ge=0, description="held-out examples drawn like the data (0: none)")
+    test_file: str | None = Field(None, alias="test_data", description="held-out data file")
 
 
 class InitSpec(_Spec):
@@ -87,11 +90,14 @@ class InitSpec(_Spec):
 
     p: int = Field(ge=1, description="width", json_schema_extra=_auto("p(n, eps)"))
     law: InitName = Field(
-        "asymmetric", alias="init", description="asymmetric | balanced | gaussian | group | file"
+        "asymmetric",
+        alias="init",
+        description="asymmetric | balanced | gaussian | group | standard | file",
     )
     w_law: Literal["uniform", "gaussian"] = Field("uniform", description="first-layer law")
     sigma: float = Field(1.0, gt=0, description="scale of the gaussian initialisation")
     w_scale: float = Field(1.0, gt=0, description="factor on W after drawing a")
+    a_scale: float = Field(1.0, gt=0, description="factor on a after drawing it")
     require_coverage: bool = Field(False, description="redraw until every example is covered")
     activation_slope: float = Field(0.0, ge=0, lt=1, description="leaky-ReLU slope; 0 = ReLU")
     file: str | None = Field(None, alias="state_file", description="initial state .npz (W, a)")
@@ -313,6 +319,9 @@ class SimConfig(_Spec):
             )
         if run.geometry == "diagonal" and data.law != "orthogonal":
             raise ValueError("geometry: 'diagonal' needs data='orthogonal'")
+        if init.law == "standard" and init.w_law != "uniform":
+            raise ValueError("w_law: 'standard' draws W from U(±1/√d); leave w_law out")
+        heldout.check(data.law, data.n, data.d, data.test_n, data.test_file, run.geometry)
         if run.geometry == "implicit" and not implicit_ok(data, init):
             raise ValueError(
                 "geometry: 'implicit' needs data in {sphere, gaussian}, labels in "
@@ -329,7 +338,8 @@ class SimConfig(_Spec):
 
 
 def implicit_ok(data: DataSpec, init: InitSpec) -> bool:
-    """Rotation-invariant data and first layer: reduced coordinates can be sampled."""
+    """Rotation-invariant data and first layer: reduced coordinates can be sampled (not
+    for a held-out file's d-vectors: :func:`shallowflow.heldout.check`)."""
     gaussian_w = init.law == "gaussian" or (
         init.law in ("asymmetric", "balanced") and init.w_law == "gaussian"
     )
@@ -338,6 +348,7 @@ def implicit_ok(data: DataSpec, init: InitSpec) -> bool:
         and data.labels in ("paper", "teacher")
         and gaussian_w
         and data.n <= data.d
+        and not data.test_file
     )
 
 
@@ -345,7 +356,7 @@ def _geometry(data: DataSpec, init: InitSpec) -> str:
     """The cheapest exact geometry (SPEC §3)."""
     if data.law == "orthogonal":
         return "diagonal"
-    if implicit_ok(data, init) and data.d > data.n:
+    if implicit_ok(data, init) and data.d > data.n + data.test_n:
         return "implicit"
     if data.d > data.n:
         return "reduced"

@@ -77,19 +77,26 @@ def gaussian(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None) -> j
     return block(g, n, d) / jnp.sqrt(jnp.asarray(d, dtype))
 
 
+def correlated_frame(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None):
+    """(u_0, …, u_n) of :func:`correlated` as the columns of Q (D, N + 1): the QR of
+    d × (n+1) Gaussian columns (column c from ``fold_in(key, c)``); padded columns and rows
+    are zero, so the QR's leading n + 1 columns are those of the unpadded draw (to
+    rounding)."""
+    big_n, big_d = (n, d) if shape is None else shape
+    g = block(rows(key, jax.random.normal, (big_n + 1, big_d), dtype), n + 1, d)
+    q, _ = jnp.linalg.qr(g.T, mode="reduced")
+    return q
+
+
 def correlated(
     key: jax.Array, n: int, d: int, rho: float, dtype=jnp.float32, shape=None
 ) -> jax.Array:
-    """x_i = ρ_i (√(1−ρ) u_i + √ρ u_0) with u_0..u_n orthonormal (random), so that
-    every pair of directions has correlation exactly ρ; needs n + 1 ≤ d.
-
-    The frame is the QR of d × (n+1) Gaussian columns (column c from ``fold_in(kq, c)``);
-    padded columns and rows are zero, so the QR's leading n + 1 columns are those of the
-    unpadded draw (to rounding)."""
+    """x_i = ρ_i (√(1−ρ) u_i + √ρ u_0) with u_0..u_n orthonormal (random,
+    :func:`correlated_frame`), so that every pair of directions has correlation exactly ρ;
+    needs n + 1 ≤ d."""
     big_n, big_d = (n, d) if shape is None else shape
     kq, kr = jax.random.split(key)
-    g = block(rows(kq, jax.random.normal, (big_n + 1, big_d), dtype), n + 1, d)
-    q, _ = jnp.linalg.qr(g.T, mode="reduced")  # (D, N + 1)
+    q = correlated_frame(kq, n, d, dtype, shape)  # (D, N + 1)
     u = jnp.sqrt(1.0 - rho) * q[:, 1:].T + jnp.sqrt(rho) * q[:, 0][None, :]
     return block(radii(kr, big_n, dtype)[:, None] * u, n, d)
 
@@ -119,6 +126,19 @@ def paper_labels(key: jax.Array, n: int, dtype=jnp.float32, length: int | None =
     return jnp.where(mask(length, n), y, 0.0)
 
 
+def teacher(key: jax.Array, n_dim: int, k: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """The teacher network of :func:`teacher_labels`: a*_l Rademacher (k,), w*_l ~ N(0, I)
+    (k, n_dim), row l from ``fold_in``."""
+    ka, kw = jax.random.split(key)
+    a = jax.random.rademacher(ka, (k,), dtype)
+    return a, rows(kw, jax.random.normal, (k, n_dim), dtype)
+
+
+def teach(a: jax.Array, pre: jax.Array) -> jax.Array:
+    """The teacher's outputs (1/√k) Σ_l a*_l σ(pre_li) from its pre-activations (k, n)."""
+    return a @ activation(pre) / jnp.sqrt(jnp.asarray(a.shape[0], a.dtype))
+
+
 def teacher_labels(key: jax.Array, pre_fn, n_dim: int, k: int, dtype=jnp.float32) -> jax.Array:
     """y_i = (1/√k) Σ_l a*_l σ(⟨w*_l, x_i⟩), a*_l Rademacher, w*_l ~ N(0, I).
 
@@ -126,7 +146,5 @@ def teacher_labels(key: jax.Array, pre_fn, n_dim: int, k: int, dtype=jnp.float32
     the data live (w* is Gaussian, hence so are its reduced coordinates); padded
     examples are zero vectors, so their labels are 0.
     """
-    ka, kw = jax.random.split(key)
-    a = jax.random.rademacher(ka, (k,), dtype)
-    w = rows(kw, jax.random.normal, (k, n_dim), dtype)
-    return a @ activation(pre_fn(w)) / jnp.sqrt(jnp.asarray(k, dtype))
+    a, w = teacher(key, n_dim, k, dtype)
+    return teach(a, pre_fn(w))

@@ -98,11 +98,11 @@ def _work(cfg: SimConfig, shape: Shape) -> float:
 
 
 def _own_shape(cfg: SimConfig) -> Shape:
-    return Shape(cfg.data.n, cfg.data.d, cfg.init.p)
+    return Shape(cfg.data.n, cfg.data.d, cfg.init.p, cfg.data.test_n)
 
 
 def _cover(shapes: Sequence[Shape]) -> Shape:
-    return Shape(*(max(s[i] for s in shapes) for i in range(3)))
+    return Shape(*(max(s[i] for s in shapes) for i in range(4)))
 
 
 def cell_work(cfg: SimConfig, shape: Shape | None = None) -> float:
@@ -180,7 +180,7 @@ def plan(
 
 def _run_bytes(bucket: Bucket) -> int:
     """Working memory of one run at the bucket's padded shape (an estimate)."""
-    n, d, p = bucket.shape
+    n, d, p, _ = bucket.shape
     draw = bucket.sig.draw
     return run_bytes(draw.geometry, n, d, p, bucket.sig.records, draw.x64)
 

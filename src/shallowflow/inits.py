@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from shallowflow.data import block, mask, rows
 
-INITS = ("asymmetric", "balanced", "gaussian", "group")
+INITS = ("asymmetric", "balanced", "gaussian", "group", "standard")
 
 
 def uniform_w(key: jax.Array, p: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
@@ -109,3 +109,25 @@ def group_state(
     u = jnp.where(owner[None, :] == jnp.arange(width)[:, None], mag[None, :], 0.0)
     a = sign * (jnp.linalg.norm(u, axis=1) + jax.random.exponential(ke, (width,), dtype))
     return a, u, owner
+
+
+def standard_a(key: jax.Array, p, width: int, dtype=jnp.float32) -> jax.Array:
+    """ã_j ~ U(−1/√p, 1/√p): PyTorch's ``nn.Linear(p, 1, bias=False)`` default (SPEC §6),
+    zero for padded neurons j ≥ p.
+
+    **The standard initialisation, mapped exactly.** PyTorch's default for a layer of
+    fan-in f is U(±1/√f): w̃_jk ~ U(±1/√d) (:func:`uniform_w`) and ã_j ~ U(±1/√p), for
+    the network h̃(x) = Σ_j ã_j σ(⟨w̃_j, x⟩) and the loss L̃(θ̃) = (1/(2n)) Σ_i (y_i −
+    h̃(x_i))². Our network is h_θ = (1/p) Σ_j a_j σ(⟨w_j, x⟩) with the flow
+    dθ/dt = −p∇L(θ) and GD θ ← θ − ηp∇L(θ) (SPEC §1). Put θ = √p θ̃. Then, σ being
+    positively 1-homogeneous, h_θ = (1/p) Σ_j √p ã_j σ(√p ⟨w̃_j, x⟩) = h̃_θ̃, so
+    L(θ) = L̃(θ̃) with the same 1/(2n), and ∇_θ L(θ) = ∇L̃(θ̃)/√p. Hence
+    dθ̃/dt = (1/√p)(−p)(1/√p)∇L̃(θ̃) = −∇L̃(θ̃), and θ̃_{k+1} = θ̃_k − η∇L̃(θ̃_k): plain
+    gradient flow and plain GD with the same step η on the same loss, at the same times
+    t = kη. Nothing in the loss or the time is rescaled. (PyTorch's ``MSELoss`` is
+    (1/n) Σ r², twice L̃: its GD with step η' is ours with η = 2η'.) The start applies
+    θ = √p θ̃ after ``w_scale``/``a_scale`` (:mod:`shallowflow.start`).
+    """
+    b = 1.0 / jnp.sqrt(jnp.asarray(p, dtype))
+    a = jax.random.uniform(key, (width,), dtype, -b, b)
+    return jnp.where(mask(width, p), a, 0.0)

@@ -85,6 +85,36 @@ def assumption1(state: State, off2: jax.Array) -> jax.Array:
     return jnp.all(state.a**2 >= w2 * (1 - slack))
 
 
+def assumption1_margins(state: State, off2: jax.Array, p) -> dict[str, jax.Array]:
+    """Assumption 1 neuron by neuron, over the real neurons j < p: the fraction with
+    |a_j| ≥ ‖w_j‖ (the rule of :func:`assumption1`, so ``assumption1`` holds exactly when
+    the fraction is 1) and min_j (|a_j| − ‖w_j‖), < 0 where it fails."""
+    w2 = jnp.sum(state.v**2, axis=1) + off2
+    slack = 16 * jnp.finfo(w2.dtype).eps
+    real = jnp.arange(w2.shape[0]) < p
+    holds = (state.a**2 >= w2 * (1 - slack)) & real
+    margin = jnp.where(real, jnp.abs(state.a) - jnp.sqrt(w2), jnp.inf)
+    return {
+        "assumption1_fraction": jnp.sum(holds) / p,
+        "assumption1_margin": jnp.min(margin),
+    }
+
+
+def neuron_norms2(state: State, off2: jax.Array) -> jax.Array:
+    """a_j² + ‖w_j‖² per neuron, with ‖w_j‖² = ‖v_j‖² + off2_j."""
+    return state.a**2 + jnp.sum(state.v**2, axis=1) + off2
+
+
+def norms(state: State, off2: jax.Array, norms0: jax.Array) -> dict[str, jax.Array]:
+    """‖θ‖² = Σ_j a_j² + ‖w_j‖² (SPEC §6) and ``grown_neurons``: the neurons whose norm
+    (a_j² + ‖w_j‖²)^(1/2) is at least ten times its start ``norms0`` (squared, per
+    neuron), i.e. a_j² + ‖w_j‖² ≥ 100 (a_j(0)² + ‖w_j(0)‖²). A neuron that starts at 0
+    is a fixed point and never counts (padded neurons are such)."""
+    n2 = neuron_norms2(state, off2)
+    grown = (n2 >= 100.0 * norms0) & (norms0 > 0)
+    return {"theta_norm2": jnp.sum(n2), "grown_neurons": jnp.sum(grown)}
+
+
 def on_surface(geom: Geometry, state: State, prob: Problem, fw: Forward) -> Forward:
     """``fw`` with pre-activations within rounding of 0 set to exactly 0 (σ(0) = 0, so
     h, r and L are unchanged to rounding)."""

@@ -24,7 +24,16 @@ import numpy as np
 from shallowflow.config import SimConfig
 from shallowflow.geometry import Geometry, to_user
 from shallowflow.kernel import mu_inf_kernel
-from shallowflow.observables import assumption1, balance, coverage, measure
+from shallowflow.heldout import test_loss
+from shallowflow.observables import (
+    assumption1,
+    assumption1_margins,
+    balance,
+    coverage,
+    measure,
+    neuron_norms2,
+    norms,
+)
 from shallowflow.solvers import SolveValues, solve
 from shallowflow.solvers.common import Levels, Outcome
 from shallowflow.start import (
@@ -117,7 +126,7 @@ def run_values(cfg: SimConfig, records: int, dtype) -> RunValues:
     def full(x, dt=dtype):
         return np.full(r, x, dt)
 
-    types = (np.int32, np.int32, np.int32, dtype, dtype, dtype)
+    types = (np.int32, np.int32, np.int32, dtype, dtype, dtype, dtype, np.int32)
     draw = DrawValues(*(full(x, t) for x, t in zip(draw_values(cfg), types, strict=True)))
     s = cfg.solver
     knobs = (s.lr, s.stop_loss, s.diverge_factor, s.rtol, s.atol, s.step_floor)
@@ -198,9 +207,7 @@ def run_one(
         levels=v.levels if sig.levels else None,
         stop_rule=sig.stop_rule,
     )
-    b0 = balance(s0)
-    scale0 = jnp.max(s0.a**2 + jnp.sum(s0.v**2, axis=1) + start.off2)
-    meas = functools.partial(measure, geom, prob=prob, balance0=b0, scale0=scale0, slope=slope)
+    meas = _measures(geom, start, slope)
     if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
         records = jax.lax.map(meas, traj.states)
     else:
@@ -239,6 +246,7 @@ def run_one(
         "loss0": loss0,
         "mu0": records["mu_state"][0],
         "assumption1": assumption1(s0, start.off2),
+        **assumption1_margins(s0, start.off2, v.draw.p),
         "coverage0": coverage(geom, s0, prob),
         "draws": start.draws,
     }
@@ -246,6 +254,24 @@ def run_one(
     if sig.keep_state:
         out["state"] = final_state(sig.draw.geometry, traj.final, start)
     return out
+
+
+def _measures(geom: Geometry, start, slope: float):
+    """The per-record observables of a run's states: :func:`measure`'s, the norms
+    (:func:`norms`) and, with held-out data, ``test_loss``."""
+    s0, prob = start.state, start.prob
+    norms0 = neuron_norms2(s0, start.off2)
+    meas = functools.partial(
+        measure, geom, prob=prob, balance0=balance(s0), scale0=jnp.max(norms0), slope=slope
+    )
+
+    def one(state):
+        out = meas(state) | norms(state, start.off2, norms0)
+        if start.held is not None:
+            out["test_loss"] = test_loss(state, start.held, prob.sizes(state)[1], slope)
+        return out
+
+    return one
 
 
 def final_state(geometry: str, final, start) -> dict[str, jax.Array]:
