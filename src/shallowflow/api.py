@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shallowflow.config import SimConfig, make_config
+from shallowflow.config import DataSpec, SimConfig, make_config
 from shallowflow.engine import simulate
 from shallowflow.errors import ShallowflowInputError, require
 from shallowflow.io import load_data, load_state
@@ -53,7 +53,34 @@ def load_user(knobs: dict) -> tuple[dict, UserArrays]:
         )
     if knobs.get("state_file"):
         W, a = _load_state(knobs)
-    return knobs, UserArrays(X, y, W, a)
+    Xt, yt = _load_test(knobs) if knobs.get("test_data") else (None, None)
+    return knobs, UserArrays(X, y, W, a, Xt, yt)
+
+
+def _load_test(knobs: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """The held-out file's (X, y), with ``test_n`` set from its rows; without y only a
+    teacher can label it (the same teacher as the training labels)."""
+    Xt, yt = load_data(knobs["test_data"])
+    rows, d = Xt.shape
+    d_train = knobs.get("d", DataSpec.model_fields["d"].default)
+    require(
+        d == d_train,
+        "test_data",
+        f"X has {d} columns but the training data have d = {d_train}",
+    )
+    require(
+        knobs.get("test_n") in (None, 0, rows),
+        "test_n",
+        f"--test-n {knobs.get('test_n')} differs from the --test-data file's {rows} rows "
+        "(leave --test-n out)",
+    )
+    require(
+        yt is not None or knobs.get("labels") == "teacher",
+        "test_data",
+        "the file has no y: give labels, or use --labels teacher (the teacher labels it)",
+    )
+    knobs["test_n"] = rows
+    return Xt, yt
 
 
 def _load_state(knobs: dict) -> tuple[np.ndarray, np.ndarray]:

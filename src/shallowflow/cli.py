@@ -133,7 +133,7 @@ _CLI_HELP = {
     "n": "number of examples (ignored with a data file)",
     "d": "input dimension (ignored with a data file)",
     "p": "width, or 'auto' = p(n, eps)",
-    "init": "asymmetric | balanced | gaussian | group (or --state FILE)",
+    "init": "asymmetric | balanced | gaussian | group | standard (or --state FILE)",
     "solver": "gd (step --lr) | flow (the exact event-driven flow through the kinks) "
     "| flow-floor (the older floored flow)",
     "geometry": "auto | dense | reduced | diagonal | implicit",

@@ -82,7 +82,9 @@ class DataSpec(_Spec):
     teacher_width: int = Field(4, ge=1, description="width of the teacher network")
     file: str | None = Field(None, alias="data_file", description="data file (.npz, .npy, .csv)")
     test_n: int = Field(0, ge=0, description="held-out examples drawn like the data (0: none)")
-    test_file: str | None = Field(None, alias="test_data", description="held-out data file")
+    test_file: str | None = Field(
+        None, alias="test_data", description="held-out data file, as --data"
+    )
 
 
 class InitSpec(_Spec):

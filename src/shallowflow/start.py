@@ -21,6 +21,7 @@ from shallowflow import data as datagen
 from shallowflow import heldout, implicit, inits
 from shallowflow.config import SimConfig
 from shallowflow.data import block, mask
+from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import PRECISIONS, Geometry, frame, to_working
 from shallowflow.heldout import HeldOut
 from shallowflow.model import Problem, State
@@ -219,7 +220,9 @@ def _implicit(keys, spec: DrawSpec, shape: Shape, vals: DrawValues, user, keep) 
 
 def _test_points(keys, spec: DrawSpec, shape: Shape, vals: DrawValues, user) -> jax.Array:
     """Explicit held-out inputs (T, D): the user's, or drawn (:func:`heldout.explicit_points`)."""
-    if user.Xt is not None:
+    if spec.test == "file":
+        if user.Xt is None:  # a programming error: config and arrays disagree
+            raise ShallowflowInputError("test_data", "not loaded (shallowflow.api.load_user)")
         return block(jnp.asarray(user.Xt, spec.dtype), vals.test_n, vals.d)
     size = (shape.t, shape.d)
     return heldout.explicit_points(

@@ -23,8 +23,8 @@ import numpy as np
 
 from shallowflow.config import SimConfig
 from shallowflow.geometry import Geometry, to_user
-from shallowflow.kernel import mu_inf_kernel
 from shallowflow.heldout import test_loss
+from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import (
     assumption1,
     assumption1_margins,
