@@ -53,8 +53,9 @@ def test_describe_finds_names_and_patterns():
             "x64": True,
             "horizon": 200.0,
         },
+        {"n": 12, "d": 20, "runs": 2, "test_n": 4, "init": "standard", "a_scale": 0.5},
     ],
-    ids=["gd", "flow-levels-kernel"],
+    ids=["gd", "flow-levels-kernel", "held-out"],
 )
 def test_simulate_columns_are_documented(tmp_path, knobs):
     run_simulation(tmp_path, **knobs)

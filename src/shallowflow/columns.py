@@ -106,6 +106,20 @@ OBSERVABLES = [
         "Theorem 1, SPEC §2",
         "min_fit ≤ 0 (some example fitted on the wrong side)",
     ),
+    _c("theta_norm2", "‖θ‖² = Σ_j a_j² + ‖w_j‖²", "θ²", "SPEC §6"),
+    _c(
+        "grown_neurons",
+        "neurons whose norm (a_j² + ‖w_j‖²)^(1/2) is ≥ 10× its value at t = 0",
+        "neurons",
+        "SPEC §6",
+    ),
+    _c(
+        "test_loss",
+        "held-out loss (1/(2N)) Σ_k (y_k − h_θ(x_k))² (`test_n` drawn, or `test_data`)",
+        "loss",
+        "SPEC §6",
+        "no held-out data (column absent)",
+    ),
 ]
 
 _FLOW_STATS = [
@@ -168,6 +182,18 @@ _RUN = [
         "kernel off (column absent)",
     ),
     _c("assumption1", "Assumption 1 at θ(0): |a_j| ≥ ‖w_j‖ for every j", "—", "Lemma 1"),
+    _c(
+        "assumption1_fraction",
+        "fraction of the p neurons with |a_j| ≥ ‖w_j‖ at θ(0) (1 exactly when assumption1)",
+        "—",
+        "Lemma 1, SPEC §6",
+    ),
+    _c(
+        "assumption1_margin",
+        "min_j (|a_j| − ‖w_j‖) at θ(0); < 0 where Assumption 1 fails",
+        "θ",
+        "Lemma 1, SPEC §6",
+    ),
     _c("coverage0", "covered examples at θ(0)", "examples", "SPEC §2"),
     _c("loss0", "L(θ(0))", "loss", "SPEC §1"),
     _c("mu0", "μ_state at θ(0)", "1/time", "SPEC §2"),

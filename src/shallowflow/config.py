@@ -82,9 +82,7 @@ class DataSpec(_Spec):
     teacher_width: int = Field(4, ge=1, description="width of the teacher network")
     file: str | None = Field(None, alias="data_file", description="data file (.npz, .npy, .csv)")
     test_n: int = Field(0, ge=0, description="held-out examples drawn like the data (0: none)")
-    test_file: str | None = Field(
-        None, alias="test_data", description="held-out data file, as --data"
-    )
+    test_file: str | None = Field(None, alias="test_data", description="held-out data file")
 
 
 class InitSpec(_Spec):
@@ -340,8 +338,7 @@ class SimConfig(_Spec):
 
 
 def implicit_ok(data: DataSpec, init: InitSpec) -> bool:
-    """Rotation-invariant data and first layer: reduced coordinates can be sampled (not
-    for a held-out file's d-vectors: :func:`shallowflow.heldout.check`)."""
+    """Rotation-invariant data and first layer: reduced coordinates can be sampled."""
     gaussian_w = init.law == "gaussian" or (
         init.law in ("asymmetric", "balanced") and init.w_law == "gaussian"
     )

@@ -75,7 +75,9 @@ def simulate_batch(cells: list[dict[str, Any]], group: Bucket | None = None) -> 
         for cfg in cfgs:
             fits = all(
                 x <= y
-                for x, y in zip((cfg.data.n, cfg.data.d, cfg.init.p), group.shape, strict=True)
+                for x, y in zip(
+                    (cfg.data.n, cfg.data.d, cfg.init.p, cfg.data.test_n), group.shape, strict=True
+                )
             )
             if signature(cfg) != group.sig or not fits:
                 raise ShallowflowInputError("group", f"a cell does not fit its bucket: {cfg!r}")
