@@ -20,7 +20,9 @@ from shallowflow.errors import require
 
 __all__ = [
     "GROWTH_LAWS",
+    "STEP_LAWS",
     "bootstrap_slopes",
+    "extrapolate_to_zero",
     "growth_laws",
     "linear_fit",
     "loglog_slope",
@@ -166,4 +168,42 @@ def bootstrap_slopes(
     for b in range(reps):
         means = [s[rng.integers(0, s.size, s.size)].mean() for s in samples]
         out[b] = np.polyfit(log_x, np.log(means), 1)[0]
+    return out
+
+
+STEP_LAWS = {"linear": 1, "quadratic": 2}  # N(η) = N₀ + c η^k
+
+
+def extrapolate_to_zero(eta: Any, value: Any, se: Any) -> dict[str, Any]:
+    """The limit ``N₀`` of ``N(η)`` as the step ``η → 0`` (SPEC §1: GD → the flow).
+
+    Each law ``N(η) = N₀ + c η^k`` (``linear``, k = 1: GD's first-order error;
+    ``quadratic``, k = 2) is fitted by weighted least squares with the standard errors
+    ``se`` taken as known (the Gaussian likelihood of :func:`growth_laws`); both have two
+    parameters, so AIC ranks them as χ² does. Returns, per law, ``N0``, ``c``, their
+    standard errors, ``chi2`` and ``aic``, and ``best``: the law of least AIC (ties:
+    linear). With fewer than three points or a non-finite error, ``best`` is None.
+    """
+    x, y, s = (np.asarray(v, float) for v in (eta, value, se))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(s) & (s > 0)
+    out: dict[str, Any] = {"points": int(ok.sum()), "best": None}
+    if ok.sum() < 3:
+        return out
+    x, y, s = x[ok], y[ok], s[ok]
+    for law, k in STEP_LAWS.items():
+        design = np.stack([np.ones_like(x), x**k], axis=1) / s[:, None]
+        coef, *_ = np.linalg.lstsq(design, y / s, rcond=None)
+        cov = np.linalg.inv(design.T @ design)
+        chi2 = float(np.sum((design @ coef - y / s) ** 2))
+        loglik = -0.5 * (chi2 + float(np.sum(np.log(2.0 * math.pi * s**2))))
+        out[law] = {
+            "N0": float(coef[0]),
+            "c": float(coef[1]),
+            "se_N0": float(math.sqrt(cov[0, 0])),
+            "se_c": float(math.sqrt(cov[1, 1])),
+            "chi2": chi2,
+            "dof": int(x.size - 2),
+            "aic": 4.0 - 2.0 * loglik,
+        }
+    out["best"] = min(STEP_LAWS, key=lambda law: (out[law]["aic"], STEP_LAWS[law]))
     return out

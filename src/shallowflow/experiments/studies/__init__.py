@@ -23,14 +23,14 @@ from typing import Any
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.protocol import preset_name
-from shallowflow.experiments.studies import conjecture1
+from shallowflow.experiments.studies import conjecture1, flow
 from shallowflow.plots import render
 from shallowflow.report.writer import Report, Section, jsonable, write_report
 from shallowflow.storage import write_json_atomic, write_parquet_atomic
 
 __all__ = ["ALL", "STUDIES", "run_study", "study"]
 
-STUDIES: dict[str, ModuleType] = {m.NAME: m for m in (conjecture1,)}
+STUDIES: dict[str, ModuleType] = {m.NAME: m for m in (conjecture1, flow)}
 ALL = "all"  # ``shallowflow study all``: every study and the open-questions report
 
 
@@ -86,7 +86,7 @@ def run_study(
                 image=images[0],
                 anchor=name,
             ),
-            Section("Exponents", lines=_table_lines(table), anchor="table"),
+            Section("Table", lines=_table_lines(module, table), anchor="table"),
         ],
         data=summary | {"table": table.to_dict("records")},
     )
@@ -94,13 +94,14 @@ def run_study(
     return summary | {"report": paths, "table": table}
 
 
-def _table_lines(table) -> list[str]:
-    """Each exponent of the table as a line: part, variant, level, measure, n, slope."""
-    out = []
-    for row in table.to_dict("records"):
-        out.append(
-            f"{row['part']} · {row['variant']} · {row['level']:.0e}/(2n) · {row['measure']} · "
-            f"n = {row['n_min']}–{row['n_max']} ({row['points']} sizes, {row['runs']} runs): "
-            f"{row['slope']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+def _table_lines(module: ModuleType, table) -> list[str]:
+    """The study's table as lines: its own ``table_lines`` when it has one, else each
+    row's fields in order."""
+    if hasattr(module, "table_lines"):
+        return module.table_lines(table)
+    return [
+        " · ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in row.items()
         )
-    return out
+        for row in table.to_dict("records")
+    ]

@@ -408,3 +408,15 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     d.legend(fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title
     return fig
+
+
+def table_lines(table: pd.DataFrame) -> list[str]:
+    """Each exponent of the table as a line: part, variant, level, measure, n, slope."""
+    out = []
+    for row in table.to_dict("records"):
+        out.append(
+            f"{row['part']} · {row['variant']} · {row['level']:.0e}/(2n) · {row['measure']} · "
+            f"n = {row['n_min']}–{row['n_max']} ({row['points']} sizes, {row['runs']} runs): "
+            f"{row['slope']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        )
+    return out
