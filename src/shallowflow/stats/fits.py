@@ -26,6 +26,7 @@ __all__ = [
     "linear_fit",
     "loglog_slope",
     "power_interval",
+    "ratio_interval",
 ]
 
 GROWTH_LAWS = ("power", "linear", "log")  # N = c p^γ, N = a p + b, N = a log p + b
@@ -258,3 +259,12 @@ def _joint_power_fit(x, n, se, index, own) -> tuple[np.ndarray, np.ndarray]:
     full[:, 0] = c[index] * x**beta * np.log(x)
     full[np.arange(x.size), 1 + index] = x**beta
     return np.concatenate([[beta], c]), full
+
+
+def ratio_interval(num: float, se_num: float, den: float, se_den: float, level: float = 0.95):
+    """``(r, lo, hi)``: the ratio ``num/den`` of two independent estimates with the
+    interval ``r·exp(∓z s)``, ``s² = (se_num/num)² + (se_den/den)²`` (delta method on
+    log r, which keeps the interval positive)."""
+    r = num / den
+    half = float(stats.norm.ppf(0.5 + level / 2)) * math.hypot(se_num / num, se_den / den)
+    return float(r), float(r * math.exp(-half)), float(r * math.exp(half))

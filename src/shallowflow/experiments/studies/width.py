@@ -42,7 +42,7 @@ from shallowflow.experiments.adaptive import run_adaptive
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import Protocol, paper_cell
 from shallowflow.report.format import fmt
-from shallowflow.stats.fits import common_exponent, growth_laws, power_interval
+from shallowflow.stats.fits import common_exponent, growth_laws, power_interval, ratio_interval
 
 NAME = "width"
 TITLE = "Width — how N(d, p) grows with d and p"
@@ -230,19 +230,11 @@ def analyse(table: pd.DataFrame) -> dict[str, Any]:
 
 
 def _ratio(arm: pd.DataFrame) -> dict[str, Any]:
-    """N(d, p_max)/N(d, p_min) at fixed d with a 95% interval (errors of log N added)."""
+    """N(d, p_max)/N(d, p_min) at fixed d with its 95% interval."""
     lo, hi = arm.loc[arm["p"].idxmin()], arm.loc[arm["p"].idxmax()]
-    r = hi["N"] / lo["N"]
-    s = math.hypot(hi["se"] / hi["N"], lo["se"] / lo["N"])
-    q = stats.norm.ppf(0.975)
-    return {
-        "d": int(lo["d"]),
-        "p_min": int(lo["p"]),
-        "p_max": int(hi["p"]),
-        "ratio": float(r),
-        "ci_low": float(r * math.exp(-q * s)),
-        "ci_high": float(r * math.exp(q * s)),
-    }
+    r = ratio_interval(hi["N"], hi["se"], lo["N"], lo["se"])
+    out = {"d": int(lo["d"]), "p_min": int(lo["p"]), "p_max": int(hi["p"])}
+    return out | dict(zip(("ratio", "ci_low", "ci_high"), r, strict=True))
 
 
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -427,14 +419,22 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
             b.errorbar(g["p"], g["N"], yerr=_yerr(g), fmt="s-", ms=4, lw=0.8, label=f"d = {d0}")
     b.set(xscale="log", yscale="log", xlabel="p", ylabel="threshold N", title="N against p")
     b.legend(fontsize=7)
-    rows = summary["betas"]
-    y = np.array([r["beta"] for r in rows])
-    err = np.array([[r["beta"] - r["ci_low"], r["ci_high"] - r["beta"]] for r in rows]).T
-    c.errorbar([r["p"] for r in rows], y, yerr=err, fmt="ko", ms=4, label="β (95%)")
+    common = ", ".join(map(str, summary["common_ds"]))
+    for k, (rows, style, label) in enumerate(
+        ((summary["betas"], "ko", "whole d range"), (summary["same_range"], "bs", f"d = {common}"))
+    ):
+        if rows:
+            p = np.array([r["p"] for r in rows]) * 1.06**k  # side by side
+            err = np.array([[r["beta"] - r["ci_low"], r["ci_high"] - r["beta"]] for r in rows]).T
+            c.errorbar(p, [r["beta"] for r in rows], yerr=err, fmt=style, ms=4, label=label)
     c.axhline(THEORY_BETA, color="k", ls="--", lw=0.8, label="theory 1/2")
     c.axhline(FIGURE_BETA, color="k", ls=":", lw=0.8, label="Fig. 4: 1")
-    c.set(xscale="log", xlabel="p", ylabel="β", title="exponent of d per width")
+    c.set(xscale="log", xlabel="p", ylabel="β (95%)", title="exponent of d per width")
     c.legend(fontsize=7)
+    for ax, values in ((a, ok["d"]), (b, ok["p"]), (c, ok["p"])):
+        ticks = sorted(set(values))
+        ax.set_xticks(ticks, [str(t) for t in ticks], minor=False)
+        ax.minorticks_off()
     fig.tight_layout(rect=(0, 0, 1, 0.94))  # room for the title
     return fig
 
