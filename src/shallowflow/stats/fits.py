@@ -25,6 +25,7 @@ __all__ = [
     "growth_laws",
     "linear_fit",
     "loglog_slope",
+    "power_exponent",
     "power_interval",
     "ratio_interval",
 ]
@@ -183,6 +184,25 @@ def power_interval(fit: dict[str, float], level: float = 0.95) -> tuple[float, f
     scale = max(1.0, chi2 / dof) if np.isfinite(chi2) and dof > 0 else 1.0
     half = float(stats.norm.ppf(0.5 + level / 2)) * se * math.sqrt(scale)
     return gamma - half, gamma + half, scale
+
+
+def power_exponent(x: Any, n: Any, se: Any, level: float = 0.95) -> dict[str, Any]:
+    """The power law ``N = C x^β`` fitted to thresholds ``N̂_k ± se_k`` (the power law of
+    :func:`growth_laws`): ``beta`` with its interval (:func:`power_interval`), ``C``,
+    ``chi2``, ``dof``, ``scale`` (S²), ``fit_p`` (the χ² goodness of fit, nan without
+    dof) and ``points`` (the thresholds kept)."""
+    fit = growth_laws(x, n, se)
+    power = fit["power"]
+    lo, hi, scale = power_interval(power, level)
+    chi2, dof = power["chi2"], power["dof"]
+    fit_p = float(stats.chi2.sf(chi2, dof)) if np.isfinite(chi2) and dof > 0 else math.nan
+    return {"beta": power["gamma"], "ci_low": lo, "ci_high": hi, "C": power["c"]} | {
+        "chi2": chi2,
+        "dof": dof,
+        "scale": scale,
+        "fit_p": fit_p,
+        "points": fit["n"],
+    }
 
 
 def common_exponent(x: Any, group: Any, n: Any, se: Any) -> dict[str, Any]:

@@ -36,13 +36,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from shallowflow.experiments.adaptive import run_adaptive
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import Protocol, paper_cell
 from shallowflow.report.format import fmt
-from shallowflow.stats.fits import common_exponent, growth_laws, power_interval, ratio_interval
+from shallowflow.stats import fits
 
 NAME = "width"
 TITLE = "Width — how N(d, p) grows with d and p"
@@ -81,7 +80,9 @@ def _cross(d_arms: dict[int, tuple[int, ...]], p_arms: dict[int, tuple[int, ...]
 
 PRESETS = {
     "quick": Design(
-        pairs=_cross({30: (10, 20, 40, 80, 160), 480: (10, 20)}, {10: (30, 120, 480)}),
+        pairs=_cross(
+            {30: (10, 20, 40, 80, 160), 480: (10, 20)}, {10: (30, 120, 480), 20: (30, 120, 480)}
+        ),
         runs=8,
         exponents=tuple(k / 3 for k in range(-2, 3)),
     ),
@@ -168,28 +169,9 @@ def thresholds(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _beta(table: pd.DataFrame, p: int, ds: list[int] | None = None) -> dict[str, Any]:
     """β and C(p) of N = C(p)·d^β at width p (on the d values ``ds``), 95% interval."""
-    sub = table[table["p"] == p]
-    if ds is not None:
-        sub = sub[sub["d"].isin(ds)]
-    fit = growth_laws(sub["d"], sub["N"], sub["se"])
-    power = fit["power"]
-    lo, hi, scale = power_interval(power)
-    chi2, dof = power["chi2"], power["dof"]
-    fit_p = float(stats.chi2.sf(chi2, dof)) if dof > 0 and np.isfinite(chi2) else math.nan
-    return {
-        "p": int(p),
-        "d_min": int(sub["d"].min()),
-        "d_max": int(sub["d"].max()),
-        "points": fit["n"],
-        "beta": power["gamma"],
-        "ci_low": lo,
-        "ci_high": hi,
-        "C": power["c"],
-        "chi2": chi2,
-        "dof": dof,
-        "scale": scale,
-        "fit_p": fit_p,
-    }
+    sub = table[(table["p"] == p) & (table["d"].isin(ds) if ds is not None else True)]
+    fit = fits.power_exponent(sub["d"], sub["N"], sub["se"])
+    return {"p": int(p), "d_min": int(sub["d"].min()), "d_max": int(sub["d"].max())} | fit
 
 
 def _arms(table: pd.DataFrame, by: str, at: str, least: int) -> dict[int, list[int]]:
@@ -211,12 +193,12 @@ def analyse(table: pd.DataFrame) -> dict[str, Any]:
     ]
     common = sorted(set.intersection(*(set(ds) for ds in d_arms.values()))) if d_arms else []
     sub = ok[ok["p"].isin(list(d_arms)) & ok["d"].isin(common)]
-    shared = common_exponent(sub["d"], sub["p"], sub["N"], sub["se"])
+    shared = fits.common_exponent(sub["d"], sub["p"], sub["N"], sub["se"])
     same_range = [_beta(ok, p, common) for p in d_arms] if len(common) >= 2 else []
     cp, relax = [], []
     for d, ps in _arms(ok, "p", "d", 3).items():
         arm = ok[ok["d"] == d]
-        cp.append({"d": d, "ps": ps} | growth_laws(arm["p"], arm["N"], arm["se"]))
+        cp.append({"d": d, "ps": ps} | fits.growth_laws(arm["p"], arm["N"], arm["se"]))
         relax.append(_ratio(arm))
     return {
         "betas": betas,
@@ -232,7 +214,7 @@ def analyse(table: pd.DataFrame) -> dict[str, Any]:
 def _ratio(arm: pd.DataFrame) -> dict[str, Any]:
     """N(d, p_max)/N(d, p_min) at fixed d with its 95% interval."""
     lo, hi = arm.loc[arm["p"].idxmin()], arm.loc[arm["p"].idxmax()]
-    r = ratio_interval(hi["N"], hi["se"], lo["N"], lo["se"])
+    r = fits.ratio_interval(hi["N"], hi["se"], lo["N"], lo["se"])
     out = {"d": int(lo["d"]), "p_min": int(lo["p"]), "p_max": int(hi["p"])}
     return out | dict(zip(("ratio", "ci_low", "ci_high"), r, strict=True))
 
@@ -270,13 +252,13 @@ def _law(cp: dict[str, Any]) -> str:
     """C(p)'s law at one p-arm: power against log by AIC (ΔAIC < 2: not told apart)."""
     power, log = cp["power"], cp["log"]
     delta = log["aic"] - power["aic"]
-    lo, hi, _ = power_interval(power)
+    lo, hi, _ = fits.power_interval(power)
     pw = f"a power p^{fmt(power['gamma'], 2)} [{fmt(lo, 2)}, {fmt(hi, 2)}]"
     lg = f"a log law {fmt(log['a'])}·log p {'+' if log['b'] >= 0 else '−'} {fmt(abs(log['b']))}"
     if not np.isfinite(delta):
         return "undecided (too few thresholds)"
     if abs(delta) < 2:
-        return f"{pw} or {lg}, not told apart (ΔAIC = {fmt(delta, 2)})"
+        return f"{pw} or {lg}, not told apart (AIC of log − power = {fmt(delta, 2)})"
     best, other = (pw, "log") if delta > 0 else (lg, "power")
     return f"{best} (the {other} law is {fmt(abs(delta), 2)} AIC units worse)"
 
@@ -294,7 +276,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     cp = summary["cp"][0] if summary["cp"] else None
     head = (
         f"N ∝ d^β with β = {_ci(key)} (p = {key['p']}, d = {key['d_min']}–{key['d_max']}, "
-        f"Fig. 4/5 protocol, GD η = 1), against the theory's 1/2: "
+        f"Fig. 4/5 protocol, GD η = 1{_misfit(key, summary['local'])}), against the theory's 1/2: "
         f"{against(key, THEORY_BETA)}; against Fig. 4's 1: {against(key, FIGURE_BETA)}; "
         + _dependence(dep)
         + (f"; C(p) grows as {_law(cp)} at d = {cp['d']}" if cp else "")
@@ -336,6 +318,14 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     )
     numbers = {"beta": key, "dependence": dep, "cp": summary["cp"], "relax": summary["relax"]}
     return lines, numbers
+
+
+def _misfit(key: dict[str, Any], local: list[dict[str, Any]]) -> str:
+    """The range of the local exponents when the power law misfits (5% level)."""
+    betas = [b["beta"] for b in local if b["p"] == key["p"]]
+    if not (key["fit_p"] < 0.05 and betas):
+        return ""
+    return f"; not a pure power: local exponents {fmt(min(betas), 3)} to {fmt(max(betas), 3)}"
 
 
 def _dependence(dep: dict[str, Any]) -> str:
