@@ -2,7 +2,8 @@
 
 Adaptive mode (``adaptive=True``, Figs. 3–5 only; Figs. 2 and 6 ignore it)
 replaces each threshold's n grid (Fig. 3: the whole grid; Fig. 4: one per d;
-Fig. 5: one per p) by the sequential design of
+Fig. 5: one per p; the ``width`` study: one per (d, p) pair, its ``group`` tag) by the
+sequential design of
 :func:`~shallowflow.stats.design.adaptive_threshold`: on the same
 range ``[min n, max n]`` snapped to the grid's step (the gcd of its spacings),
 batches of ``ADAPTIVE_RUNS_FRACTION`` × the protocol's runs per point, at

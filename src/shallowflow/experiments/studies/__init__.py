@@ -8,10 +8,12 @@ public review), ``PRESETS``,
 :func:`run_study` runs its cells with the resumable runner (or, for an adaptive design,
 the module's own ``simulate(preset, out, resume=..., overwrite=..., progress=...) ->
 runs``, which keeps the same rules: stored evaluations are reused with ``resume`` and
-refused without ``resume`` or ``overwrite``) and writes
+refused without ``resume`` or ``overwrite``; it runs locally) and writes
 ``runs.parquet``, ``table.parquet``, ``summary.json``, the figure and a report
-(``study.md``, ``study.html``, ``study.json``). Its first verdict line is its headline:
-the answer as a number with its interval and the protocol it holds under.
+(``study.md``, ``study.html``, ``study.json``; the table's section is titled
+``TABLE_TITLE`` and listed by ``table_lines(table)`` where the module has them). Its
+first verdict line is its headline: the answer as a number with its interval and the
+protocol it holds under.
 :func:`~shallowflow.experiments.studies.questions.run_all` (``shallowflow study all``)
 runs every study and writes the open-questions report.
 """

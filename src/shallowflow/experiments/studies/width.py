@@ -424,7 +424,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     for ax, values in ((a, ok["d"]), (b, ok["p"]), (c, ok["p"])):
         ticks = sorted(set(values))
         ax.set_xticks(ticks, [str(t) for t in ticks], minor=False)
-        ax.minorticks_off()
+        ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))  # room for the title
     return fig
 
