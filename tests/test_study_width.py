@@ -80,6 +80,25 @@ def test_a_null_effect_of_p_on_beta_is_not_reported_and_a_planted_one_is():
     assert study._dependence(planted[0]).startswith("β depends on p")
 
 
+def _verdict(table: pd.DataFrame) -> list[str]:
+    table = table.assign(
+        ci_low=table["N"] - 2 * table["se"], ci_high=table["N"] + 2 * table["se"], inside_grid=True
+    )
+    summary = {"runs": 1000, "evaluations": 100} | study.analyse(table)
+    return study.verdict(table, summary)[0]
+
+
+def test_verdict_states_beta_against_one_half_and_the_law_of_c():
+    lines = _verdict(_planted(1.0, _log, np.random.default_rng(6), rel=0.01))
+    head = lines[0]
+    assert head.startswith("N ∝ d^β with β = 0.99") and "p = 30, d = 10–160" in head
+    assert "against the theory's 1/2: excluded, N grows faster" in head
+    assert "against Fig. 4's 1: consistent" in head and "no dependence of β on p" in head
+    assert "log law" in head and not any("edge of their window" in x for x in lines)
+    half = _verdict(_planted(0.5, _power, np.random.default_rng(7)))[0]
+    assert "against the theory's 1/2: consistent" in half
+
+
 def test_common_exponent_estimates_the_shared_beta_and_each_c():
     rng = np.random.default_rng(4)
     x = np.tile([10.0, 20.0, 40.0], 3)

@@ -156,7 +156,8 @@ def simulate(
 
 
 def thresholds(runs: pd.DataFrame) -> pd.DataFrame:
-    """N(d, p) per group with its 95% profile interval and one-sigma error ``se``."""
+    """N(d, p) per group with its 95% profile interval and one-sigma error ``se``; an
+    unbounded side of an interval (no significant fall on that side) is null, not ±inf."""
     pts = success_points(runs, ["d", "p", "n"])
     rows = []
     for (d, p), g in pts.groupby(["d", "p"], sort=True):
@@ -164,7 +165,7 @@ def thresholds(runs: pd.DataFrame) -> pd.DataFrame:
             {"d": int(d), "p": int(p), "runs": int(g["runs"].sum()), "sizes": len(g)}
             | threshold_fit(g)
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).replace([np.inf, -np.inf], np.nan)
 
 
 def _beta(table: pd.DataFrame, p: int, ds: list[int] | None = None) -> dict[str, Any]:
@@ -356,7 +357,8 @@ def _relax_line(r: dict[str, Any], key: dict[str, Any]) -> str:
 def _caveats(table: pd.DataFrame, key: dict[str, Any]) -> list[str]:
     """What the data cannot decide, and what would."""
     out = []
-    edge = table[~table["inside_grid"].astype(bool) | ~np.isfinite(table["ci_high"])]
+    bounded = np.isfinite(table[["N", "ci_low", "ci_high"]].to_numpy(float)).all(axis=1)
+    edge = table[~table["inside_grid"].astype(bool) | ~bounded]
     if len(edge):
         where = ", ".join(f"(d, p) = ({r.d}, {r.p})" for r in edge.itertuples())
         out.append(
@@ -408,7 +410,8 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         if g["p"].nunique() >= 2:
             b.errorbar(g["p"], g["N"], yerr=_yerr(g), fmt="s-", ms=4, lw=0.8, label=f"d = {d0}")
     b.set(xscale="log", yscale="log", xlabel="p", ylabel="threshold N", title="N against p")
-    b.legend(fontsize=7)
+    if b.get_legend_handles_labels()[0]:
+        b.legend(fontsize=7)
     common = ", ".join(map(str, summary["common_ds"]))
     for k, (rows, style, label) in enumerate(
         ((summary["betas"], "ko", "whole d range"), (summary["same_range"], "bs", f"d = {common}"))
