@@ -130,6 +130,8 @@ def test_study_writes_its_runs_table_figure_and_report(tiny_study):
     assert sorted(zip(table["d"], table["p"], strict=True)) == sorted(TINY.pairs)
     runs = read_parquet(out / "runs.parquet")
     assert set(runs["group"]) == {study.group_name(d, p) for d, p in TINY.pairs}
+    for (d, p), g in runs.groupby(["d", "p"]):  # every evaluation of a group at its fixed p
+        assert set(g["group"]) == {study.group_name(d, p)}
     assert (table["runs"].sum(), len(runs)) == (len(runs), res["runs"])
     assert np.isfinite(table["N"]).all()
     assert read_json(out / "summary.json")["verdicts"] == res["verdicts"]
@@ -163,3 +165,24 @@ def test_presets_span_the_asked_ranges():
         ds = [d for d, p in design.pairs if p == 30]
         ps = [p for d, p in design.pairs if d == 10]
         assert max(ds) / min(ds) >= 16 and min(ps) == 30 and max(ps) >= 480
+
+
+def test_study_all_gives_width_its_row_with_who_asked(tiny_study, tmp_path):
+    """``study all`` (here with only this study, resumed from the tiny study's
+    evaluations: nothing recomputed) has a row for the question with who asked it and
+    the headline."""
+    import shutil
+
+    from shallowflow.experiments import adaptive
+    from shallowflow.experiments.studies.questions import run_all
+
+    src, res = tiny_study
+    shutil.copytree(src, tmp_path / "width")
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(study.PRESETS, "quick", TINY)
+        m.setattr(adaptive, "simulate_batch", lambda *a, **k: pytest.fail("recomputed"))
+        m.setattr("shallowflow.experiments.studies.STUDIES", {"width": study})
+        run_all("quick", tmp_path, progress=False, resume=True)
+    md = (tmp_path / "open_questions.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {study.QUESTION[:30]}"))
+    assert study.ASKED_BY in row and "N ∝ d^β with β = " in row and "(width/study.md)" in row

@@ -51,9 +51,9 @@ QUESTION = (
     "relax d ≳ n²?"
 )
 ASKED_BY = (
-    "two public reviews (NeurIPS 2025): the review rated 5 (its question 2, on the gap "
-    "between the theory's √d and Fig. 4's N ≈ C(p)·d) and a review rated 4 (can a wider "
-    "network relax d ≳ n²?)"
+    "two public reviews of the paper (NeurIPS 2025, OpenReview): the third, rated 5 (its "
+    "question 2: the gap between the theory's √d and Fig. 4's N ≈ C(p)·d), and the fourth, "
+    "rated 4 (can a wider network relax d ≳ n²?)"
 )
 TABLE_TITLE = "Thresholds"
 THEORY_BETA = 0.5  # n ≲ √d  ⇔  d ≳ n²
@@ -133,7 +133,8 @@ def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
 
 def protocol(design: Design | str, seed: int = 0) -> Protocol:
     """The adaptive search's protocol: one threshold group per (d, p) pair."""
-    return Protocol(NAME, "study", cells(design, seed), TITLE, QUESTION, group="group")
+    preset = design if isinstance(design, str) else "custom"
+    return Protocol(NAME, preset, cells(design, seed), TITLE, QUESTION, group="group")
 
 
 def simulate(
