@@ -186,3 +186,12 @@ def test_study_all_gives_width_its_row_with_who_asked(tiny_study, tmp_path):
     md = (tmp_path / "open_questions.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith(f"| {study.QUESTION[:30]}"))
     assert study.ASKED_BY in row and "N ∝ d^β with β = " in row and "(width/study.md)" in row
+
+
+def test_adaptive_search_still_refuses_a_figure_without_thresholds(tmp_path):
+    from shallowflow.experiments.adaptive import run_adaptive
+    from shallowflow.experiments.figures import protocol
+
+    with pytest.raises(ShallowflowInputError, match="only .* have thresholds"):
+        run_adaptive(protocol("fig6", "quick"), tmp_path / "fig6")
+    assert not (tmp_path / "fig6").exists()
