@@ -49,6 +49,7 @@ QUESTION = (
     "why does the paper's protocol measure about −0.8?"
 )
 ASKED_BY = "the paper (Conjecture 1 and its Fig. 6)"
+TABLE_TITLE = "Exponents"
 LEVELS = (1e-6, 1e-8, 1e-10, 1e-12)  # × 1/(2n): the paper's stop, then deeper
 STOP = 1e-14  # × 1/(2n): where the runs stop
 MEASURES = {"mu_tail": "μ(t_∞)", "mu_mean": "⟨μ⟩", "mu_kernel": "μ_∞ (kernel)"}

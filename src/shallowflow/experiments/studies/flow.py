@@ -33,7 +33,7 @@ import pandas as pd
 from shallowflow.config import horizon_steps
 from shallowflow.experiments.figures import fig6
 from shallowflow.experiments.figures.success import success_points, threshold_fit
-from shallowflow.experiments.protocol import EPS, paper_cell
+from shallowflow.experiments.protocol import EPS, study_cell
 from shallowflow.experiments.studies.conjecture1 import exponent
 from shallowflow.report.format import fmt
 from shallowflow.stats.fits import STEP_LAWS, extrapolate_to_zero
@@ -112,7 +112,7 @@ def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     out = []
     for n in design.ns:
         p = width(n, EPS)
-        base = paper_cell(NAME, "gd", seed, preset="quick", n=n, d=design.d, p=p)
+        base = study_cell(NAME, "gd", seed, n=n, d=design.d, p=p)
         base |= {"runs": design.runs, "horizon": float(horizon_steps(n, p))}
         base |= {"draws": f"threshold n={n}", "x64": True}
         out += [base | {"lr": eta, "tag": _tag(eta)} for eta in design.etas]
