@@ -12,19 +12,25 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
   the step, or inside it on the cubic Hermite interpolant of u built from u and u̇ at
   both ends) has crossed. The step is rejected and retaken to land on the earliest
   root, refined by Newton steps on the landed u, u̇ until |u| is at tolerance level.
-  There the pair is put exactly on its surface (v_j corrected so that u_ji = 0, then
-  every sliding constraint of neuron j restored) and classified by the rates u̇⁺, u̇⁻
-  of u_ji with the pair taken active or inactive: same sign → it crosses (the pattern
-  flips); u̇⁺ < 0 < u̇⁻ → it slides; u̇⁺ > 0 > u̇⁻ (repelling) → inactive, the
-  σ'(0) = 0 convention.
+  There every pair of neuron j at its surface (the landed ones and the sliding ones) is
+  put exactly on it (v_j moved the least), and their modes are decided together
+  (:func:`land`, :func:`.filippov.resolve`) from the rates u̇⁺, u̇⁻ of u_ji with the
+  pair taken active or inactive: same sign → it crosses (the pattern flips);
+  u̇⁺ < 0 < u̇⁻ → it slides; u̇⁺ > 0 > u̇⁻ (repelling) → inactive, the σ'(0) = 0
+  convention. Decided one at a time, a pair could land active with u̇ < 0 once its
+  neighbours changed, be found again at once, and the solver loop (issue 22).
 - **Sliding.** The only discontinuous part of F is dv_j's, affine in each D_ji. The
   D's that keep u_ji = 0 for every sliding pair of neuron j solve one small linear
   system per neuron; the resulting dv_j is dv_j projected off span{x_i : i ∈ S_j} (the
   minimal-norm element of the Clarke subdifferential), computed from the Gram matrix
   of the sliding examples (at most ``slots`` per neuron; a pair refused for want of a
   slot is made inactive and counted in ``overflow``). A pair leaves its surface when
-  λ = (D − s)/(1 − s) (s the leaky slope) reaches 1 (→ active) or 0 (→ inactive): an
-  event located like a crossing.
+  λ = (D − s)/(1 − s) (s the leaky slope) passes 1 (→ active) or 0 (→ inactive) by a
+  band of 10·rtol, and re-enters only past the same band: an event located like a
+  crossing (a secant on λ).
+- **No silent stall.** At most ``MAX_REJECTS`` attempts in a row without an accepted
+  step, at most ``MAX_IDLE`` attempts while t advances by less than rtol·max(1, t):
+  past either, the run stops ``stalled`` with a :class:`~.common.StallReason`.
 - **Orthogonal data** never slide: an inactive neuron gets no gradient along x_i
   (u̇⁻ = 0), so a pair driven to 0 stays there, exactly on the surface (sticky).
 - **Stop.** L(t) = ``stop_loss`` is located the same way (secant on log L): a run
@@ -32,9 +38,10 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
 
 Along the way the solver integrates q̇ = μ = ‖F‖²/(pL) with F the field actually
 followed, so q(t) = ∫₀ᵗ μ dt and log(L(0)/L(t)) = q(t) checks the whole trajectory
-(SPEC §2). It reports per run the crossings, the time spent with a pair sliding, the
-most pairs sliding at once and the largest constraint violation |u_ji| on sliding
-pairs (measured at step ends, before they are restored).
+(SPEC §2). It reports per run the crossings, the entries onto and exits from sliding,
+the time spent with a pair sliding, the most pairs sliding at once, the largest
+constraint violation |u_ji| on sliding pairs (measured at step ends, before they are
+restored), and the field evaluations spent (the cost of the events).
 """
 
 from __future__ import annotations
@@ -266,7 +273,8 @@ def solve(
     )
 
     def apply_events(c: _Carry, y1: State, ev1: Eval, du1, pend, pend_exit):
-        return land(data, k_slots, geom.diagonal, y1, ev1, du1, c.pat, pend, pend_exit, tol_lam)
+        args = (c.pat, pend, pend_exit, tol_lam, land_tol(y1))
+        return land(data, k_slots, geom.diagonal, y1, ev1, du1, *args)
 
     # --- one iteration: a step attempt ------------------------------------------
     def body(c: _Carry) -> _Carry:
@@ -437,6 +445,7 @@ def solve(
 
         lnd = jax.lax.cond(settle & (jnp.any(c.pend) | jnp.any(c.pend_exit)), on_landing, no_events)
         y2, ev2, du2, lam2, pat2 = lnd.y, lnd.ev, lnd.du, lnd.lam, lnd.pat
+        accept = accept & lnd.consistent  # else the run stalls here (below)
         diverged = accept & exploded(ev2.loss, loss0, diverge_factor)
         take = accept & ~diverged
 
@@ -641,13 +650,19 @@ def first_guess(data: FieldData, y1: State, ev1: Eval, du1, pat: Pattern, pend) 
     return jnp.where((dn > 0) & (dp > 0), ACTIVE, jnp.where(slide, SLIDING, INACTIVE))
 
 
-def land(data, k_slots, diagonal, y1, ev1, du1, pat, pend, pend_exit, tol) -> Landed:
+def land(data, k_slots, diagonal, y1, ev1, du1, pat, pend, pend_exit, tol, tol_u) -> Landed:
     """Apply the located events at the landed state y1: the pending pairs (``pend``,
     (p, n)) and the sliding slots whose λ left [0, 1] (``pend_exit``). All pairs of a
     neuron at their surfaces (its sliding ones and its landed ones) are put exactly on
     them together, then their modes are decided together (:func:`.filippov.resolve`):
     deciding one pair against the others' old modes left pairs active with u̇ < 0 and
-    a rounding off their surface, found again at once (issue 22)."""
+    a rounding off their surface, found again at once (issue 22).
+
+    A neuron with every example at its surface (|u_ji| ≤ ``tol_u`` for all i) has
+    reached v_j = 0 in the span of the data: it is put there, all its pairs inactive
+    (σ'(0) = 0: it receives no gradient and stays); so is a neuron whose surfaces'
+    normals are dependent (more of them than the data's rank: for data in general
+    position v_j = 0 is the only point on all of them)."""
     guess = first_guess(data, y1, ev1, du1, pat, pend).astype(jnp.int8)
     if not k_slots:  # the diagonal geometry: orthogonal data never slide
         new_mode = jnp.where(guess == SLIDING, INACTIVE, guess).astype(jnp.int8)
@@ -684,13 +699,24 @@ def land(data, k_slots, diagonal, y1, ev1, du1, pat, pend, pend_exit, tol) -> La
     taken = jnp.any(hot, axis=1)
     on = jnp.where(taken, jnp.argmax(hot, axis=1), pat.slots).astype(jnp.int32)
     bmode = jnp.where(taken, jnp.take_along_axis(guess, jnp.maximum(on, 0), axis=1), bmode)
-    over = pend & ~fits  # no slot left: put on the surface alone, inactive
-    base = jnp.where(over, INACTIVE, pat.mode).astype(jnp.int8)
+    # a neuron at v_j = 0 (in the span): every example at its surface, or more surfaces
+    # than the data's rank (their normals dependent: for data in general position the
+    # only point on all of them is v_j = 0; Cholesky pivots ~0 tell it)
+    real = jnp.arange(data.y.shape[0]) < data.n
+    dead = jnp.all((jnp.abs(ev1.u) <= tol_u) | ~real[None, :], axis=1)
+    pivots = jnp.diagonal(gram(data, on)[1], axis1=1, axis2=2) ** 2
+    sq = data.sq[jnp.maximum(on, 0)]
+    tiny = ~(pivots >= 1e3 * jnp.finfo(y1.v.dtype).eps * sq)  # NaN pivots too
+    dead = dead | jnp.any((on >= 0) & tiny, axis=1)
+    over = pend & ~fits & ~dead[:, None]  # no slot left: put on the surface alone, inactive
+    base = jnp.where(over | dead[:, None], INACTIVE, pat.mode).astype(jnp.int8)
+    on = jnp.where(dead[:, None], -1, on)
     corr = jnp.where(over, ev1.u / jnp.where(data.sq > 0, data.sq, 1.0)[None, :], 0.0)
-    y_on = onto_surfaces(data, State(y1.a, y1.v - data.geom.pullback(corr, data.z)), on)
+    v = jnp.where(dead[:, None], 0.0, y1.v - data.geom.pullback(corr, data.z))
+    y_on = onto_surfaces(data, State(y1.a, v), on)
     res = resolve(data, y_on, base, on, bmode, tol, 4 * k_slots + 4)
     was, now = pat.mode == SLIDING, res.pat.mode == SLIDING
-    flips = jnp.sum(pend & ~now & (res.pat.mode != pat.mode))
+    flips = jnp.sum((pend | dead[:, None]) & ~now & (res.pat.mode != pat.mode))
     counts = [jnp.asarray(x, jnp.int32) for x in (flips, jnp.sum(now & ~was), jnp.sum(was & ~now))]
     return Landed(
         y_on,
