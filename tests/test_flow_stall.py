@@ -142,3 +142,29 @@ def test_random_small_sphere_cells_never_stall(n, d, p, seed, x64, tight):
     events = st_.crossings + st_.slides + st_.exits
     assert st_.rejected <= st_.steps + 4 * events + 50, st_
     assert st_.evals <= 6 * (st_.steps + st_.rejected) + 8 * events + 8, st_
+
+
+def test_a_run_past_its_work_bound_stops_stalled_with_its_reason(monkeypatch):
+    """The work bound is a bound: with no rejected attempt allowed, the planted sliding
+    problem (tests/test_exact_flow.py), whose first event costs a rejected attempt,
+    stops there as `stalled`, with the reason in words and the time it reached."""
+    monkeypatch.setattr(exact, "MAX_REJECTS", 0)
+    th = np.pi / 3
+    x = np.array([[1.0, 0.0], [np.cos(th), np.sin(th)]])
+    v0 = np.array([0.5 * np.array([np.sin(th), -np.cos(th)]), [-1.5, 1.2]])
+    with jax.enable_x64(True):
+        out = exact.solve(
+            Geometry("dense"),
+            Problem(jnp.asarray(x), jnp.asarray([2.0, -3.0])),
+            State(jnp.asarray([1.0, -1.0]), jnp.asarray(v0)),
+            jnp.asarray([0.0, 2.5]),
+            rtol=1e-8,
+            atol=1e-10,
+            stop_loss=0.0,
+        )
+    assert int(out.status) == Outcome.STALLED
+    assert int(out.stats.stall_reason) == StallReason.REJECTS
+    assert 0.0 <= float(out.t_final) < 2.5
+    words = StallReason(int(out.stats.stall_reason)).describe(1, float(out.t_final))
+    assert words.startswith("attempts rejected again and again at t = ")
+    assert StallReason.CHATTER.describe(3, 2.31) == "sliding set of 3 pairs chattering at t = 2.31"

@@ -219,9 +219,13 @@ def solve(
     def u_scale(y):  # ‖v_j‖‖x_i‖: the size of u_ji
         return jnp.sqrt(jnp.sum(y.v * y.v, 1))[:, None] * jnp.sqrt(data.sq)[None, :]
 
-    def land_tol(y):  # |u| at a landing within this moves v_j by ≲ 0.1 tolerance
+    def land_tol(y, du, t):
+        """|u| at a landing within this moves v_j by ≲ 0.1 tolerance; and no less than
+        what one ulp of t moves u by (in float32 at t ≈ 250 an ulp is 1.5e-5, and Newton
+        could not get closer: it retried to its cap at every landing)."""
         vn = jnp.sqrt(jnp.sum(y.v * y.v, 1))[:, None]
-        return 0.1 * jnp.sqrt(data.sq)[None, :] * (scale[0] + scale[1] * vn)
+        tol = 0.1 * jnp.sqrt(data.sq)[None, :] * (scale[0] + scale[1] * vn)
+        return jnp.maximum(tol, 4 * eps * jnp.maximum(1.0, jnp.abs(t)) * jnp.abs(du))
 
     # --- the start: records, the first step size (Hairer–Nørsett–Wanner's rule) ---
     k_rec = grid.shape[0]
@@ -273,7 +277,7 @@ def solve(
     )
 
     def apply_events(c: _Carry, y1: State, ev1: Eval, du1, pend, pend_exit):
-        args = (c.pat, pend, pend_exit, tol_lam, land_tol(y1))
+        args = (c.pat, pend, pend_exit, tol_lam, land_tol(y1, du1, c.t))
         return land(data, k_slots, geom.diagonal, y1, ev1, du1, *args)
 
     # --- one iteration: a step attempt ------------------------------------------
@@ -290,6 +294,11 @@ def solve(
         u0, u1, du1 = c.ev.u, st.ev1.u, dudt(data, st.ev1.f)
         # -- new events inside (t, t1]: crossings, sliding exits, the stop --
         thr = 256 * eps * u_scale(st.y1)
+        tol_u = land_tol(st.y1, du1, t1)
+        # the root sought: u past its surface by a margin (a pair that starts on its
+        # surface is not found there again), within half the landing tolerance (the
+        # landing is then not past it: in float32 thr alone exceeds tol_u)
+        margin = jnp.minimum(thr, 0.5 * tol_u)
         sign = jnp.where(c.pat.mode == ACTIVE, 1.0, -1.0)
         moving = real & (c.pat.mode != SLIDING) & ~c.pend
         a3 = 2 * u0 - 2 * u1 + h * c.du + h * du1  # Hermite u = a3 s³ + b2 s² + c1 s + u0
@@ -321,7 +330,7 @@ def solve(
                 h,
                 c.pat.mode[jj, ii] == ACTIVE,
                 cand[jj, ii],
-                thr[jj, ii],
+                margin[jj, ii],
             )
             return jnp.full(cand.shape, 2.0, dtype).at[jj, ii].set(r)
 
@@ -368,9 +377,12 @@ def solve(
             stop_hit, jnp.clip((l0 - log_stop) / jnp.where(l0 == l1, 1.0, l0 - l1), 0.0, 1.0), 2.0
         )
         s_first = jnp.minimum(jnp.minimum(jnp.min(s_cross), jnp.min(s_exit, initial=2.0)), s_stop)
-        new_event = ok & (s_first < 1.0 - s_end)
+        # events closer than a few ulps of t cannot be told apart (float32 at t ≈ 250: ulp
+        # 1.5e-5): they count as at the step's end, or as together
+        ulps = 4 * eps * jnp.maximum(1.0, jnp.abs(t1)) / jnp.where(h > 0, h, 1.0)
+        s_end_h, window_h = jnp.maximum(s_end, ulps), jnp.maximum(window, ulps)
+        new_event = ok & (s_first < 1.0 - s_end_h)
         # -- a landing: are the pending pairs on their surfaces (to tolerance)? --
-        tol_u = land_tol(st.y1)
         early = c.pend & (sign * u1 > tol_u)  # not there yet
         over = c.pend & (sign * u1 < -tol_u)  # past it
         # exits: λ short of its band (early) or well past it (over); secant on λ
@@ -402,10 +414,15 @@ def solve(
         ahead = fix & ~back & jnp.isfinite(dt_early)
         accept = ok & ~new_event & ~back
         settle = accept & landing & ~ahead  # apply the landed events
-        stopped = (settle & c.pend_stop) | (accept & ~landing & stop_hit & (s_stop >= 1.0 - s_end))
+        stop_end = accept & ~landing & stop_hit & (s_stop >= 1.0 - s_end_h)
+        stopped = (settle & c.pend_stop) | stop_end
+        # events at the end of an accepted step (within s_end_h) are landed there too
+        ends = accept & ~ahead
+        pend_now = (settle & c.pend) | (ends & cand & (s_cross <= 1.0))
+        exit_now = (settle & c.pend_exit) | (ends & exiting & (s_exit <= 1.0))
 
         def on_landing():
-            return apply_events(c, st.y1, st.ev1, du1, c.pend, c.pend_exit)
+            return apply_events(c, st.y1, st.ev1, du1, pend_now, exit_now)
 
         def no_events():
             zero_i = jnp.zeros((), jnp.int32)
@@ -443,7 +460,7 @@ def solve(
 
             return jax.lax.cond(jnp.any(stick), clamp, lambda: same)
 
-        lnd = jax.lax.cond(settle & (jnp.any(c.pend) | jnp.any(c.pend_exit)), on_landing, no_events)
+        lnd = jax.lax.cond(jnp.any(pend_now) | jnp.any(exit_now), on_landing, no_events)
         y2, ev2, du2, lam2, pat2 = lnd.y, lnd.ev, lnd.du, lnd.lam, lnd.pat
         accept = accept & lnd.consistent  # else the run stalls here (below)
         diverged = accept & exploded(ev2.loss, loss0, diverge_factor)
@@ -484,15 +501,17 @@ def solve(
         target = jnp.where(~ok & ~landing, c.target, target)  # a record step failed
         keep_pend = back | ahead | (~ok & ~landing)
         pend = jnp.where(
-            new_event, cand & (s_cross <= s_first + window), jnp.where(keep_pend, c.pend, False)
+            new_event,
+            cand & (s_cross <= s_first + window_h),
+            jnp.where(keep_pend, c.pend, False),
         )
         pend_exit = jnp.where(
             new_event,
-            exiting & (s_exit <= s_first + window),
+            exiting & (s_exit <= s_first + window_h),
             jnp.where(keep_pend, c.pend_exit, False),
         )
         pend_stop = jnp.where(
-            new_event, stop_hit & (s_stop <= s_first + window), keep_pend & c.pend_stop
+            new_event, stop_hit & (s_stop <= s_first + window_h), keep_pend & c.pend_stop
         )
         tries = jnp.where(back | ahead, c.tries + 1, 0).astype(jnp.int32)
         truncated = landing | (h_free < c.h)
@@ -517,7 +536,7 @@ def solve(
         idle = c.iters + 1 - c.mark_iter
         n_slide = jnp.sum(pat_next.mode == SLIDING).astype(jnp.int32)
         reason = jnp.where(
-            settle & ~lnd.consistent,
+            ends & ~lnd.consistent,
             StallReason.INCONSISTENT,
             jnp.where(
                 ~ok & (h * factor <= 16 * eps * jnp.maximum(1.0, c.t)),
