@@ -602,7 +602,8 @@ def exact_sphere(quick: bool) -> None:
         print(
             f"   {name}{' (quick: horizon / 10)' if quick else ''}: {tm.t.wall:.1f} s "
             f"{tm.t.note()}\n"
-            f"      outcomes {dict(runs['outcome'].value_counts())}, t reached "
+            f"      outcomes { ({k: int(v) for k, v in runs['outcome'].value_counts().items()}) }, "
+            f"t reached "
             f"{[round(float(t), 3) for t in f['t_final']]}, stalls: {reasons}\n"
             f"      evaluations per event {[round(float(e), 1) for e in f['evals_per_event']]}"
             f" (aim ≤ 20); evaluations {f['evals'].tolist()}, crossings "
