@@ -565,6 +565,57 @@ def exact_vs_gd(cell: Cell, horizon: float | None, runs: int) -> None:
     )
 
 
+# The sphere cells of issue 22 (the exact flow stalled on them): name, knobs, target s.
+EXACT_SPHERE = (
+    (
+        "n=30 d=8 p=6 seed 3, stop loss 0, horizon 60",
+        dict(data="sphere", n=30, d=8, p=6, runs=2, seed=3, stop_loss=0.0, record=30,
+             horizon=60.0),
+        None,
+    ),
+    (
+        "n=60 d=20 p=auto, horizon 200",
+        dict(data="sphere", n=60, d=20, runs=2, horizon=200.0),
+        60.0,
+    ),
+)  # fmt: skip
+
+
+def exact_sphere(quick: bool) -> None:
+    """The exact flow on the sphere cells of issue 22 (float64, default tolerances): wall
+    time (compile excluded: a call with horizon 0.5 compiles), outcomes, and the cost
+    per event, field evaluations / (crossings + slide entries)."""
+    from shallowflow.config import make_config
+    from shallowflow.engine import simulate
+    from shallowflow.results import runs_table
+
+    print("\n== exact flow on sphere cells (issue 22), x64, default tolerances")
+    for name, knobs, target in EXACT_SPHERE:
+        if quick:
+            knobs = knobs | {"horizon": knobs["horizon"] / 10}
+        cfg = make_config(**knobs, x64=True, solver="flow")
+        simulate(make_config(**(cfg.knobs() | {"horizon": 0.5})))
+        with timed() as tm:
+            res = simulate(cfg)
+        f, runs = res.final, runs_table(res)
+        reasons = "; ".join(r for r in runs["stall_reason"] if r) or "none"
+        print(
+            f"   {name}{' (quick: horizon / 10)' if quick else ''}: {tm.t.wall:.1f} s "
+            f"{tm.t.note()}\n"
+            f"      outcomes { ({k: int(v) for k, v in runs['outcome'].value_counts().items()}) }, "
+            f"t reached "
+            f"{[round(float(t), 3) for t in f['t_final']]}, stalls: {reasons}\n"
+            f"      evaluations per event {[round(float(e), 1) for e in f['evals_per_event']]}"
+            f" (aim ≤ 20); evaluations {f['evals'].tolist()}, crossings "
+            f"{f['crossings'].tolist()}, slide entries {f['slides'].tolist()}, exits "
+            f"{f['exits'].tolist()}, accepted {f['steps'].tolist()}, rejected "
+            f"{f['rejected'].tolist()}, most sliding {f['max_sliding'].tolist()}"
+        )
+        if target is not None and not quick:
+            ok = tm.t.wall <= target
+            print(f"      target ≤ {target:g} s on 2 cores: {'MET' if ok else 'NOT MET'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fast smoke version")
@@ -616,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.exact:
         for name in names:
             exact_vs_gd(table[name], args.exact_horizon, args.exact_runs)
+        exact_sphere(args.quick)
     else:
         for name in names:
             all_ok &= bench_cell(table[name], peak, bases.get(name))

@@ -192,7 +192,11 @@ def test_groups_search_side_by_side_with_the_designs_they_make_alone(tmp_path, m
     """Two threshold groups (Fig. 4-like, d = 10 and 12): their designs run in lockstep,
     a round's evaluations batched into one engine call per bucket; each group's
     evaluations are exactly those of its search run alone."""
-    cells = [paper_cell("fig4", "gd", 0, n=n, d=d, p=6, runs=RUNS) for d in (10, 12) for n in NS]
+    cells = [
+        paper_cell("fig4", "gd", 0, preset="quick", n=n, d=d, p=6, runs=RUNS)
+        for d in (10, 12)
+        for n in NS
+    ]
     proto = replace(protocol("fig4", "quick"), cells=cells, params={"adaptive_width": 0.5})
     calls = []
     real = ad.simulate_batch

@@ -130,3 +130,15 @@ def test_fig6_verdicts_print_the_uncertainty_and_apply_prop1_to_rates_only():
     assert "proven range" not in lines["slope of log μ_upp"]
     assert "proven range" not in lines["slope of log μ_low"]
     assert "± 0.00 " not in " ".join(verdicts) + " "
+
+
+def test_an_unbounded_interval_end_reads_infinite_not_missing():
+    from shallowflow.report.format import fmt
+
+    assert (fmt(float("inf")), fmt(-float("inf")), fmt(float("nan")), fmt(None)) == (
+        "∞",
+        "−∞",
+        "nan",
+        "nan",
+    )
+    assert fmt(12.3456, 3) == "12.3"

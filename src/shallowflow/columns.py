@@ -131,6 +131,15 @@ _FLOW_STATS = [
         "SPEC §3b",
     ),
     _c("slides", "entries onto a sliding surface", "events", "SPEC §3b"),
+    _c("exits", "exits from a sliding surface (a λ past 0 or 1 by the tolerance band)", "events"),
+    _c("evals", "evaluations of the vector field (steps, landings, mode decisions)", "evals"),
+    _c(
+        "evals_per_event",
+        "evals / (crossings + slides): the cost of an event",
+        "evals",
+        "SPEC §3b",
+        "no event in the run",
+    ),
     _c("sliding_time", "time with at least one pair sliding", "time", "SPEC §3b"),
     _c("max_sliding", "most pairs sliding at once", "pairs", "SPEC §3b"),
     _c(
@@ -157,6 +166,13 @@ _RUN = [
     _c("final", "True on the row at the run's stop time"),
     _c("outcome", "converged | horizon | diverged | stalled", "—", "solvers.common.Outcome"),
     _c("success", "outcome == converged: L ≤ stop loss (1/(2n) by default)", "—", "SPEC §5"),
+    _c(
+        "stall_reason",
+        "why the exact flow stopped as stalled, in words (chatter, Zeno, step at rounding, "
+        "rejections, inconsistent modes, attempt cap), with the time; empty otherwise",
+        "—",
+        "SPEC §3b",
+    ),
     _c(
         "interpolated",
         "the final loss is ≤ 1/(2n), whatever the stop loss (with --stop-loss 0 no run "

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from shallowflow.config import SimConfig
-from shallowflow.solvers.common import Outcome
+from shallowflow.solvers.common import Outcome, StallReason
 
 KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
 
@@ -58,6 +58,17 @@ def runs_table(res: SimResult) -> pd.DataFrame:
     )
     df.insert(0, "run", np.arange(res.runs))
     df["outcome"] = [Outcome(int(s)).label for s in res.final["status"]]
+    if "stall_reason" in res.final:  # the exact flow: why a run stalled, in words
+        df["stall_reason"] = [
+            StallReason(int(code)).describe(int(k), float(t))
+            for code, k, t in zip(
+                res.final["stall_reason"],
+                res.final["stall_sliding"],
+                res.final["t_final"],
+                strict=True,
+            )
+        ]
+        df = df.drop(columns=["final_stall_reason", "final_stall_sliding"])
     # Two questions: did the run reach its stop loss (success, its outcome), and does
     # its final state interpolate, L ≤ 1/(2n) (the paper's success level)? They differ
     # when the stop loss is not 1/(2n), e.g. --stop-loss 0 runs to the horizon.

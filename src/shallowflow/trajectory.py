@@ -238,6 +238,9 @@ def run_one(
         mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
     )
     final.update(stats)
+    if stats:  # the exact flow's cost per event: evaluations / (crossings + slide entries)
+        events = jnp.maximum(stats["crossings"] + stats["slides"], 1)
+        final["evals_per_event"] = stats["evals"] / events
     if sig.kernel:
         final["mu_inf_kernel"] = mu_inf_kernel(geom, traj.final, prob, slope)
     if sig.levels:

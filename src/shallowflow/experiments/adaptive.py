@@ -2,7 +2,8 @@
 
 Adaptive mode (``adaptive=True``, Figs. 3–5 only; Figs. 2 and 6 ignore it)
 replaces each threshold's n grid (Fig. 3: the whole grid; Fig. 4: one per d;
-Fig. 5: one per p) by the sequential design of
+Fig. 5: one per p; the ``width`` study: one per (d, p) pair, its ``group`` tag) by the
+sequential design of
 :func:`~shallowflow.stats.design.adaptive_threshold`: on the same
 range ``[min n, max n]`` snapped to the grid's step (the gcd of its spacings),
 batches of ``ADAPTIVE_RUNS_FRACTION`` × the protocol's runs per point, at
@@ -36,6 +37,7 @@ from scipy import special
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import plan_cells, simulate_batch
 from shallowflow.experiments.cells import Cell, cell_seed
+from shallowflow.experiments.figures import FIGURES
 from shallowflow.experiments.lockstep import Request, lockstep
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
@@ -270,8 +272,11 @@ def run_adaptive(
     Returns the runs table of every evaluation (runner columns plus
     ``adaptive_step``) and the ``summary["adaptive"]`` record.
     """
-    if proto.name not in ADAPTIVE_FIGURES:
-        raise ShallowflowInputError("adaptive", f"only {ADAPTIVE_FIGURES} have thresholds")
+    if proto.kind != "simulate" or (proto.name in FIGURES and proto.name not in ADAPTIVE_FIGURES):
+        # a study's threshold protocol (experiments/studies/width.py) is searched too
+        raise ShallowflowInputError(
+            "adaptive", f"of the figures only {ADAPTIVE_FIGURES} have thresholds"
+        )
     cache = Path(fig_dir) / "adaptive"
     stored = list(cache.glob("*.parquet")) if cache.is_dir() else []
     if stored and not resume and not overwrite:

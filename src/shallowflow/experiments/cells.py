@@ -24,7 +24,8 @@ __all__ = ["ID_COLUMN", "TAGS", "Cell", "cell_config", "cell_seed"]
 
 # Knobs that label a cell but are not SimConfig fields. ``draws`` names a draw group:
 # the cells of one group share their seed, hence their data and θ(0) (paired designs).
-TAGS = ("figure", "tag", "draws")
+# ``group`` names a threshold group of an adaptive search (a study's (d, p) pair).
+TAGS = ("figure", "tag", "draws", "group")
 ID_COLUMN = "cell_id"
 _ID_LENGTH = 16
 

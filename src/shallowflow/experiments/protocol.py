@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 from shallowflow.config import SolverName
 from shallowflow.errors import ShallowflowInputError
 
-__all__ = ["EPS", "PRESETS", "Protocol", "paper_cell", "preset_name", "solver_name"]
+__all__ = ["EPS", "PRESETS", "Protocol", "paper_cell", "preset_name", "solver_name", "study_cell"]
 
 PRESETS = ("quick", "paper")
 PRESET_ALIASES = {"full": "paper"}
@@ -97,3 +97,9 @@ def paper_cell(figure: str, solver: str, seed: int, *, preset: str, **knobs: Any
     if preset == "paper" and solver == "gd":
         base["stop_rule"] = "authors"
     return base | knobs
+
+
+def study_cell(figure: str, solver: str, seed: int, **knobs: Any) -> dict[str, Any]:
+    """SPEC §5's common knobs (:func:`paper_cell`) under the inclusive stop rule, whatever
+    the preset: a study compares its variants (GD steps, the exact flow) like for like."""
+    return paper_cell(figure, solver, seed, preset="quick", **knobs)

@@ -9,7 +9,10 @@ __all__ = ["fmt", "plus_minus", "value", "yes"]
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
-    """``x`` to ``digits`` significant digits; ``nan`` for a missing or non-finite value."""
+    """``x`` to ``digits`` significant digits; ``∞`` or ``−∞`` for an infinite value (an
+    interval unbounded on that side), ``nan`` for a missing one."""
+    if x is not None and np.isinf(x):
+        return "∞" if x > 0 else "−∞"
     return "nan" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
 
 

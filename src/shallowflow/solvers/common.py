@@ -28,6 +28,34 @@ class Outcome(IntEnum):
         return "horizon" if self is Outcome.RUNNING else self.name.lower()
 
 
+class StallReason(IntEnum):
+    """Why the exact flow stopped a run as ``stalled`` (its ``stall_reason``): its work
+    per unit of progress passed a bound (:mod:`.exact`), or its attempts ran out."""
+
+    NONE = 0
+    CHATTER = 1  # sliding pairs entering and leaving with no progress in t
+    ZENO = 2  # crossings accumulating with no progress in t
+    STEP = 3  # the step size fell to rounding level with no event
+    REJECTS = 4  # too many rejected attempts in a row
+    INCONSISTENT = 5  # no consistent Filippov modes for the pairs at their surfaces
+    CAP = 6  # the attempt cap (max_steps) ran out
+
+    def describe(self, sliding: int, t: float) -> str:
+        """The reason in words, e.g. 'sliding set of 3 pairs chattering at t = 2.31'."""
+        words = {
+            StallReason.NONE: "",
+            StallReason.CHATTER: f"sliding set of {sliding} pairs chattering at t = {t:.6g}",
+            StallReason.ZENO: f"crossings accumulating (Zeno) at t = {t:.6g}",
+            StallReason.STEP: f"step size at rounding level at t = {t:.6g}",
+            StallReason.REJECTS: f"attempts rejected again and again at t = {t:.6g}",
+            StallReason.INCONSISTENT: (
+                f"no consistent Filippov modes for {sliding} sliding pairs at t = {t:.6g}"
+            ),
+            StallReason.CAP: f"attempt cap reached at t = {t:.6g}",
+        }
+        return words[self]
+
+
 class Levels(NamedTuple):
     """A run measured again at loss levels, the first time its loss falls below each:
     the time, the loss there, the end-of-run rate μ(t_∞) of the window ending there

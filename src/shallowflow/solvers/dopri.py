@@ -86,13 +86,15 @@ def hermite(s, u0, d0, u1, d1, h):
     )
 
 
-def first_root(u0, d0, u1, d1, h, want_positive, candidates):
+def first_root(u0, d0, u1, d1, h, want_positive, candidates, thr: float | jax.Array = 0.0):
     """For each candidate pair, the first s ∈ (0, 1] where its Hermite u leaves its
-    side (u < 0 for a pair that should stay ≥ 0, u > 0 otherwise); 2 if none."""
+    side by more than ``thr`` (u < −thr for a pair that should stay ≥ 0, u > thr
+    otherwise); 2 if none. The margin keeps a pair that starts on its surface (u = 0
+    to rounding) from being found there again at s = 0."""
     sign = jnp.where(want_positive, 1.0, -1.0)
 
     def bad(s):
-        return sign * hermite(s, u0, d0, u1, d1, h) < 0
+        return sign * hermite(s, u0, d0, u1, d1, h) < -thr
 
     grid = jnp.linspace(0.0, 1.0, SCAN + 1)[1:]
     first = jnp.full(u0.shape, 2.0, u0.dtype)

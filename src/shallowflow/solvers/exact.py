@@ -12,19 +12,25 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
   the step, or inside it on the cubic Hermite interpolant of u built from u and u̇ at
   both ends) has crossed. The step is rejected and retaken to land on the earliest
   root, refined by Newton steps on the landed u, u̇ until |u| is at tolerance level.
-  There the pair is put exactly on its surface (v_j corrected so that u_ji = 0, then
-  every sliding constraint of neuron j restored) and classified by the rates u̇⁺, u̇⁻
-  of u_ji with the pair taken active or inactive: same sign → it crosses (the pattern
-  flips); u̇⁺ < 0 < u̇⁻ → it slides; u̇⁺ > 0 > u̇⁻ (repelling) → inactive, the
-  σ'(0) = 0 convention.
+  There every pair of neuron j at its surface (the landed ones and the sliding ones) is
+  put exactly on it (v_j moved the least), and their modes are decided together
+  (:func:`land`, :func:`.filippov.resolve`) from the rates u̇⁺, u̇⁻ of u_ji with the
+  pair taken active or inactive: same sign → it crosses (the pattern flips);
+  u̇⁺ < 0 < u̇⁻ → it slides; u̇⁺ > 0 > u̇⁻ (repelling) → inactive, the σ'(0) = 0
+  convention. Decided one at a time, a pair could land active with u̇ < 0 once its
+  neighbours changed, be found again at once, and the solver loop (issue 22).
 - **Sliding.** The only discontinuous part of F is dv_j's, affine in each D_ji. The
   D's that keep u_ji = 0 for every sliding pair of neuron j solve one small linear
   system per neuron; the resulting dv_j is dv_j projected off span{x_i : i ∈ S_j} (the
   minimal-norm element of the Clarke subdifferential), computed from the Gram matrix
   of the sliding examples (at most ``slots`` per neuron; a pair refused for want of a
   slot is made inactive and counted in ``overflow``). A pair leaves its surface when
-  λ = (D − s)/(1 − s) (s the leaky slope) reaches 1 (→ active) or 0 (→ inactive): an
-  event located like a crossing.
+  λ = (D − s)/(1 − s) (s the leaky slope) passes 1 (→ active) or 0 (→ inactive) by a
+  band of 10·rtol, and re-enters only past the same band: an event located like a
+  crossing (a secant on λ).
+- **No silent stall.** At most ``MAX_REJECTS`` attempts in a row without an accepted
+  step, at most ``MAX_IDLE`` attempts while t advances by less than rtol·max(1, t):
+  past either, the run stops ``stalled`` with a :class:`~.common.StallReason`.
 - **Orthogonal data** never slide: an inactive neuron gets no gradient along x_i
   (u̇⁻ = 0), so a pair driven to 0 stays there, exactly on the surface (sticky).
 - **Stop.** L(t) = ``stop_loss`` is located the same way (secant on log L): a run
@@ -32,9 +38,10 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
 
 Along the way the solver integrates q̇ = μ = ‖F‖²/(pL) with F the field actually
 followed, so q(t) = ∫₀ᵗ μ dt and log(L(0)/L(t)) = q(t) checks the whole trajectory
-(SPEC §2). It reports per run the crossings, the time spent with a pair sliding, the
-most pairs sliding at once and the largest constraint violation |u_ji| on sliding
-pairs (measured at step ends, before they are restored).
+(SPEC §2). It reports per run the crossings, the entries onto and exits from sliding,
+the time spent with a pair sliding, the most pairs sliding at once, the largest
+constraint violation |u_ji| on sliding pairs (measured at step ends, before they are
+restored), and the field evaluations spent (the cost of the events).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from shallowflow.model import Problem, State
 from shallowflow.solvers.common import (
     Levels,
     Outcome,
+    StallReason,
     exploded,
     finish_levels,
     level_buffers,
@@ -62,11 +70,11 @@ from shallowflow.solvers.filippov import (
     Eval,
     FieldData,
     Pattern,
-    compact,
     dudt,
     field,
     gram,
-    settle,
+    onto_surfaces,
+    resolve,
     sliding_lambdas,
     spd_solve,
 )
@@ -74,6 +82,12 @@ from shallowflow.solvers.filippov import (
 TAIL_BUFFER = 512  # step ends kept for the end-of-run rate window
 NEWTON = 6  # Newton corrections of a located event time, at most
 EVENTS = 32  # pairs whose crossing is located (and landed on) together, at most
+# Work per unit of progress (issue 22): a run stalls (outcome `stalled`, with a reason)
+# after MAX_REJECTS attempts in a row without an accepted step, or after MAX_IDLE
+# attempts in which t advanced by less than rtol·max(1, t). A legitimate landing needs
+# at most 1 + NEWTON attempts; a step at rtol is far longer than rtol·t.
+MAX_REJECTS = 64
+MAX_IDLE = 1000
 
 
 class Stats(NamedTuple):
@@ -88,6 +102,10 @@ class Stats(NamedTuple):
     max_violation: jax.Array  # largest |u_ji| on sliding pairs, before restoring
     overflow: jax.Array  # sliding pairs refused for want of a slot (made inactive)
     last_event: jax.Array  # time of the last pattern change
+    exits: jax.Array  # exits from a sliding surface
+    evals: jax.Array  # field evaluations (the cost; per event: evals/(crossings + slides))
+    stall_reason: jax.Array  # a StallReason code (0 unless stalled)
+    stall_sliding: jax.Array  # pairs sliding when the run stalled
 
 
 class Flow(NamedTuple):
@@ -130,6 +148,10 @@ class _Carry(NamedTuple):
     nbuf: jax.Array
     status: jax.Array
     iters: jax.Array
+    streak: jax.Array  # attempts since the last accepted step
+    mark_t: jax.Array  # time at the last unit of progress
+    mark_iter: jax.Array  # attempt count there
+    mark_events: jax.Array  # event count there
     stats: Stats
     lev: Levels | None  # the run at loss levels
 
@@ -175,6 +197,13 @@ def solve(
     # is 1), so they are kept above 64 ε there
     s_end = max(1e-12, 64 * float(eps))
     window = max(1e-9, 64 * float(eps))
+    # A sliding pair leaves when λ passes 1 + tol_lam (or −tol_lam), and the landing
+    # (filippov.resolve) puts a pair back only when its λ would be below 1 − tol_lam:
+    # one band for entry and exit, so an exit is never undone at once. An exit lands
+    # with λ anywhere in [1 − tol_lam/2, 1 + 3 tol_lam]. Holding a pair on its surface
+    # while λ runs through the band moves θ by O(tol_lam²) and the exit time by
+    # O(tol_lam/λ̇): tol_lam = 10 rtol (at least 1000 ε, above λ's rounding).
+    tol_lam = jnp.maximum(10 * scale[1], 1e3 * eps)
 
     def gram_of(pat):
         return gram(data, pat.slots) if k_slots else None
@@ -190,9 +219,13 @@ def solve(
     def u_scale(y):  # ‖v_j‖‖x_i‖: the size of u_ji
         return jnp.sqrt(jnp.sum(y.v * y.v, 1))[:, None] * jnp.sqrt(data.sq)[None, :]
 
-    def land_tol(y):  # |u| at a landing within this moves v_j by ≲ 0.1 tolerance
+    def land_tol(y, du, t):
+        """|u| at a landing within this moves v_j by ≲ 0.1 tolerance; and no less than
+        what one ulp of t moves u by (in float32 at t ≈ 250 an ulp is 1.5e-5, and Newton
+        could not get closer: it retried to its cap at every landing)."""
         vn = jnp.sqrt(jnp.sum(y.v * y.v, 1))[:, None]
-        return 0.1 * jnp.sqrt(data.sq)[None, :] * (scale[0] + scale[1] * vn)
+        tol = 0.1 * jnp.sqrt(data.sq)[None, :] * (scale[0] + scale[1] * vn)
+        return jnp.maximum(tol, 4 * eps * jnp.maximum(1.0, jnp.abs(t)) * jnp.abs(du))
 
     # --- the start: records, the first step size (Hairer–Nørsett–Wanner's rule) ---
     k_rec = grid.shape[0]
@@ -206,7 +239,7 @@ def solve(
     h0 = jnp.minimum(h0, jnp.maximum(t_end, 1e-30))
     zero = jnp.zeros((), jnp.int32)
     fzero = jnp.zeros((), dtype)
-    stats0 = Stats(zero, zero, zero, zero, fzero, zero, fzero, zero, fzero)
+    stats0 = Stats(zero, zero, zero, zero, fzero, zero, fzero, zero, fzero, zero, zero, zero, zero)
     status0 = jnp.where(
         loss0 <= stop_loss,
         Outcome.CONVERGED,
@@ -235,81 +268,17 @@ def solve(
         nbuf=jnp.ones((), jnp.int32),
         status=status0,
         iters=zero,
+        streak=zero,
+        mark_t=jnp.zeros((), dtype),
+        mark_iter=zero,
+        mark_events=zero,
         stats=stats0,
         lev=None if levels is None else level_buffers(levels.astype(dtype), state0),
     )
 
-    # --- event handling at a landed state ---------------------------------------
     def apply_events(c: _Carry, y1: State, ev1: Eval, du1, pend, pend_exit):
-        """Classify the pending pairs at the surface, update the pattern, put them
-        exactly on it, restore the sliding constraints; return the new state, its
-        field, u̇, λ and pattern, and the counts."""
-        pat = c.pat
-        s = slope
-        # rates with the pair inactive / active (sliding sets of the others unchanged)
-        qform = jnp.broadcast_to(data.sq[None, :], pend.shape)
-        if k_slots:  # ⟨P⊥x_i, x_i⟩ with P⊥ off neuron j's sliding examples: pending pairs
-            zs, chol = gram(data, pat.slots)
-            jj, ii = jnp.nonzero(pend, size=min(EVENTS, pend.size), fill_value=0)
-            zx = jnp.einsum("ckm,cm->ck", zs[jj], data.rows[ii])
-            q = data.sq[ii] - jnp.sum(zx * spd_solve(chol[jj], zx), axis=1)
-            qform = qform.at[jj, ii].set(jnp.where(pend[jj, ii], q, qform[jj, ii]))
-        d_cur = jnp.where(pat.mode == ACTIVE, 1.0, s)
-        jump = (y1.a[:, None] / n) * ev1.r[None, :] * qform
-        dn = du1 - (d_cur - s) * jump  # u̇⁻
-        dp = dn + (1.0 - s) * jump  # u̇⁺
-        new_mode = jnp.where(
-            (dn > 0) & (dp > 0),
-            ACTIVE,
-            jnp.where((dp < 0) & (dn > 0), SLIDING, INACTIVE),
-        ).astype(jnp.int8)
-        slide_new = pend & (new_mode == SLIDING) if k_slots else jnp.zeros_like(pend)
-        new_mode = jnp.where(pend & (new_mode == SLIDING) & (k_slots == 0), INACTIVE, new_mode)
-        # sliding pairs whose λ leaves [0, 1]: λ ≥ 1 → active, λ ≤ 0 → inactive
-        slots = pat.slots
-        mode = jnp.where(pend, new_mode, pat.mode)
-        if k_slots:
-            leave_to = jnp.where(c.lam >= 1.0, ACTIVE, INACTIVE).astype(jnp.int8)
-            rows_idx = jnp.arange(count)[:, None]
-            # only the leaving slots write (the others aim out of range and are dropped)
-            cols = jnp.where(pend_exit & (slots >= 0), slots, width)
-            mode = mode.at[rows_idx, cols].set(leave_to, mode="drop")
-            slots = jnp.where(pend_exit, -1, slots)
-            # new sliders take free slots (occupied first after compaction)
-            slots = compact(slots)
-            used = jnp.sum(slots >= 0, axis=1)
-            rank = jnp.cumsum(slide_new, axis=1) - 1
-            pos = used[:, None] + rank
-            fits = slide_new & (pos < k_slots)
-            hot = fits[..., None] & (pos[..., None] == jnp.arange(k_slots))
-            taken = jnp.any(hot, axis=1)
-            idx = jnp.argmax(hot, axis=1)
-            slots = jnp.where(taken, idx, slots).astype(jnp.int32)
-            over = slide_new & ~fits
-            mode = jnp.where(over, INACTIVE, mode)
-        else:
-            over = jnp.zeros_like(pend)
-        pat1 = Pattern(mode.astype(jnp.int8), slots)
-        # put the pending pairs exactly on their surfaces
-        if geom.diagonal:
-            v = jnp.where(pend, 0.0, y1.v)
-        else:
-            corr = jnp.where(pend, ev1.u / jnp.where(data.sq > 0, data.sq, 1.0)[None, :], 0.0)
-            v = y1.v - data.geom.pullback(corr, data.z)
-        if k_slots:
-            pat1 = settle(data, State(y1.a, v), pat1, k_slots)
-            zs1, chol1 = gram(data, pat1.slots)
-            v = v - jnp.einsum(
-                "pkm,pk->pm", zs1, spd_solve(chol1, jnp.einsum("pkm,pm->pk", zs1, v))
-            )
-        gram1 = gram_of(pat1)
-        y2 = State(y1.a, v)
-        ev2 = field(data, y2, pat1, gram1)
-        lam2 = sliding_lambdas(data, y2, pat1, ev2) if k_slots else c.lam
-        flips = jnp.sum(pend & (new_mode != SLIDING) & (new_mode != pat.mode))
-        slides = jnp.sum(fits) if k_slots else jnp.zeros((), jnp.int32)
-        count32 = [jnp.asarray(x, jnp.int32) for x in (flips, slides, jnp.sum(over))]
-        return (y2, ev2, dudt(data, ev2.f), lam2, pat1, *count32)
+        args = (c.pat, pend, pend_exit, tol_lam, land_tol(y1, du1, c.t))
+        return land(data, k_slots, geom.diagonal, y1, ev1, du1, *args)
 
     # --- one iteration: a step attempt ------------------------------------------
     def body(c: _Carry) -> _Carry:
@@ -325,6 +294,11 @@ def solve(
         u0, u1, du1 = c.ev.u, st.ev1.u, dudt(data, st.ev1.f)
         # -- new events inside (t, t1]: crossings, sliding exits, the stop --
         thr = 256 * eps * u_scale(st.y1)
+        tol_u = land_tol(st.y1, du1, t1)
+        # the root sought: u past its surface by a margin (a pair that starts on its
+        # surface is not found there again), within half the landing tolerance (the
+        # landing is then not past it: in float32 thr alone exceeds tol_u)
+        margin = jnp.minimum(thr, 0.5 * tol_u)
         sign = jnp.where(c.pat.mode == ACTIVE, 1.0, -1.0)
         moving = real & (c.pat.mode != SLIDING) & ~c.pend
         a3 = 2 * u0 - 2 * u1 + h * c.du + h * du1  # Hermite u = a3 s³ + b2 s² + c1 s + u0
@@ -356,6 +330,7 @@ def solve(
                 h,
                 c.pat.mode[jj, ii] == ACTIVE,
                 cand[jj, ii],
+                margin[jj, ii],
             )
             return jnp.full(cand.shape, 2.0, dtype).at[jj, ii].set(r)
 
@@ -391,8 +366,8 @@ def solve(
             s_cross = jax.lax.cond(jnp.any(cand), roots, lambda: jnp.full(cand.shape, 2.0, dtype))
         cand = cand & (s_cross <= 1.0)
         lam1 = sliding_lambdas(data, st.y1, c.pat, st.ev1) if k_slots else c.lam
-        exiting = ((lam1 < 0) | (lam1 > 1)) & (c.pat.slots >= 0) & ~c.pend_exit
-        bound = jnp.where(lam1 > 1, 1.0, 0.0)
+        exiting = ((lam1 < -tol_lam) | (lam1 > 1 + tol_lam)) & (c.pat.slots >= 0) & ~c.pend_exit
+        bound = jnp.where(lam1 > 1, 1.0 + tol_lam, -tol_lam)
         gap = jnp.where(c.lam == lam1, 1.0, c.lam - lam1)
         s_exit = jnp.where(exiting, jnp.clip((c.lam - bound) / gap, 0.0, 1.0), 2.0)
         log_stop = jnp.log(jnp.maximum(stop_loss, 1e-300))
@@ -402,33 +377,70 @@ def solve(
             stop_hit, jnp.clip((l0 - log_stop) / jnp.where(l0 == l1, 1.0, l0 - l1), 0.0, 1.0), 2.0
         )
         s_first = jnp.minimum(jnp.minimum(jnp.min(s_cross), jnp.min(s_exit, initial=2.0)), s_stop)
-        new_event = ok & (s_first < 1.0 - s_end)
+        # events closer than a few ulps of t cannot be told apart (float32 at t ≈ 250: ulp
+        # 1.5e-5): they count as at the step's end, or as together
+        ulps = 4 * eps * jnp.maximum(1.0, jnp.abs(t1)) / jnp.where(h > 0, h, 1.0)
+        s_end_h, window_h = jnp.maximum(s_end, ulps), jnp.maximum(window, ulps)
+        new_event = ok & (s_first < 1.0 - s_end_h)
         # -- a landing: are the pending pairs on their surfaces (to tolerance)? --
-        tol_u = land_tol(st.y1)
         early = c.pend & (sign * u1 > tol_u)  # not there yet
         over = c.pend & (sign * u1 < -tol_u)  # past it
+        # exits: λ short of its band (early) or well past it (over); secant on λ
+        upper = lam1 > 0.5
+        aim = jnp.where(upper, 1.0 + tol_lam, -tol_lam)
+        lam_dot = (lam1 - c.lam) / jnp.where(h > 0, h, 1.0)
+        lam_step = (aim - lam1) / jnp.where(lam_dot == 0, 1.0, lam_dot)
+        short = jnp.where(upper, lam1 < 1.0 - tol_lam / 2, lam1 > tol_lam / 2)
+        past = jnp.where(upper, lam1 > 1.0 + 3 * tol_lam, lam1 < -3 * tol_lam)
+        exit_early = c.pend_exit & short & (lam_dot != 0)
+        exit_over = c.pend_exit & past & (lam_dot != 0)
         stop_short = c.pend_stop & (l1 > log_stop + scale[1])
         stop_over = c.pend_stop & (l1 < log_stop - scale[1])
         newton = -u1 / jnp.where(du1 == 0, 1.0, du1)
         dt_stop = (l1 - log_stop) / jnp.maximum(st.ev1.mu, 1e-300)
         dt_over = jnp.min(jnp.where(over & (newton < 0), newton, 0.0), initial=0.0)
         dt_over = jnp.minimum(dt_over, jnp.where(stop_over, dt_stop, 0.0))
+        dt_over = jnp.minimum(
+            dt_over, jnp.min(jnp.where(exit_over & (lam_step < 0), lam_step, 0.0), initial=0.0)
+        )
         dt_early = jnp.min(jnp.where(early & (newton > 0), newton, jnp.inf), initial=jnp.inf)
         dt_early = jnp.minimum(dt_early, jnp.where(stop_short, dt_stop, jnp.inf))
+        dt_early = jnp.minimum(
+            dt_early,
+            jnp.min(jnp.where(exit_early & (lam_step > 0), lam_step, jnp.inf), initial=jnp.inf),
+        )
         fix = landing & ok & ~new_event & (c.tries < NEWTON)
-        back = fix & (jnp.any(over) | stop_over) & (dt_over < 0)
+        back = fix & (jnp.any(over) | stop_over | jnp.any(exit_over)) & (dt_over < 0)
         ahead = fix & ~back & jnp.isfinite(dt_early)
         accept = ok & ~new_event & ~back
         settle = accept & landing & ~ahead  # apply the landed events
-        stopped = (settle & c.pend_stop) | (accept & ~landing & stop_hit & (s_stop >= 1.0 - s_end))
+        stop_end = accept & ~landing & stop_hit & (s_stop >= 1.0 - s_end_h)
+        stopped = (settle & c.pend_stop) | stop_end
+        # events at the end of an accepted step (within s_end_h) are landed there too
+        ends = accept & ~ahead
+        pend_now = (settle & c.pend) | (ends & cand & (s_cross <= 1.0))
+        exit_now = (settle & c.pend_exit) | (ends & exiting & (s_exit <= 1.0))
 
         def on_landing():
-            return apply_events(c, st.y1, st.ev1, du1, c.pend, c.pend_exit)
+            return apply_events(c, st.y1, st.ev1, du1, pend_now, exit_now)
 
         def no_events():
             zero_i = jnp.zeros((), jnp.int32)
+            same = Landed(
+                st.y1,
+                st.ev1,
+                du1,
+                lam1,
+                c.pat,
+                zero_i,
+                zero_i,
+                zero_i,
+                zero_i,
+                zero_i,
+                jnp.ones((), bool),
+            )
             if not sticky:
-                return st.y1, st.ev1, du1, lam1, c.pat, zero_i, zero_i, zero_i
+                return same
 
             def clamp():
                 y_c = State(st.y1.a, jnp.where(stick, 0.0, st.y1.v))
@@ -437,16 +449,20 @@ def solve(
                 )
                 ev_c = field(data, y_c, pat_c, None)
                 flips = jnp.sum(stick).astype(jnp.int32)
-                return y_c, ev_c, dudt(data, ev_c.f), lam1, pat_c, flips, zero_i, zero_i
+                return same._replace(
+                    y=y_c,
+                    ev=ev_c,
+                    du=dudt(data, ev_c.f),
+                    pat=pat_c,
+                    flips=flips,
+                    evals=jnp.ones((), jnp.int32),
+                )
 
-            def keep():
-                return st.y1, st.ev1, du1, lam1, c.pat, zero_i, zero_i, zero_i
+            return jax.lax.cond(jnp.any(stick), clamp, lambda: same)
 
-            return jax.lax.cond(jnp.any(stick), clamp, keep)
-
-        y2, ev2, du2, lam2, pat2, flips, slides, n_over = jax.lax.cond(
-            settle & (jnp.any(c.pend) | jnp.any(c.pend_exit)), on_landing, no_events
-        )
+        lnd = jax.lax.cond(jnp.any(pend_now) | jnp.any(exit_now), on_landing, no_events)
+        y2, ev2, du2, lam2, pat2 = lnd.y, lnd.ev, lnd.du, lnd.lam, lnd.pat
+        accept = accept & lnd.consistent  # else the run stalls here (below)
         diverged = accept & exploded(ev2.loss, loss0, diverge_factor)
         take = accept & ~diverged
 
@@ -485,15 +501,17 @@ def solve(
         target = jnp.where(~ok & ~landing, c.target, target)  # a record step failed
         keep_pend = back | ahead | (~ok & ~landing)
         pend = jnp.where(
-            new_event, cand & (s_cross <= s_first + window), jnp.where(keep_pend, c.pend, False)
+            new_event,
+            cand & (s_cross <= s_first + window_h),
+            jnp.where(keep_pend, c.pend, False),
         )
         pend_exit = jnp.where(
             new_event,
-            exiting & (s_exit <= s_first + window),
+            exiting & (s_exit <= s_first + window_h),
             jnp.where(keep_pend, c.pend_exit, False),
         )
         pend_stop = jnp.where(
-            new_event, stop_hit & (s_stop <= s_first + window), keep_pend & c.pend_stop
+            new_event, stop_hit & (s_stop <= s_first + window_h), keep_pend & c.pend_stop
         )
         tries = jnp.where(back | ahead, c.tries + 1, 0).astype(jnp.int32)
         truncated = landing | (h_free < c.h)
@@ -507,21 +525,46 @@ def solve(
                 jnp.where(take & (rec >= k_rec), Outcome.HORIZON, c.status),
             ),
         )
-        stall = (status == Outcome.RUNNING) & ~ok & (h * factor <= 16 * eps * jnp.maximum(1.0, c.t))
-        status = jnp.where(stall, Outcome.STALLED, status).astype(jnp.int32)
         sliding = c.pat.mode == SLIDING
         violation = jnp.max(jnp.where(sliding, jnp.abs(u1), 0.0), initial=0.0)
         any_slide = jnp.any(sliding)
+        flips, slides, exits = (jnp.where(take, x, 0) for x in (lnd.flips, lnd.slides, lnd.exits))
+        events = c.stats.crossings + c.stats.slides + c.stats.exits + flips + slides + exits
+        # -- the work per unit of progress (issue 22) --
+        streak = jnp.where(take, 0, c.streak + 1).astype(jnp.int32)
+        moved = tn - c.mark_t > scale[1] * jnp.maximum(1.0, jnp.abs(tn))
+        idle = c.iters + 1 - c.mark_iter
+        n_slide = jnp.sum(pat_next.mode == SLIDING).astype(jnp.int32)
+        reason = jnp.where(
+            ends & ~lnd.consistent,
+            StallReason.INCONSISTENT,
+            jnp.where(
+                ~ok & (h * factor <= 16 * eps * jnp.maximum(1.0, c.t)),
+                StallReason.STEP,
+                jnp.where(streak > MAX_REJECTS, StallReason.REJECTS, StallReason.NONE),
+            ),
+        )
+        busy = events > c.mark_events
+        idle_reason = jnp.where(
+            busy, jnp.where(n_slide > 0, StallReason.CHATTER, StallReason.ZENO), StallReason.STEP
+        )
+        reason = jnp.where(~moved & (idle > MAX_IDLE), idle_reason, reason)
+        reason = jnp.where(status == Outcome.RUNNING, reason, StallReason.NONE).astype(jnp.int32)
+        status = jnp.where(reason > 0, Outcome.STALLED, status).astype(jnp.int32)
         stats = Stats(
             c.stats.steps + take.astype(jnp.int32),
             c.stats.rejected + (~accept).astype(jnp.int32),
-            c.stats.crossings + jnp.where(take, flips, 0).astype(jnp.int32),
-            c.stats.slides + jnp.where(take, slides, 0).astype(jnp.int32),
+            c.stats.crossings + flips,
+            c.stats.slides + slides,
             c.stats.sliding_time + jnp.where(take & any_slide, h, 0.0),
-            jnp.maximum(c.stats.max_sliding, jnp.sum(pat_next.mode == SLIDING).astype(jnp.int32)),
+            jnp.maximum(c.stats.max_sliding, n_slide),
             jnp.maximum(c.stats.max_violation, jnp.where(take, violation, 0.0)),
-            c.stats.overflow + jnp.where(take, n_over, 0).astype(jnp.int32),
-            jnp.where(take & (flips + slides > 0), t1, c.stats.last_event),
+            c.stats.overflow + jnp.where(take, lnd.over, 0).astype(jnp.int32),
+            jnp.where(take & (flips + slides + exits > 0), t1, c.stats.last_event),
+            c.stats.exits + exits,
+            c.stats.evals + 6 + lnd.evals,
+            jnp.maximum(c.stats.stall_reason, reason),
+            jnp.where(reason > 0, n_slide, c.stats.stall_sliding),
         )
         return _Carry(
             tn,
@@ -546,6 +589,10 @@ def solve(
             nbuf,
             status,
             c.iters + 1,
+            streak,
+            jnp.where(moved, tn, c.mark_t),
+            jnp.where(moved, c.iters + 1, c.mark_iter),
+            jnp.where(moved, events, c.mark_events),
             stats,
             lev,
         )
@@ -554,7 +601,14 @@ def solve(
         return (c.status == Outcome.RUNNING) & (c.iters < max_steps)
 
     c = jax.lax.while_loop(going, body, carry0)
-    status = jnp.where(c.status == Outcome.RUNNING, Outcome.STALLED, c.status).astype(jnp.int32)
+    capped = c.status == Outcome.RUNNING  # the attempt cap ran out
+    status = jnp.where(capped, Outcome.STALLED, c.status).astype(jnp.int32)
+    stats = c.stats._replace(
+        stall_reason=jnp.where(capped, StallReason.CAP, c.stats.stall_reason).astype(jnp.int32),
+        stall_sliding=jnp.where(
+            capped, jnp.sum(c.pat.mode == SLIDING).astype(jnp.int32), c.stats.stall_sliding
+        ),
+    )
     valid = grid <= c.t
     states = jax.tree_util.tree_map(
         lambda buf, x: jnp.where(valid.reshape((-1,) + (1,) * x.ndim), buf, x[None]),
@@ -574,8 +628,129 @@ def solve(
         integral,
         c.q,
         _tail_rate(c.buf_t, c.buf_l, c.nbuf, c.t, c.ev.loss, tail, ev0.mu),
-        c.stats,
+        stats,
         None if c.lev is None else finish_levels(c.lev),
+    )
+
+
+class Landed(NamedTuple):
+    """A landed state with its events applied (:func:`land`)."""
+
+    y: State
+    ev: Eval
+    du: jax.Array
+    lam: jax.Array
+    pat: Pattern
+    flips: jax.Array  # pending pairs that crossed
+    slides: jax.Array  # pairs that entered sliding
+    exits: jax.Array  # pairs that left sliding
+    over: jax.Array  # sliding pairs refused for want of a slot
+    evals: jax.Array  # field evaluations spent
+    consistent: jax.Array  # the modes found are a Filippov state (resolve converged)
+
+
+def first_guess(data: FieldData, y1: State, ev1: Eval, du1, pat: Pattern, pend) -> jax.Array:
+    """Each pending pair's mode from its own one-sided rates u̇⁺, u̇⁻ at the surface, the
+    other pairs as they are (SPEC §3b): same sign → that side; u̇⁺ < 0 < u̇⁻ → sliding;
+    repelling → inactive."""
+    s = data.slope
+    qform = jnp.broadcast_to(data.sq[None, :], pend.shape)
+    if pat.slots.shape[1]:  # ⟨P⊥x_i, x_i⟩, P⊥ off neuron j's sliding examples
+        zs, chol = gram(data, pat.slots)
+        jj, ii = jnp.nonzero(pend, size=min(EVENTS, pend.size), fill_value=0)
+        zx = jnp.einsum("ckm,cm->ck", zs[jj], data.rows[ii])
+        q = data.sq[ii] - jnp.sum(zx * spd_solve(chol[jj], zx), axis=1)
+        qform = qform.at[jj, ii].set(jnp.where(pend[jj, ii], q, qform[jj, ii]))
+    d_cur = jnp.where(pat.mode == ACTIVE, 1.0, s)
+    jump = (y1.a[:, None] / data.n) * ev1.r[None, :] * qform
+    dn = du1 - (d_cur - s) * jump  # u̇⁻
+    dp = dn + (1.0 - s) * jump  # u̇⁺
+    slide = (dp < 0) & (dn > 0)
+    return jnp.where((dn > 0) & (dp > 0), ACTIVE, jnp.where(slide, SLIDING, INACTIVE))
+
+
+def land(data, k_slots, diagonal, y1, ev1, du1, pat, pend, pend_exit, tol, tol_u) -> Landed:
+    """Apply the located events at the landed state y1: the pending pairs (``pend``,
+    (p, n)) and the sliding slots whose λ left [0, 1] (``pend_exit``). All pairs of a
+    neuron at their surfaces (its sliding ones and its landed ones) are put exactly on
+    them together, then their modes are decided together (:func:`.filippov.resolve`):
+    deciding one pair against the others' old modes left pairs active with u̇ < 0 and
+    a rounding off their surface, found again at once (issue 22).
+
+    A neuron with every example at its surface (|u_ji| ≤ ``tol_u`` for all i) has
+    reached v_j = 0 in the span of the data: it is put there, all its pairs inactive
+    (σ'(0) = 0: it receives no gradient and stays); so is a neuron whose surfaces'
+    normals are dependent (more of them than the data's rank: for data in general
+    position v_j = 0 is the only point on all of them)."""
+    guess = first_guess(data, y1, ev1, du1, pat, pend).astype(jnp.int8)
+    if not k_slots:  # the diagonal geometry: orthogonal data never slide
+        new_mode = jnp.where(guess == SLIDING, INACTIVE, guess).astype(jnp.int8)
+        pat1 = Pattern(jnp.where(pend, new_mode, pat.mode).astype(jnp.int8), pat.slots)
+        y2 = State(y1.a, jnp.where(pend, 0.0, y1.v))
+        ev2 = field(data, y2, pat1, None)
+        flips = jnp.sum(pend & (new_mode != pat.mode))
+        zero = jnp.zeros((), jnp.int32)
+        du2 = dudt(data, ev2.f)
+        lam = jnp.zeros(pat.slots.shape, y1.a.dtype)
+        return Landed(
+            y2,
+            ev2,
+            du2,
+            lam,
+            pat1,
+            flips.astype(jnp.int32),
+            zero,
+            zero,
+            zero,
+            jnp.ones((), jnp.int32),
+            jnp.ones((), bool),
+        )
+    # the pairs at their surfaces, as slots: the sliding ones, then the landed ones
+    lam1 = sliding_lambdas(data, y1, pat, ev1)
+    leave = jnp.where(lam1 > 0.5, ACTIVE, INACTIVE)
+    bmode = jnp.where(pend_exit, leave, SLIDING).astype(jnp.int8)
+    # the r-th landed pair of a neuron takes its r-th free slot
+    free = pat.slots < 0
+    rank = jnp.cumsum(pend, axis=1) - 1
+    free_rank = jnp.where(free, jnp.cumsum(free, axis=1) - 1, -1)
+    hot = pend[..., None] & (rank[..., None] == free_rank[:, None, :])
+    fits = jnp.any(hot, axis=2)
+    taken = jnp.any(hot, axis=1)
+    on = jnp.where(taken, jnp.argmax(hot, axis=1), pat.slots).astype(jnp.int32)
+    bmode = jnp.where(taken, jnp.take_along_axis(guess, jnp.maximum(on, 0), axis=1), bmode)
+    # a neuron at v_j = 0 (in the span): every example at its surface, or more surfaces
+    # than the data's rank (their normals dependent: for data in general position the
+    # only point on all of them is v_j = 0; Cholesky pivots ~0 tell it)
+    real = jnp.arange(data.y.shape[0]) < data.n
+    dead = jnp.all((jnp.abs(ev1.u) <= tol_u) | ~real[None, :], axis=1)
+    pivots = jnp.diagonal(gram(data, on)[1], axis1=1, axis2=2) ** 2
+    sq = data.sq[jnp.maximum(on, 0)]
+    tiny = ~(pivots >= 1e3 * jnp.finfo(y1.v.dtype).eps * sq)  # NaN pivots too
+    dead = dead | jnp.any((on >= 0) & tiny, axis=1)
+    over = pend & ~fits & ~dead[:, None]  # no slot left: put on the surface alone, inactive
+    base = jnp.where(over | dead[:, None], INACTIVE, pat.mode).astype(jnp.int8)
+    on = jnp.where(dead[:, None], -1, on)
+    corr = jnp.where(over, ev1.u / jnp.where(data.sq > 0, data.sq, 1.0)[None, :], 0.0)
+    v = jnp.where(dead[:, None], 0.0, y1.v - data.geom.pullback(corr, data.z))
+    y_on = onto_surfaces(data, State(y1.a, v), on)
+    res = resolve(data, y_on, base, on, bmode, tol, 4 * k_slots + 4)
+    was, now = pat.mode == SLIDING, res.pat.mode == SLIDING
+    flips = jnp.sum((pend | dead[:, None]) & ~now & (res.pat.mode != pat.mode))
+    crossed, entered, left = (
+        jnp.asarray(x, jnp.int32) for x in (flips, jnp.sum(now & ~was), jnp.sum(was & ~now))
+    )
+    return Landed(
+        y_on,
+        res.ev,
+        dudt(data, res.ev.f),
+        res.lam,
+        res.pat,
+        crossed,
+        entered,
+        left,
+        jnp.sum(over).astype(jnp.int32),
+        res.evals,
+        res.consistent,
     )
 
 

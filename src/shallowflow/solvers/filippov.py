@@ -106,38 +106,83 @@ def sliding_lambdas(data: FieldData, y: State, pat: Pattern, ev: Eval) -> jax.Ar
     return jnp.where((pat.slots >= 0) & (denom != 0), lam, 0.5)
 
 
-def compact(slots: jax.Array) -> jax.Array:
-    """Occupied slots first (stable)."""
-    order = jnp.argsort(slots < 0, axis=1, stable=True)
-    return jnp.take_along_axis(slots, order, axis=1)
+def onto_surfaces(data: FieldData, y: State, on: jax.Array) -> State:
+    """θ with v_j moved the least so that u_ji = 0 for every pair in ``on`` (p, K) (slots
+    of example indices, −1 empty): v_j − Z_Bᵀ(Z_B Z_Bᵀ)⁻¹ Z_B v_j."""
+    zs, chol = gram(data, on)
+    v = y.v - jnp.einsum("pkm,pk->pm", zs, spd_solve(chol, jnp.einsum("pkm,pm->pk", zs, y.v)))
+    return State(y.a, v)
 
 
-def settle(data: FieldData, y: State, pat: Pattern, k_slots: int) -> Pattern:
-    """Make each neuron's sliding set consistent: the Filippov field of a neuron with
-    several pairs on their surfaces is the minimal-norm element of a box (one
-    D ∈ [s, 1] per pair), so a pair whose λ falls outside [0, 1] is not sliding but
-    active (λ > 1) or inactive (λ < 0). Active-set iteration: drop the worst pair of
-    each neuron, re-solve, until every λ is in [0, 1] (at most K rounds)."""
-    rows = jnp.arange(pat.slots.shape[0])
+def _as_pattern(base: jax.Array, on: jax.Array, bmode: jax.Array) -> Pattern:
+    """The pattern with the pairs in ``on`` (p, K) set to ``bmode``; its sliding slots
+    are the sliding ones of ``on``, in place (empty slots anywhere are inert)."""
+    rows = jnp.arange(on.shape[0])[:, None]
+    cols = jnp.where(on >= 0, on, base.shape[1])
+    mode = base.at[rows, cols].set(bmode.astype(base.dtype), mode="drop")
+    return Pattern(mode, jnp.where((on >= 0) & (bmode == SLIDING), on, -1).astype(jnp.int32))
 
-    def violation(p: Pattern):
-        ev = field(data, y, p, gram(data, p.slots))
-        lam = sliding_lambdas(data, y, p, ev)
-        return lam, jnp.where(p.slots >= 0, jnp.maximum(lam - 1.0, -lam), 0.0)
+
+def violations(data: FieldData, y: State, base, on, bmode, tol):
+    """How far each pair of ``on`` is from a consistent Filippov mode, in units of λ
+    (SPEC §3b), beyond ``tol`` (> 0: violated), and the mode that repairs it.
+
+    A sliding pair needs λ ∈ [0, 1]; an active one u̇⁺ ≥ 0, an inactive one u̇⁻ ≤ 0,
+    measured against the jump u̇⁺ − u̇⁻ ≈ (1 − s)(a_j r_i/n)‖x_i‖² so that entry and
+    exit use one tolerance (a pair leaving at λ = 1 + tol lands with u̇⁺ > 0 and is not
+    put back). A violated pair that is attracting (a_j r_i < 0) slides; one that is not
+    flips to the other side. Also returns the field there and the sliding λ's."""
+    pat = _as_pattern(base, on, bmode)
+    ev = field(data, y, pat, gram(data, pat.slots))
+    lam = sliding_lambdas(data, y, pat, ev)
+    idx = jnp.maximum(on, 0)
+    rate = jnp.take_along_axis(dudt(data, ev.f), idx, axis=1)
+    c = y.a[:, None] * ev.r[idx] / data.n
+    dv_size = jnp.sqrt(jnp.sum(ev.f.v * ev.f.v, axis=1))[:, None] * jnp.sqrt(data.sq[idx])
+    jump = (1.0 - data.slope) * jnp.abs(c) * data.sq[idx] + jnp.finfo(c.dtype).eps * dv_size
+    side = jnp.where(bmode == ACTIVE, -1.0, 1.0)  # active: u̇ < 0 is wrong; inactive: > 0
+    off = side * rate / jnp.where(jump > 0, jump, 1.0)
+    viol = jnp.where(bmode == SLIDING, jnp.maximum(lam - 1.0, -lam), off) - tol
+    viol = jnp.where(on >= 0, viol, -1.0)
+    out = jnp.where(bmode == ACTIVE, INACTIVE, ACTIVE)
+    fix = jnp.where(bmode == SLIDING, jnp.where(lam > 1.0, ACTIVE, INACTIVE), out)
+    fix = jnp.where((bmode != SLIDING) & (c < 0), SLIDING, fix)
+    return viol, fix.astype(bmode.dtype), ev, lam
+
+
+class Resolved(NamedTuple):
+    """A landing resolved: the modes of every pair and the field there."""
+
+    pat: Pattern  # the modes; sliding slots in place (free slots anywhere)
+    ev: Eval  # the field there
+    lam: jax.Array  # λ of the sliding slots
+    consistent: jax.Array  # every pair in a consistent mode
+    evals: jax.Array  # field evaluations spent
+
+
+def resolve(data: FieldData, y: State, base, on, bmode, tol, rounds: int):
+    """The consistent Filippov modes of the pairs ``on`` (p, K) at their surfaces, from
+    the first guess ``bmode``: a mixed complementarity problem per neuron (u̇ of the
+    pairs at 0 is affine in their D ∈ [s, 1]: u̇ = b + Z_B Z_Bᵀ diag(a_j r/n) D).
+    Least-index single principal pivoting (Murty 1974): each round repairs, per neuron,
+    the first violated pair. On the attracting pairs the matrix is −G·diag|c|, a
+    P-matrix (principal minors det G_SS·Π|c| > 0), for which this rule terminates at the
+    unique solution; ``rounds`` bounds it anyway."""
+    rows = jnp.arange(on.shape[0])
 
     def cond(carry):
-        p, it = carry
-        return (it < k_slots) & jnp.any(violation(p)[1] > 1e-12)
+        viol, it = carry[1], carry[-1]
+        return (it < rounds) & jnp.any(viol > 0)
 
     def body(carry):
-        p, it = carry
-        lam, viol = violation(p)
-        worst = jnp.argmax(viol, axis=1)
-        drop = jnp.max(viol, axis=1) > 1e-12
-        example = jnp.where(drop, p.slots[rows, worst], p.mode.shape[1])
-        side = jnp.where(lam[rows, worst] > 1.0, ACTIVE, INACTIVE).astype(jnp.int8)
-        mode = p.mode.at[rows, example].set(side, mode="drop")
-        slots = p.slots.at[rows, worst].set(jnp.where(drop, -1, p.slots[rows, worst]))
-        return Pattern(mode, compact(slots)), it + 1
+        bm, viol, fix, _, _, it = carry
+        first = jnp.argmax(viol > 0, axis=1)
+        hit = jnp.any(viol > 0, axis=1)
+        bm = bm.at[rows, first].set(jnp.where(hit, fix[rows, first], bm[rows, first]))
+        return (bm, *violations(data, y, base, on, bm, tol), it + 1)
 
-    return jax.lax.while_loop(cond, body, (pat, jnp.zeros((), jnp.int32)))[0]
+    zero = jnp.zeros((), jnp.int32)
+    bm, viol, _, ev, lam, it = jax.lax.while_loop(
+        cond, body, (bmode, *violations(data, y, base, on, bmode, tol), zero)
+    )
+    return Resolved(_as_pattern(base, on, bm), ev, lam, ~jnp.any(viol > 0), it + 1)

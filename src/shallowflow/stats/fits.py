@@ -14,16 +14,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, stats
 
 from shallowflow.errors import require
 
 __all__ = [
     "GROWTH_LAWS",
+    "STEP_LAWS",
     "bootstrap_slopes",
+    "common_exponent",
+    "extrapolate_to_zero",
     "growth_laws",
     "linear_fit",
     "loglog_slope",
+    "power_exponent",
+    "power_interval",
+    "ratio_interval",
 ]
 
 GROWTH_LAWS = ("power", "linear", "log")  # N = c p^γ, N = a p + b, N = a log p + b
@@ -167,3 +173,158 @@ def bootstrap_slopes(
         means = [s[rng.integers(0, s.size, s.size)].mean() for s in samples]
         out[b] = np.polyfit(log_x, np.log(means), 1)[0]
     return out
+
+
+STEP_LAWS = {"linear": 1, "quadratic": 2}  # N(η) = N₀ + c η^k
+
+
+def extrapolate_to_zero(eta: Any, value: Any, se: Any) -> dict[str, Any]:
+    """The limit ``N₀`` of ``N(η)`` as the step ``η → 0`` (SPEC §1: GD → the flow).
+
+    Each law ``N(η) = N₀ + c η^k`` (``linear``, k = 1: GD's first-order error;
+    ``quadratic``, k = 2) is fitted by weighted least squares with the standard errors
+    ``se`` taken as known (the Gaussian likelihood of :func:`growth_laws`); both have two
+    parameters, so AIC ranks them as χ² does. Returns, per law, ``N0``, ``c``, their
+    standard errors, ``chi2`` and ``aic``, and ``best``: the law of least AIC (ties:
+    linear). With fewer than three points or a non-finite error, ``best`` is None.
+    """
+    x, y, s = (np.asarray(v, float) for v in (eta, value, se))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(s) & (s > 0)
+    out: dict[str, Any] = {"points": int(ok.sum()), "best": None}
+    if ok.sum() < 3:
+        return out
+    x, y, s = x[ok], y[ok], s[ok]
+    for law, k in STEP_LAWS.items():
+        design = np.stack([np.ones_like(x), x**k], axis=1) / s[:, None]
+        coef, *_ = np.linalg.lstsq(design, y / s, rcond=None)
+        cov = np.linalg.inv(design.T @ design)
+        chi2 = float(np.sum((design @ coef - y / s) ** 2))
+        loglik = -0.5 * (chi2 + float(np.sum(np.log(2.0 * math.pi * s**2))))
+        out[law] = {
+            "N0": float(coef[0]),
+            "c": float(coef[1]),
+            "se_N0": float(math.sqrt(cov[0, 0])),
+            "se_c": float(math.sqrt(cov[1, 1])),
+            "chi2": chi2,
+            "dof": int(x.size - 2),
+            "aic": 4.0 - 2.0 * loglik,
+        }
+    out["best"] = min(STEP_LAWS, key=lambda law: (out[law]["aic"], STEP_LAWS[law]))
+    return out
+
+
+def power_interval(fit: dict[str, float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(lo, hi, S²)``: the interval of a power law's exponent (``growth_laws(...)
+    ["power"]``), ``γ ± z·se_γ·S`` with the scale factor ``S = √(χ²/dof)`` where that
+    exceeds 1 (the law misfits or the thresholds' errors are too small), else ``S = 1``
+    (the Particle Data Group's convention for inconsistent measurements: it widens the
+    interval by the misfit without the t quantile of a handful of dof, which would treat
+    the known errors as unknown)."""
+    gamma, se, chi2, dof = (fit.get(k, math.nan) for k in ("gamma", "se_gamma", "chi2", "dof"))
+    scale = max(1.0, chi2 / dof) if np.isfinite(chi2) and dof > 0 else 1.0
+    half = float(stats.norm.ppf(0.5 + level / 2)) * se * math.sqrt(scale)
+    return gamma - half, gamma + half, scale
+
+
+def power_exponent(x: Any, n: Any, se: Any, level: float = 0.95) -> dict[str, Any]:
+    """The power law ``N = C x^β`` fitted to thresholds ``N̂_k ± se_k`` (the power law of
+    :func:`growth_laws`): ``beta`` with its interval (:func:`power_interval`), ``C``,
+    ``chi2``, ``dof``, ``scale`` (S²), ``fit_p`` (the χ² goodness of fit, nan without
+    dof) and ``points`` (the thresholds kept)."""
+    fit = growth_laws(x, n, se)
+    power = fit["power"]
+    lo, hi, scale = power_interval(power, level)
+    chi2, dof = power["chi2"], power["dof"]
+    fit_p = float(stats.chi2.sf(chi2, dof)) if np.isfinite(chi2) and dof > 0 else math.nan
+    return {"beta": power["gamma"], "ci_low": lo, "ci_high": hi, "C": power["c"]} | {
+        "chi2": chi2,
+        "dof": dof,
+        "scale": scale,
+        "fit_p": fit_p,
+        "points": fit["n"],
+    }
+
+
+def common_exponent(x: Any, group: Any, n: Any, se: Any) -> dict[str, Any]:
+    """Does the exponent of ``N = C_g x^β`` depend on the group ``g``?
+
+    Fits one ``β`` and a ``C_g`` per group to thresholds ``N̂_k ± se_k`` by weighted
+    least squares on ``N`` (errors as known, as :func:`growth_laws`), and each group's
+    own power law; under equal exponents ``Δχ² = χ²_joint − Σ_g χ²_g`` has ``G − 1``
+    degrees of freedom (G groups with two distinct x at least).  When the groups' own
+    fits leave ``φ = Σ χ²_g / Σ dof_g > 1`` (overdispersion) the test is the F test of
+    ``Δχ²/(G − 1)`` against ``φ``, else the χ² test.  Returns ``beta`` and ``se_beta``
+    (scaled by ``√φ``), ``c`` (group → C_g), ``chi2``, ``dof``, ``delta_chi2``, ``df``,
+    ``scale`` (φ) and ``p_value`` (nan with fewer than two groups)."""
+    x, n, se = (np.asarray(v, dtype=float).ravel() for v in (x, n, se))
+    group = np.asarray(group).ravel()
+    keep = np.isfinite(x) & (x > 0) & np.isfinite(n) & (n > 0) & np.isfinite(se) & (se > 0)
+    x, n, se, group = x[keep], n[keep], se[keep], group[keep]
+    labels = [g for g in dict.fromkeys(group.tolist()) if np.unique(x[group == g]).size >= 2]
+    out: dict[str, Any] = {"groups": len(labels), "p_value": math.nan, "c": {}}
+    if not labels:
+        return out | {"beta": math.nan, "se_beta": math.nan}
+    sel = np.isin(group, labels)
+    x, n, se, group = x[sel], n[sel], se[sel], group[sel]
+    index = np.array([labels.index(g) for g in group.tolist()])
+    own = [
+        growth_laws(x[index == i], n[index == i], se[index == i])["power"]
+        for i in range(len(labels))
+    ]
+    chi2_own = float(sum(f["chi2"] for f in own))
+    dof_own = int(sum(f["dof"] for f in own))
+    theta, jac = _joint_power_fit(x, n, se, index, own)
+    chi2 = float(np.sum(((theta[1:][index] * x ** theta[0] - n) / se) ** 2))
+    scale = max(1.0, chi2_own / dof_own) if dof_own > 0 else 1.0
+    cov = np.linalg.pinv((jac / se[:, None]).T @ (jac / se[:, None])) * scale
+    df = len(labels) - 1
+    delta = chi2 - chi2_own
+    if df > 0:
+        test = (
+            stats.f.sf(delta / df / scale, df, dof_own) if scale > 1.0 else stats.chi2.sf(delta, df)
+        )
+        out["p_value"] = float(test)
+    return out | {
+        "beta": float(theta[0]),
+        "se_beta": float(math.sqrt(cov[0, 0])),
+        "c": {g: float(c) for g, c in zip(labels, theta[1:], strict=True)},
+        "chi2": chi2,
+        "dof": int(x.size - len(labels) - 1),
+        "delta_chi2": float(delta),
+        "df": df,
+        "scale": float(scale),
+    }
+
+
+def _joint_power_fit(x, n, se, index, own) -> tuple[np.ndarray, np.ndarray]:
+    """``(β, C_1 … C_G)`` of ``N = C_g x^β`` by weighted least squares (from the groups'
+    own fits' mean exponent), and the Jacobian ``∂f/∂(β, C)`` at the optimum."""
+    groups = len(own)
+    start = np.array([np.mean([f["gamma"] for f in own])] + [math.log(f["c"]) for f in own])
+
+    def model(t):
+        return np.exp(t[1:][index]) * x ** t[0]
+
+    def jac(t):
+        j = np.zeros((x.size, groups + 1))
+        j[:, 0] = model(t) * np.log(x)
+        j[np.arange(x.size), 1 + index] = model(t)
+        return j / se[:, None]
+
+    res = optimize.least_squares(
+        lambda t: (model(t) - n) / se, start, jac=jac, method="lm", xtol=1e-14, ftol=1e-14
+    )
+    beta, c = float(res.x[0]), np.exp(res.x[1:])
+    full = np.zeros((x.size, groups + 1))
+    full[:, 0] = c[index] * x**beta * np.log(x)
+    full[np.arange(x.size), 1 + index] = x**beta
+    return np.concatenate([[beta], c]), full
+
+
+def ratio_interval(num: float, se_num: float, den: float, se_den: float, level: float = 0.95):
+    """``(r, lo, hi)``: the ratio ``num/den`` of two independent estimates with the
+    interval ``r·exp(∓z s)``, ``s² = (se_num/num)² + (se_den/den)²`` (delta method on
+    log r, which keeps the interval positive)."""
+    r = num / den
+    half = float(stats.norm.ppf(0.5 + level / 2)) * math.hypot(se_num / num, se_den / den)
+    return float(r), float(r * math.exp(-half)), float(r * math.exp(half))

@@ -5,10 +5,15 @@ A study module holds ``NAME``, ``TITLE``, ``QUESTION``, ``ASKED_BY`` (the paper,
 public review), ``PRESETS``,
 ``cells(preset, seed)``, ``summarise(runs, preset) -> (table, summary)``,
 ``verdict(table, summary) -> (lines, numbers)`` and ``plot(table, summary)``;
-:func:`run_study` runs its cells with the resumable runner and writes
+:func:`run_study` runs its cells with the resumable runner (or, for an adaptive design,
+the module's own ``simulate(preset, out, resume=..., overwrite=..., progress=...) ->
+runs``, which keeps the same rules: stored evaluations are reused with ``resume`` and
+refused without ``resume`` or ``overwrite``; it runs locally) and writes
 ``runs.parquet``, ``table.parquet``, ``summary.json``, the figure and a report
-(``study.md``, ``study.html``, ``study.json``). Its first verdict line is its headline:
-the answer as a number with its interval and the protocol it holds under.
+(``study.md``, ``study.html``, ``study.json``; the table's section is titled
+``TABLE_TITLE`` and listed by ``table_lines(table)`` where the module has them). Its
+first verdict line is its headline: the answer as a number with its interval and the
+protocol it holds under.
 :func:`~shallowflow.experiments.studies.questions.run_all` (``shallowflow study all``)
 runs every study and writes the open-questions report.
 """
@@ -23,14 +28,14 @@ from typing import Any
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.protocol import preset_name
-from shallowflow.experiments.studies import conjecture1
+from shallowflow.experiments.studies import conjecture1, flow, width
 from shallowflow.plots import render
 from shallowflow.report.writer import Report, Section, jsonable, write_report
 from shallowflow.storage import write_json_atomic, write_parquet_atomic
 
 __all__ = ["ALL", "STUDIES", "run_study", "study"]
 
-STUDIES: dict[str, ModuleType] = {m.NAME: m for m in (conjecture1,)}
+STUDIES: dict[str, ModuleType] = {m.NAME: m for m in (conjecture1, flow, width)}
 ALL = "all"  # ``shallowflow study all``: every study and the open-questions report
 
 
@@ -59,15 +64,19 @@ def run_study(
     module = study(name)
     preset = preset_name(preset)
     out = Path(out)
-    runs = run_cells(
-        module.cells(preset),
-        out,
-        resume=resume,
-        overwrite=overwrite,
-        executor=executor,
-        ray_address=ray_address,
-        progress=progress,
-    )
+    if hasattr(module, "simulate"):  # an adaptive design runs its own searches, locally
+        runs = module.simulate(preset, out, resume=resume, overwrite=overwrite, progress=progress)
+        write_parquet_atomic(runs, out / "runs.parquet")
+    else:
+        runs = run_cells(
+            module.cells(preset),
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            executor=executor,
+            ray_address=ray_address,
+            progress=progress,
+        )
     table, summary = module.summarise(runs, preset)
     lines, numbers = module.verdict(table, summary)
     write_parquet_atomic(table, out / "table.parquet")
@@ -86,7 +95,11 @@ def run_study(
                 image=images[0],
                 anchor=name,
             ),
-            Section("Exponents", lines=_table_lines(table), anchor="table"),
+            Section(
+                getattr(module, "TABLE_TITLE", "Table"),
+                lines=_table_lines(module, table),
+                anchor="table",
+            ),
         ],
         data=summary | {"table": table.to_dict("records")},
     )
@@ -94,13 +107,14 @@ def run_study(
     return summary | {"report": paths, "table": table}
 
 
-def _table_lines(table) -> list[str]:
-    """Each exponent of the table as a line: part, variant, level, measure, n, slope."""
-    out = []
-    for row in table.to_dict("records"):
-        out.append(
-            f"{row['part']} · {row['variant']} · {row['level']:.0e}/(2n) · {row['measure']} · "
-            f"n = {row['n_min']}–{row['n_max']} ({row['points']} sizes, {row['runs']} runs): "
-            f"{row['slope']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+def _table_lines(module: ModuleType, table) -> list[str]:
+    """The study's table as lines: its own ``table_lines`` when it has one, else each
+    row's fields in order."""
+    if hasattr(module, "table_lines"):
+        return module.table_lines(table)
+    return [
+        " · ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in row.items()
         )
-    return out
+        for row in table.to_dict("records")
+    ]

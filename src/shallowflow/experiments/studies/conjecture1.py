@@ -49,6 +49,7 @@ QUESTION = (
     "why does the paper's protocol measure about −0.8?"
 )
 ASKED_BY = "the paper (Conjecture 1 and its Fig. 6)"
+TABLE_TITLE = "Exponents"
 LEVELS = (1e-6, 1e-8, 1e-10, 1e-12)  # × 1/(2n): the paper's stop, then deeper
 STOP = 1e-14  # × 1/(2n): where the runs stop
 MEASURES = {"mu_tail": "μ(t_∞)", "mu_mean": "⟨μ⟩", "mu_kernel": "μ_∞ (kernel)"}
@@ -408,3 +409,15 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     d.legend(fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title
     return fig
+
+
+def table_lines(table: pd.DataFrame) -> list[str]:
+    """Each exponent of the table as a line: part, variant, level, measure, n, slope."""
+    out = []
+    for row in table.to_dict("records"):
+        out.append(
+            f"{row['part']} · {row['variant']} · {row['level']:.0e}/(2n) · {row['measure']} · "
+            f"n = {row['n_min']}–{row['n_max']} ({row['points']} sizes, {row['runs']} runs): "
+            f"{row['slope']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        )
+    return out
