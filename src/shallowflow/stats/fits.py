@@ -138,7 +138,8 @@ def _power_fit(p: np.ndarray, n: np.ndarray, se: np.ndarray) -> tuple[np.ndarray
     res = optimize.least_squares(
         lambda t: (np.exp(t[1]) * p ** t[0] - n) / se,
         [gamma, log_c],
-        jac=lambda t: (
+        # scipy's jac is unannotated (typed from its default, a str); a callable is documented
+        jac=lambda t: (  # pyright: ignore[reportArgumentType]
             np.column_stack([np.exp(t[1]) * p ** t[0] * np.log(p), np.exp(t[1]) * p ** t[0]])
             / se[:, None]
         ),
