@@ -145,7 +145,6 @@ def _option(knob: str) -> inspect.Parameter:
     info = KNOBS[knob][2]
     annotation: Any = info.annotation  # a type expression, built on at run time
     default = info.default
-    rule = auto_rule(knob)
     helptext = _CLI_HELP.get(knob, info.description or knob)
     if get_origin(annotation) is Literal and "|" not in helptext:
         helptext += f" ({' | '.join(get_args(annotation))})"
@@ -154,7 +153,7 @@ def _option(knob: str) -> inspect.Parameter:
         helptext += " (comma-separated)"
     elif get_origin(annotation) is Literal or knob in ("p", "geometry", "data"):
         annotation, default = str, "auto" if is_auto(knob) else default
-    elif rule is not None:
+    elif (rule := auto_rule(knob)) is not None:
         annotation, default = annotation | None, None
         helptext += f" (default {rule})"
     option = typer.Option(help=helptext)
