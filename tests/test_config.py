@@ -244,3 +244,11 @@ def test_sweep_seed_obeys_the_seed_rules():
 def test_float32_runs_refuse_knobs_beyond_float32():
     _bad("w_scale", "float32", w_scale=1e300)  # was inf on device
     make_config(w_scale=1e300, x64=True)
+
+
+def test_auto_rule_is_the_text_of_the_knobs_that_may_be_left_out():
+    from shallowflow.config import KNOBS, auto_rule
+
+    assert auto_rule("stop_loss") == "1/(2n)"
+    assert auto_rule("lr") is None
+    assert {"p", "horizon", "stop_loss", "geometry"} <= {k for k in KNOBS if auto_rule(k)}

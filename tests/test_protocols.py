@@ -162,3 +162,10 @@ def test_paper_preset_judges_success_by_the_authors_rule_and_quick_is_unchanged(
     assert {cell_config(c).solver.stop_rule for c in quick} == {"inclusive"}
     flow = protocol(figure, "paper", "flow").cells
     assert {cell_config(c).solver.stop_rule for c in flow} == {"inclusive"}
+
+
+def test_grouped_by_names_the_threshold_group_and_refuses_a_protocol_without_one():
+    assert protocol("fig4", "quick").grouped_by == "d"
+    assert protocol("fig5", "quick").grouped_by == "p"
+    with pytest.raises(ValueError, match="'fig3' has no group"):
+        _ = protocol("fig3", "quick").grouped_by

@@ -168,8 +168,8 @@ def save(res: SimResult, out: Path | str) -> None:
     write_parquet_atomic(per_run, out / "final.parquet")
     write_json_atomic(summary(res), out / "summary.json")
     if res.states is not None:
-        with atomic_open(out / "state.npz") as f:
-            np.savez(f, **res.states)
+        with atomic_open(out / "state.npz") as f:  # numeric arrays: nothing to pickle
+            np.savez(f, allow_pickle=False, **res.states)
 
 
 __all__ = ["SimConfig", "load_user", "run_simulation", "save"]

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from shallowflow.config import KNOBS, is_auto
+from shallowflow.config import KNOBS, auto_rule, is_auto
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.storage import write_text_atomic
 
@@ -143,7 +143,7 @@ _CLI_HELP = {
 def _option(knob: str) -> inspect.Parameter:
     """The typer option of a knob: its type, default and help from its field."""
     info = KNOBS[knob][2]
-    annotation = info.annotation
+    annotation: Any = info.annotation  # a type expression, built on at run time
     default = info.default
     helptext = _CLI_HELP.get(knob, info.description or knob)
     if get_origin(annotation) is Literal and "|" not in helptext:
@@ -153,9 +153,9 @@ def _option(knob: str) -> inspect.Parameter:
         helptext += " (comma-separated)"
     elif get_origin(annotation) is Literal or knob in ("p", "geometry", "data"):
         annotation, default = str, "auto" if is_auto(knob) else default
-    elif is_auto(knob):
+    elif (rule := auto_rule(knob)) is not None:
         annotation, default = annotation | None, None
-        helptext += f" (default {info.json_schema_extra['auto']})"
+        helptext += f" (default {rule})"
     option = typer.Option(help=helptext)
     return inspect.Parameter(
         knob,
@@ -373,7 +373,7 @@ def sweep(
         ray_address=ray_address,
         overwrite=overwrite,
     )
-    typer.echo(f"{len(df)} cells, {int(df['runs'].sum())} runs; results in {out}/")
+    typer.echo(f"{len(df)} cells, {int(df['runs'].to_numpy().sum())} runs; results in {out}/")
 
 
 @app.command()

@@ -36,7 +36,8 @@ def use_compilation_cache() -> Path | None:
     """Switch JAX's persistent compilation cache on, at :func:`cache_dir`, for every
     program (no minimum compile time or size), unless the user configured one or
     disabled it. Returns the directory in use, or None."""
-    configured = jax.config.jax_compilation_cache_dir
+    # jax.config's flags are attributes made at run time, unknown to its annotations
+    configured = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]
     if configured:
         return Path(configured)
     where = cache_dir()
@@ -106,12 +107,12 @@ _lock = threading.Lock()
 _installed = False
 
 
-def _on_duration(event: str, seconds: float, **kwargs) -> None:
+def _on_duration(event: str, duration_secs: float, **kwargs: str | int) -> None:
     for c in list(_listeners):
-        c._duration(event, seconds, str(kwargs.get("fun_name", "")))
+        c._duration(event, duration_secs, str(kwargs.get("fun_name", "")))
 
 
-def _on_event(event: str, **kwargs) -> None:
+def _on_event(event: str, **kwargs: str | int) -> None:
     for c in list(_listeners):
         c._event(event)
 

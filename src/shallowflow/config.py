@@ -230,10 +230,16 @@ def _knob_fields() -> dict[str, tuple[str | None, str, FieldInfo]]:
 KNOBS = _knob_fields()
 
 
+def auto_rule(knob: str) -> str | None:
+    """How :func:`make_config` resolves a knob left out (None), in words; None for a knob
+    that may not be left out."""
+    extra = KNOBS[knob][2].json_schema_extra
+    return str(extra["auto"]) if isinstance(extra, dict) and "auto" in extra else None
+
+
 def is_auto(knob: str) -> bool:
     """Whether a knob may be left out (None) and resolved by :func:`make_config`."""
-    extra = KNOBS[knob][2].json_schema_extra
-    return isinstance(extra, dict) and "auto" in extra
+    return auto_rule(knob) is not None
 
 
 def _flat_model() -> type[BaseModel]:
@@ -241,7 +247,7 @@ def _flat_model() -> type[BaseModel]:
     An automatic knob may be None; the geometry's knob also takes "auto"."""
     fields = {}
     for knob, (_, _, info) in KNOBS.items():
-        annotation = info.annotation
+        annotation: Any = info.annotation  # a type expression, built on at run time
         if is_auto(knob):
             default = "auto" if knob == "geometry" else None
             annotation = (

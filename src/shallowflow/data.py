@@ -14,14 +14,27 @@ draw is exactly the unpadded draw with the same key, because
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from shallowflow.model import activation
 
 DATA = ("sphere", "orthogonal", "gaussian", "correlated")
+
+# A true size (n, d, p) or a value knob (ρ, σ, ...) of a draw: a Python number for one
+# run, one entry per run of a host array when runs are stacked, traced in the program.
+Size = int | np.ndarray | jax.Array
+Real = float | np.ndarray | jax.Array
+
+
+def static_shape(shape: tuple[int, int] | None, n: Size, d: Size) -> tuple[int, int]:
+    """The static (N, D) of a draw: ``shape``, or, when it is None, the true sizes, which
+    must then be concrete integers."""
+    return (operator.index(n), operator.index(d)) if shape is None else shape
 
 
 def mask(length: int, size) -> jax.Array:
@@ -55,46 +68,46 @@ def _normalised(g: jax.Array, rho: jax.Array, n) -> jax.Array:
     return jnp.where(real, rho[:, None] * g / jnp.where(real, norm, 1.0), 0.0)
 
 
-def sphere(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
+def sphere(key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None) -> jax.Array:
     """x_i = ρ_i g_i/‖g_i‖, g_i ~ N(0, I_d), ρ_i ~ U[1,2] (SPEC §5)."""
-    shape = (n, d) if shape is None else shape
+    shape = static_shape(shape, n, d)
     kg, kr = jax.random.split(key)
     g = block(rows(kg, jax.random.normal, shape, dtype), n, d)
     return _normalised(g, radii(kr, shape[0], dtype), n)
 
 
-def orthogonal(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
+def orthogonal(key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None) -> jax.Array:
     """x_i = ρ_i e_i, the first n basis vectors (SPEC §5, Fig. 6); needs n ≤ d."""
-    big_n, big_d = (n, d) if shape is None else shape
+    big_n, big_d = static_shape(shape, n, d)
     x = jnp.eye(big_n, big_d, dtype=dtype) * radii(key, big_n, dtype)[:, None]
     return block(x, n, d)
 
 
-def gaussian(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
+def gaussian(key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None) -> jax.Array:
     """x_i ~ N(0, I_d/d) i.i.d."""
-    shape = (n, d) if shape is None else shape
+    shape = static_shape(shape, n, d)
     g = rows(key, jax.random.normal, shape, dtype)
     return block(g, n, d) / jnp.sqrt(jnp.asarray(d, dtype))
 
 
-def correlated_frame(key: jax.Array, n: int, d: int, dtype=jnp.float32, shape=None):
+def correlated_frame(key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None):
     """(u_0, …, u_n) of :func:`correlated` as the columns of Q (D, N + 1): the QR of
     d × (n+1) Gaussian columns (column c from ``fold_in(key, c)``); padded columns and rows
     are zero, so the QR's leading n + 1 columns are those of the unpadded draw (to
     rounding)."""
-    big_n, big_d = (n, d) if shape is None else shape
+    big_n, big_d = static_shape(shape, n, d)
     g = block(rows(key, jax.random.normal, (big_n + 1, big_d), dtype), n + 1, d)
     q, _ = jnp.linalg.qr(g.T, mode="reduced")
     return q
 
 
 def correlated(
-    key: jax.Array, n: int, d: int, rho: float, dtype=jnp.float32, shape=None
+    key: jax.Array, n: Size, d: Size, rho: Real, dtype=jnp.float32, shape=None
 ) -> jax.Array:
     """x_i = ρ_i (√(1−ρ) u_i + √ρ u_0) with u_0..u_n orthonormal (random,
     :func:`correlated_frame`), so that every pair of directions has correlation exactly ρ;
     needs n + 1 ≤ d."""
-    big_n, big_d = (n, d) if shape is None else shape
+    big_n, big_d = static_shape(shape, n, d)
     kq, kr = jax.random.split(key)
     q = correlated_frame(kq, n, d, dtype, shape)  # (D, N + 1)
     u = jnp.sqrt(1.0 - rho) * q[:, 1:].T + jnp.sqrt(rho) * q[:, 0][None, :]
@@ -102,7 +115,7 @@ def correlated(
 
 
 def generate(
-    name: str, key: jax.Array, n: int, d: int, rho: float = 0.0, dtype=jnp.float32, shape=None
+    name: str, key: jax.Array, n: Size, d: Size, rho: Real = 0.0, dtype=jnp.float32, shape=None
 ) -> jax.Array:
     """Dispatch to a named generator. ``shape`` = the padded (N, D), default (n, d)."""
     if name == "sphere":

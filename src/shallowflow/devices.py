@@ -18,7 +18,8 @@ def use_cpu_devices(count: int | None = None) -> bool:
     if count is None:
         env = os.environ.get("SHALLOWFLOW_CPU_DEVICES", "").strip()
         count = int(env) if env else (os.cpu_count() or 1)
-    if count <= 1 or jax.config.jax_num_cpu_devices != -1:
+    # jax.config's flags are attributes made at run time, unknown to its annotations
+    if count <= 1 or jax.config.jax_num_cpu_devices != -1:  # pyright: ignore[reportAttributeAccessIssue]
         return False
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return False

@@ -219,27 +219,27 @@ def _program(bucket: Bucket, shared: bool) -> Callable:
     """The batch function of a bucket, jitted. ``shared``: runs are shared out over
     the local devices."""
     run = functools.partial(run_one, bucket.sig, bucket.shape, bucket.max_steps)
-    if jax.default_backend() == "cpu":
+    on_cpu = jax.default_backend() == "cpu"
+
+    def shallowflow_engine(values, live, user):
+        if not on_cpu:
+            return jax.vmap(run, in_axes=(0, None))(values, user)
+
         # On CPU, runs go one after another inside one compiled call: unbatched GEMMs
         # beat XLA:CPU's batched dot, and a stopped run costs nothing (under vmap it
         # is carried, masked, to the end of the slowest run). See benchmarks/. A dead
         # run (chunk filler) is skipped outright, so a call of the bucket's compiled
         # size may hold any number of live runs at no cost: the runner sizes its calls
         # by time without recompiling.
-        def shallowflow_engine(values, live, user):
-            def one(v, alive):
-                shapes = jax.eval_shape(run, v, user)
-                return jax.lax.cond(alive, run, lambda v, u: _zeros(shapes), v, user)
+        def one(v, alive):
+            shapes = jax.eval_shape(run, v, user)
+            return jax.lax.cond(alive, run, lambda v, u: _zeros(shapes), v, user)
 
-            return jax.lax.map(lambda a: one(*a), (values, live))
-    else:
-
-        def shallowflow_engine(values, live, user):
-            return jax.vmap(run, in_axes=(0, None))(values, user)
+        return jax.lax.map(lambda a: one(*a), (values, live))
 
     # XLA:CPU's backend at optimisation level 1 compiles the engine ~10 % faster with
     # the same step time (benchmarks/README.md); GPUs keep their defaults.
-    options = {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
+    options = {"xla_backend_optimization_level": 1} if on_cpu else None
     if not shared:
         return jax.jit(shallowflow_engine, compiler_options=options)
     # Several devices (CPU cores split by use_cpu_devices, or GPUs): each takes an

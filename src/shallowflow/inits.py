@@ -13,12 +13,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from shallowflow.data import block, mask, rows
+from shallowflow.data import Real, Size, block, mask, rows, static_shape
 
 INITS = ("asymmetric", "balanced", "gaussian", "group", "standard")
 
 
-def uniform_w(key: jax.Array, p: int, d: int, dtype=jnp.float32, shape=None) -> jax.Array:
+def uniform_w(key: jax.Array, p: Size, d: Size, dtype=jnp.float32, shape=None) -> jax.Array:
     """w_j with i.i.d. coordinates U(−1/√d, 1/√d) (the paper's, SPEC §5); ``shape`` =
     the padded (P, D), default (p, d)."""
     b = 1.0 / jnp.sqrt(jnp.asarray(d, dtype))
@@ -26,14 +26,14 @@ def uniform_w(key: jax.Array, p: int, d: int, dtype=jnp.float32, shape=None) -> 
     def draw(k, size, dt):
         return jax.random.uniform(k, size, dt, -b, b)
 
-    return block(rows(key, draw, (p, d) if shape is None else shape, dtype), p, d)
+    return block(rows(key, draw, static_shape(shape, p, d), dtype), p, d)
 
 
 def gaussian_w(
-    key: jax.Array, p: int, d: int, scale2: float, dtype=jnp.float32, shape=None
+    key: jax.Array, p: Size, d: Size, scale2: Real, dtype=jnp.float32, shape=None
 ) -> jax.Array:
     """w_j ~ N(0, (scale2/d) I_d), so E‖w_j‖² = scale2."""
-    g = rows(key, jax.random.normal, (p, d) if shape is None else shape, dtype)
+    g = rows(key, jax.random.normal, static_shape(shape, p, d), dtype)
     return block(g, p, d) * jnp.sqrt(scale2 / jnp.asarray(d, dtype))
 
 
@@ -43,7 +43,9 @@ def w_variance(init: str, w_law: str, sigma):
     return sigma**2 if init == "gaussian" else 1.0 / 3.0
 
 
-def second_layer(key: jax.Array, init: str, w_norm: jax.Array, sigma=1.0, p=None) -> jax.Array:
+def second_layer(
+    key: jax.Array, init: str, w_norm: jax.Array, sigma: Real = 1.0, p: Size | None = None
+) -> jax.Array:
     """a_j from the rule of the initialisation (zero for padded neurons j ≥ p):
 
     - ``asymmetric``: a_j = s_j (‖w_j‖ + E_j), E_j ~ Exp(1) (SPEC §5);
@@ -58,7 +60,7 @@ def second_layer(key: jax.Array, init: str, w_norm: jax.Array, sigma=1.0, p=None
     elif init == "balanced":
         a = s * w_norm
     elif init == "gaussian":
-        a = sigma * jax.random.normal(ke, w_norm.shape, dtype)
+        a = jax.random.normal(ke, w_norm.shape, dtype) * sigma
     else:
         raise ValueError(f"init: unknown rule {init!r}; allowed: {INITS}")
     return a if p is None else jnp.where(mask(a.shape[0], p), a, 0.0)

@@ -313,8 +313,8 @@ def save_data(path: PathLike, X: object, y: object = None) -> None:
         )
     if suffix == ".npz":
         arrays = {"X": X} if y is None else {"X": X, "y": y}
-        with atomic_open(p) as f:
-            np.savez(f, **arrays)
+        with atomic_open(p) as f:  # numeric arrays: nothing to pickle
+            np.savez(f, allow_pickle=False, **arrays)
     elif suffix == ".npy":
         if y is not None:
             msg = "a .npy file holds X only; use .npz or .csv to save labels"

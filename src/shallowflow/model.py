@@ -8,10 +8,13 @@ the data are ``z`` and the first layer is ``v``; the pre-activations
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from shallowflow.geometry import Geometry
 
@@ -37,8 +40,8 @@ class Problem(NamedTuple):
 
     z: jax.Array
     y: jax.Array
-    n: jax.Array | int | None = None
-    p: jax.Array | int | None = None
+    n: jax.Array | np.ndarray | int | None = None
+    p: jax.Array | np.ndarray | int | None = None
 
     def sizes(self, state: State) -> tuple:
         """(n, p): the true sizes, or the arrays' sizes when not padded."""
@@ -105,4 +108,6 @@ def loss(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax
 
 def sq_norm(tree: State) -> jax.Array:
     """Squared Euclidean norm of a parameter pytree."""
-    return sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(tree))
+    # reduce, not sum(): the same additions, without sum's int 0 as a first term
+    squares = (jnp.sum(x * x) for x in jax.tree_util.tree_leaves(tree))
+    return functools.reduce(operator.add, squares)

@@ -17,12 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.typing import RcKeyType  # noqa: E402
 
 from shallowflow.storage import atomic_open  # noqa: E402
 
 __all__ = ["STYLE", "logistic", "plot_success", "render", "save", "save_figure", "signed", "yerr"]
 
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
@@ -98,7 +99,9 @@ def plot_success(points: pd.DataFrame, x: str = "n", title: str = "") -> Figure:
         for i, (key, pts) in enumerate(groups):
             pts = pts.sort_values(x)
             label = ", ".join(
-                f"{c[5:]}={v}" for c, v in zip(others, np.atleast_1d(key), strict=False)
+                # a group's key: a tuple of the knobs' values (pandas types it Hashable)
+                f"{c[5:]}={v}"
+                for c, v in zip(others, np.atleast_1d(key), strict=False)  # pyright: ignore[reportCallIssue, reportArgumentType]
             )
             ax.errorbar(
                 pts[x],

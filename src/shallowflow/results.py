@@ -90,7 +90,7 @@ def trajectory_table(res: SimResult) -> pd.DataFrame:
     r, k = res.valid.shape
     rows = {"run": np.repeat(np.arange(r), k), "t": np.tile(res.times, r)}
     rows.update({name: v.reshape(-1) for name, v in res.records.items()})
-    df = pd.DataFrame(rows)[res.valid.reshape(-1)]
+    df = pd.DataFrame(rows).loc[res.valid.reshape(-1)]
     df["final"] = False
     fin = pd.DataFrame({"run": np.arange(r), "t": res.final["t_final"]})
     for name in res.records:
@@ -114,7 +114,7 @@ def summary(res: SimResult) -> dict:
         "p": res.cfg.init.p,
         "solver": res.cfg.solver.name,
         "geometry": res.cfg.run.geometry,
-        "success_fraction": float(runs["success"].mean()),
+        "success_fraction": float(np.mean(runs["success"].to_numpy())),
         "interpolated_fraction": float(np.mean(runs["interpolated"].to_numpy())),
         "outcomes": {k: int(v) for k, v in runs["outcome"].value_counts().items()},
         "median_final_loss": float(np.median(runs["final_loss"])),

@@ -16,11 +16,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from shallowflow import data as datagen
 from shallowflow import heldout, implicit, inits
 from shallowflow.config import SimConfig
-from shallowflow.data import block, mask
+from shallowflow.data import Real, Size, block, mask
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import PRECISIONS, Geometry, frame, to_working
 from shallowflow.heldout import HeldOut
@@ -30,14 +31,14 @@ from shallowflow.observables import all_covered
 
 class UserArrays(NamedTuple):
     """Arrays supplied by the user (any may be None): data X, y, state W, a and held-out
-    data Xt, yt."""
+    data Xt, yt; host arrays as read from the files, device arrays inside the program."""
 
-    X: jax.Array | None = None
-    y: jax.Array | None = None
-    W: jax.Array | None = None
-    a: jax.Array | None = None
-    Xt: jax.Array | None = None
-    yt: jax.Array | None = None
+    X: jax.Array | np.ndarray | None = None
+    y: jax.Array | np.ndarray | None = None
+    W: jax.Array | np.ndarray | None = None
+    a: jax.Array | np.ndarray | None = None
+    Xt: jax.Array | np.ndarray | None = None
+    yt: jax.Array | np.ndarray | None = None
 
 
 class Lift(NamedTuple):
@@ -82,16 +83,17 @@ class DrawSpec(NamedTuple):
 
 
 class DrawValues(NamedTuple):
-    """The per-run part of a start (traced): true sizes and value knobs."""
+    """The per-run part of a start (traced): true sizes and value knobs (Python numbers
+    for one run, host arrays when the runs of a call are stacked)."""
 
-    n: jax.Array
-    d: jax.Array
-    p: jax.Array
-    w_scale: jax.Array
-    sigma: jax.Array
-    rho: jax.Array
-    a_scale: jax.Array
-    test_n: jax.Array
+    n: Size
+    d: Size
+    p: Size
+    w_scale: Real
+    sigma: Real
+    rho: Real
+    a_scale: Real
+    test_n: Size
 
 
 class Shape(NamedTuple):

@@ -36,6 +36,7 @@ from shallowflow.observables import (
 )
 from shallowflow.solvers import SolveValues, solve
 from shallowflow.solvers.common import Levels, Outcome
+from shallowflow.solvers.exact import Flow
 from shallowflow.start import (
     DrawSpec,
     DrawValues,
@@ -67,15 +68,16 @@ class Signature:
 
 
 class RunValues(NamedTuple):
-    """Everything a run needs that is not baked into its program (one row per run)."""
+    """Everything a run needs that is not baked into its program (one row per run):
+    host arrays, stacked over the runs of a call, that the program sees traced."""
 
-    key: np.ndarray  # (2,) uint32: the cell's key data
-    index: np.ndarray  # the run's index in its cell
+    key: np.ndarray | jax.Array  # (2,) uint32: the cell's key data
+    index: np.ndarray | jax.Array  # the run's index in its cell
     draw: DrawValues
-    grid: np.ndarray  # (K,) recorded steps (GD) or times (flow)
-    times: np.ndarray  # (K,) the recorded times (SolverSpec.times of the grid)
+    grid: np.ndarray | jax.Array  # (K,) recorded steps (GD) or times (flow)
+    times: np.ndarray | jax.Array  # (K,) the recorded times (SolverSpec.times of the grid)
     solve: SolveValues
-    levels: np.ndarray  # (L,) loss levels (RecordSpec.levels)
+    levels: np.ndarray | jax.Array  # (L,) loss levels (RecordSpec.levels)
 
 
 def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
@@ -184,7 +186,9 @@ def run_one(
     recorded times), ``valid`` mask, ``final`` and ``init`` measures (and ``state``
     with ``sig.keep_state``)."""
     geom = Geometry(sig.draw.geometry, sig.precision)
-    key = jax.random.fold_in(jax.random.wrap_key_data(v.key), v.index)
+    # The program's values are traced (asarray is then the identity); host ones work too.
+    grid, times, levels = jnp.asarray(v.grid), jnp.asarray(v.times), jnp.asarray(v.levels)
+    key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(v.key)), v.index)
     if user.W is not None and user.W.ndim == 3:  # one saved state per run
         a = None if user.a is None else user.a[v.index]
         user = user._replace(W=user.W[v.index], a=a)
@@ -197,14 +201,14 @@ def run_one(
         geom,
         prob,
         s0,
-        v.grid,
+        grid,
         v.solve,
         slope=slope,
         tail=sig.tail,
         method=sig.method,
         max_steps=max_steps,
         size=size,
-        levels=v.levels if sig.levels else None,
+        levels=levels if sig.levels else None,
         stop_rule=sig.stop_rule,
     )
     meas = _measures(geom, start, slope)
@@ -218,20 +222,23 @@ def run_one(
     final = dict(end)
     final["mu_state"] = end["mu"]
     stats: dict[str, jax.Array] = {}
-    if sig.solver == "flow":  # the rate of the Filippov solution actually followed
+    if isinstance(traj, Flow):  # the rate of the Filippov solution actually followed
         records["mu"] = traj.rates
         records["mu_integral"] = traj.integral
         final["mu"] = traj.rate_final
         final["mu_integral"] = traj.integral_final
         stats = dict(traj.stats._asdict())
-    elif sig.solver == "gd":  # the realised rate, log(L_k/L_{k+1})/η averaged
-        records["mu"] = _gd_rates(records["loss"], v.times)
+        steps = stats.pop("steps")
+    else:
+        steps = traj.steps
+    if sig.solver == "gd":  # the realised rate, log(L_k/L_{k+1})/η averaged
+        records["mu"] = _gd_rates(records["loss"], times)
         final["mu"] = _gd_final_rate(
-            records["loss"], v.times, traj.valid, end["loss"], traj.t_final, end["mu"]
+            records["loss"], times, traj.valid, end["loss"], traj.t_final, end["mu"]
         )
     final.update(
         t_final=traj.t_final,
-        steps=stats.pop("steps") if stats else traj.steps,
+        steps=steps,
         status=traj.status,
         # a diverged run's window holds no rate of convergence: null, not a number
         mu_tail=jnp.where(traj.status == Outcome.DIVERGED, jnp.nan, traj.tail_rate),
@@ -244,6 +251,8 @@ def run_one(
     if sig.kernel:
         final["mu_inf_kernel"] = mu_inf_kernel(geom, traj.final, prob, slope)
     if sig.levels:
+        if traj.levels is None:  # the config allows levels with gd and flow only
+            raise ValueError(f"levels: the {sig.solver} solver does not measure them")
         final.update(_at_levels(geom, prob, traj.levels, loss0, slope, sig.kernel))
     init = {
         "loss0": loss0,

@@ -136,7 +136,9 @@ def cell_config(knobs: Mapping[str, Any]) -> SimConfig:
     the cell, or of its ``draws`` group when it names one (then the cells of the group
     start from the same draws)."""
     cell = Cell(knobs)
-    conf = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cell.items() if k not in TAGS}
+    conf: dict[str, Any] = {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in cell.items() if k not in TAGS
+    }
     source = f"draws:{cell['draws']}" if "draws" in cell else cell
     conf["seed"] = cell_seed(int(conf.get("seed", 0)), source)
     return make_config(**conf)

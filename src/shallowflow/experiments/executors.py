@@ -36,7 +36,8 @@ __all__ = [
     "make_executor",
 ]
 
-BatchSimulator = Callable[[list[dict[str, Any]]], list[pd.DataFrame]]
+# simulate_batch(cells) -> one table per cell; called with group=label for a labelled batch
+BatchSimulator = Callable[..., list[pd.DataFrame]]
 
 EXECUTORS = ("local", "ray")
 

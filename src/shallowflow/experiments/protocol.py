@@ -70,6 +70,13 @@ class Protocol:
     adaptive: bool = False  # reproduce searches its thresholds adaptively by default
 
     @property
+    def grouped_by(self) -> str:
+        """The knob whose values each get their own threshold (Figs. 4, 5)."""
+        if self.group is None:
+            raise ValueError(f"protocol {self.name!r} has no group")
+        return self.group
+
+    @property
     def shapes(self) -> int:
         """Number of distinct (n, d, p, data) shapes."""
         return len({(c.get("n"), c.get("d"), c.get("p"), c.get("data")) for c in self.cells})

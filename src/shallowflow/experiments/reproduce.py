@@ -59,10 +59,12 @@ def run_protocol(
     fig_dir = Path(out) / proto.name
     runs = None
     record = None
+    cells = len(proto.cells)
     if proto.kind == "simulate" and adaptive and proto.name in ADAPTIVE_FIGURES:
         runs, record = run_adaptive(
             proto, fig_dir, resume=resume, progress=progress, overwrite=overwrite
         )
+        cells = len(set(runs["cell_id"]))  # the cells the search evaluated
         write_parquet_atomic(runs, fig_dir / "runs.parquet")
     elif proto.kind == "simulate":
         runs = run_cells(
@@ -89,7 +91,7 @@ def run_protocol(
         "title": proto.title,
         "claim": proto.claim,
         "notes": proto.notes,
-        "cells": len(proto.cells) if record is None else int(runs["cell_id"].nunique()),
+        "cells": cells,
         "runs": proto.total_runs if record is None else record["runs_used"],
         "grid_runs": proto.total_runs,
         "images": [str(p.relative_to(out)) for p in images],

@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple, get_args
 
 import jax
+import numpy as np
 
 from shallowflow.config import SolverName
+from shallowflow.data import Size
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
@@ -26,14 +28,15 @@ SOLVERS = get_args(SolverName)  # one vocabulary: the configuration's
 
 
 class SolveValues(NamedTuple):
-    """A run's solver knobs (traced; each solver reads those it uses)."""
+    """A run's solver knobs (traced; each solver reads those it uses): host arrays,
+    stacked over the runs of a call, that the program sees traced."""
 
-    lr: jax.Array
-    stop_loss: jax.Array
-    diverge_factor: jax.Array
-    rtol: jax.Array
-    atol: jax.Array
-    dtmin: jax.Array
+    lr: np.ndarray | jax.Array
+    stop_loss: np.ndarray | jax.Array
+    diverge_factor: np.ndarray | jax.Array
+    rtol: np.ndarray | jax.Array
+    atol: np.ndarray | jax.Array
+    dtmin: np.ndarray | jax.Array
 
 
 def solve(
@@ -48,7 +51,7 @@ def solve(
     tail: int,
     method: str,
     max_steps: int,
-    size: jax.Array,
+    size: Size,
     levels: jax.Array | None = None,
     stop_rule: str = "inclusive",
 ) -> Trajectory | exact.Flow:
@@ -61,9 +64,6 @@ def solve(
     :class:`~.exact.Flow` (a trajectory with its event statistics and rates)."""
     if name not in SOLVERS:
         raise ShallowflowInputError("solver", f"unknown {name!r}; allowed: {SOLVERS}")
-    common: dict[str, Any] = dict(
-        stop_loss=values.stop_loss, diverge_factor=values.diverge_factor, slope=slope
-    )
     if name == "gd":
         return gd.solve(
             geom,
@@ -71,12 +71,22 @@ def solve(
             state0,
             grid,
             lr=values.lr,
+            stop_loss=values.stop_loss,
+            diverge_factor=values.diverge_factor,
+            slope=slope,
             tail=tail,
             levels=levels,
             rule=stop_rule,
-            **common,
         )
-    flows = dict(rtol=values.rtol, atol=values.atol, max_steps=max_steps, size=size, **common)
+    flows: dict[str, Any] = dict(
+        rtol=values.rtol,
+        atol=values.atol,
+        stop_loss=values.stop_loss,
+        diverge_factor=values.diverge_factor,
+        slope=slope,
+        max_steps=max_steps,
+        size=size,
+    )
     if name == "flow":
         return exact.solve(geom, prob, state0, grid, tail=float(tail), levels=levels, **flows)
     return floor.solve(geom, prob, state0, grid, dtmin=values.dtmin, method=method, **flows)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from shallowflow.data import Real
 from shallowflow.model import State
 
 
@@ -125,6 +126,6 @@ class Trajectory(NamedTuple):
     levels: Levels | None = None
 
 
-def exploded(loss: jax.Array, loss0: jax.Array, factor: float) -> jax.Array:
+def exploded(loss: jax.Array, loss0: jax.Array, factor: Real) -> jax.Array:
     """The divergence test of every solver: L non-finite or above ``factor``·L(0)."""
     return ~jnp.isfinite(loss) | (loss > factor * loss0)

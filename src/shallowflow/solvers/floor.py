@@ -29,6 +29,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, forward, vector_field
 from shallowflow.observables import mu
@@ -43,12 +44,12 @@ def solve(
     state0: State,
     grid: jax.Array,
     *,
-    rtol: float,
-    atol: float,
-    stop_loss: float,
-    diverge_factor: float = 1e6,
+    rtol: Real,
+    atol: Real,
+    stop_loss: Real,
+    diverge_factor: Real = 1e6,
     slope: float = 0.0,
-    dtmin: float = 1e-2,
+    dtmin: Real = 1e-2,
     method: str = "tsit5",
     max_steps: int = 2_010_000,
     size=None,
@@ -91,6 +92,7 @@ def solve(
         max_steps=max_steps,
         throw=False,
     )
+    assert sol.ts is not None and sol.ys is not None  # saveat asks for both
     ts, ys = sol.ts[0], sol.ys[0]
     final = jax.tree_util.tree_map(lambda x: x[0], sol.ys[1])
     t_final = sol.ts[1][0]

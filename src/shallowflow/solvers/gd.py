@@ -27,6 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
 from shallowflow.solvers.common import (
@@ -56,9 +57,9 @@ def solve(
     state0: State,
     grid: jax.Array,
     *,
-    lr: float | jax.Array,
-    stop_loss: float,
-    diverge_factor: float = 1e6,
+    lr: Real,
+    stop_loss: Real,
+    diverge_factor: Real = 1e6,
     slope: float = 0.0,
     tail: int = 100,
     levels: jax.Array | None = None,
@@ -84,7 +85,7 @@ def solve(
         return jax.tree_util.tree_map(lambda x, f: x + eta * f, state, field)
 
     def at_levels(lev, loss, k, buf, state, ok):
-        if lev is None:
+        if lev is None or levels is None:  # both None, or neither
             return None
         rate = tail_rate(buf, k, tail) / lr
         return record_levels(lev, levels, loss, k.astype(dtype) * lr, rate, state, ok)

@@ -74,7 +74,7 @@ def adaptive_threshold(
 
     def record(size: int, runs: int, hits) -> None:
         h = np.asarray(hits, dtype=float)
-        ok = h.ndim == 0 and float(h).is_integer() and 0 <= h <= runs
+        ok = h.ndim == 0 and float(h).is_integer() and 0 <= float(h) <= runs
         require(ok, "simulate", f"returned {hits!r} successes of {runs} runs")
         evals.append((int(size), runs, int(hits)))
 

@@ -144,7 +144,8 @@ def _power_fit(p: np.ndarray, n: np.ndarray, se: np.ndarray) -> tuple[np.ndarray
     res = optimize.least_squares(
         lambda t: (np.exp(t[1]) * p ** t[0] - n) / se,
         [gamma, log_c],
-        jac=lambda t: (
+        # scipy's jac is unannotated (typed from its default, a str); a callable is documented
+        jac=lambda t: (  # pyright: ignore[reportArgumentType]
             np.column_stack([np.exp(t[1]) * p ** t[0] * np.log(p), np.exp(t[1]) * p ** t[0]])
             / se[:, None]
         ),
@@ -312,7 +313,12 @@ def _joint_power_fit(x, n, se, index, own) -> tuple[np.ndarray, np.ndarray]:
         return j / se[:, None]
 
     res = optimize.least_squares(
-        lambda t: (model(t) - n) / se, start, jac=jac, method="lm", xtol=1e-14, ftol=1e-14
+        lambda t: (model(t) - n) / se,
+        start,
+        jac=jac,  # pyright: ignore[reportArgumentType]  (scipy types jac by its str default)
+        method="lm",
+        xtol=1e-14,
+        ftol=1e-14,
     )
     beta, c = float(res.x[0]), np.exp(res.x[1:])
     full = np.zeros((x.size, groups + 1))

@@ -197,7 +197,17 @@ def _fit(
     """:func:`fit_threshold` on validated data (``boot``: the bootstrap's ``(n_boot, seed,
     kind)``, ``None`` for the profile interval), memoised: the adaptive design refits the
     same evaluations on every replay, and a fit is a pure function of its arguments."""
-    x, k, r = np.array(x), np.array(k), np.array(r)
+    return _fit_arrays(np.array(x), np.array(k), np.array(r), level, boot)
+
+
+def _fit_arrays(
+    x: NDArray,
+    k: NDArray,
+    r: NDArray,
+    level: float,
+    boot: tuple[int, int, Bootstrap] | None,
+) -> ThresholdFit:
+    """:func:`_fit` on the data as arrays."""
     c, h = float(np.mean(x)), float(np.std(x))
     z = (x - c) / h
     beta, converged = fit_point(z, k, r)
@@ -254,7 +264,9 @@ def _counts(successes: ArrayLike, runs: ArrayLike) -> tuple[NDArray, NDArray]:
     return k, r
 
 
-def _outward(tail: float) -> tuple[tuple[float, str], tuple[float, str]]:
+def _outward(
+    tail: float,
+) -> tuple[tuple[float, Literal["lower"]], tuple[float, Literal["higher"]]]:
     """Quantile levels and nearest-rank methods of a percentile interval, rounded outward."""
     return (tail, "lower"), (1.0 - tail, "higher")
 

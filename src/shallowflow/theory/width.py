@@ -20,7 +20,7 @@ def _check_count(value: object, param: str) -> int:
 
 
 def _check_eps(eps: object) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 < eps < 1.0:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 < float(eps) < 1.0:
         msg = f"must be a number in the open interval (0, 1); got {eps!r}"
         raise ShallowflowInputError("eps", msg)
     return float(eps)

@@ -78,7 +78,7 @@ def verdict(
         f"N(d, {proto.params['p']}) = {fmt(fit['a'])}·d {'+' if fit['b'] >= 0 else '−'} "
         f"{fmt(abs(fit['b']))}, R² = {fit['r2']:.3f}, linear: {yes(linear)}"
     )
-    return [head, *threshold_lines(summary["thresholds"], proto.group)], linear
+    return [head, *threshold_lines(summary["thresholds"], proto.grouped_by)], linear
 
 
 def plot(points: pd.DataFrame, summary: dict[str, Any]):

@@ -118,7 +118,7 @@ def verdict(
         + (f", not told apart from {' and '.join(close)} (ΔAIC < 2)" if close else "")
         + f"; sub-linear (γ + 2σ < 1): {yes(sub)}"
     )
-    return [head, *threshold_lines(summary["thresholds"], proto.group)], sub
+    return [head, *threshold_lines(summary["thresholds"], proto.grouped_by)], sub
 
 
 def plot(points: pd.DataFrame, summary: dict[str, Any]):

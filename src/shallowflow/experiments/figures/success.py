@@ -78,8 +78,8 @@ def threshold_table(points: pd.DataFrame, group: str) -> pd.DataFrame:
 
 def group_thresholds(runs: pd.DataFrame, proto: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Points per (``proto.group``, n) and the threshold table per value of the group."""
-    pts = success_points(runs, [proto.group, "n"])
-    return pts, threshold_table(pts, proto.group)
+    pts = success_points(runs, [proto.grouped_by, "n"])
+    return pts, threshold_table(pts, proto.grouped_by)
 
 
 def threshold_lines(thresholds: list[dict[str, Any]], group: str) -> list[str]:
@@ -87,7 +87,10 @@ def threshold_lines(thresholds: list[dict[str, Any]], group: str) -> list[str]:
     table = pd.DataFrame(thresholds)
     lines = [
         f"N at {group} = "
-        + ", ".join(f"{int(r[group])}: {fmt(r['N'], 4)}" for _, r in table.iterrows())
+        + ", ".join(
+            f"{int(v)}: {fmt(n, 4)}"
+            for v, n in zip(table[group].to_numpy(), table["N"].to_numpy(), strict=True)
+        )
     ]
     edge = table.loc[~table["inside_grid"].astype(bool), group].tolist()
     if edge:

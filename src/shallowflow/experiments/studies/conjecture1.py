@@ -182,7 +182,7 @@ def exponent(
 
 
 def _levels() -> list[tuple[int | None, float]]:
-    return [(k, level) for k, level in enumerate(LEVELS)] + [(None, STOP)]
+    return [*enumerate(LEVELS), (None, STOP)]
 
 
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -192,7 +192,7 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     rows = []
 
     def add(part, tag, level, measure, column, ns=None):
-        sub = runs[runs["tag"] == tag]
+        sub = runs.loc[runs["tag"] == tag]
         row = exponent(sub, column, design.boot, ns=ns)
         rows.append({"part": part, "variant": tag, "level": level, "measure": measure} | row)
 
@@ -227,7 +227,7 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     )
     summary = {
         "design": design.__dict__,
-        "converged": float(runs["success"].mean()),
+        "converged": float(np.mean(runs["success"].to_numpy())),
         "runs": int(len(runs)),
         "means": means.to_dict("records"),
     }
@@ -291,7 +291,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
             row = _get(table, part=part, variant=tag, level=STOP, measure="mu_kernel")
             parts.append(f"{VARIANTS[tag][0]} {_ci(row)}")
         lines.append(f"{part.capitalize()}: μ_∞'s exponent " + "; ".join(parts) + ".")
-    local = table[
+    local = table.loc[
         (table["part"] == "range of n")
         & (table["measure"] == "mu_kernel")
         & np.isclose(table["level"], STOP)
@@ -328,7 +328,7 @@ def _gap(table: pd.DataFrame) -> float:
 def _why(table: pd.DataFrame, design: dict, paper: dict, key: dict) -> str:
     """Why a Fig. 6-like measurement reads about −0.8, as far as these data show: the
     stop level's effect, the exponent of the asymptotic rate itself, and its trend in n."""
-    local = table[
+    local = table.loc[
         (table["part"] == "range of n")
         & (table["measure"] == "mu_kernel")
         & np.isclose(table["level"], STOP)

@@ -62,6 +62,7 @@ def lemma1(p: P, fig_dir: Path | None = None) -> CheckResult:
     res = sim(cfg)
     drift = float(np.max(np.where(res.valid, res.records["balance_drift_rel"], 0.0)))
     a0 = np.asarray(starts(cfg, res).state.a)
+    assert res.states is not None  # flow_config keeps the final state
     signs_kept = bool(np.all(np.sign(res.states["a"]) == np.sign(a0)))
     a1 = bool(np.all(res.init["assumption1"]))
     etas = [float(e) for e in p["etas"]]
