@@ -314,10 +314,10 @@ def _record(ctx: Context, c: Carry, nxt: Carry, take, a: Attempt) -> Carry:
     buf_t = jnp.where(take, c.buf_t.at[slot].set(tn), c.buf_t)
     buf_l = jnp.where(take, c.buf_l.at[slot].set(jnp.log(nxt.ev.loss)), c.buf_l)
     nbuf = c.nbuf + take.astype(jnp.int32)
-    lev = c.lev
-    if lev is not None:
+    lev, levels = c.lev, ctx.levels
+    if lev is not None and levels is not None:  # both or neither (_start)
         rate = _tail_rate(buf_t, buf_l, nbuf, tn, nxt.ev.loss, ctx.tail, ctx.mu0)
-        lev = record_levels(lev, ctx.levels, nxt.ev.loss, tn, rate, nxt.y, take)
+        lev = record_levels(lev, levels, nxt.ev.loss, tn, rate, nxt.y, take)
     return nxt._replace(
         rec=c.rec + jnp.sum(hit).astype(jnp.int32),
         states=states,
