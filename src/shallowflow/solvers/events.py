@@ -1,0 +1,200 @@
+"""The events of the exact flow at a landed state (SPEC §3b): the pending pairs' modes
+decided together (crossing, sliding, inactive), the pairs of a neuron put exactly on
+their surfaces, and a neuron at v_j = 0 retired (:func:`land`); and the state an attempt
+settles in, landed or as integrated (:func:`settle`). :mod:`.locate` finds the events,
+:mod:`.exact` runs the loop."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from shallowflow.model import State
+from shallowflow.solvers.filippov import (
+    ACTIVE,
+    INACTIVE,
+    SLIDING,
+    Eval,
+    FieldData,
+    Pattern,
+    dudt,
+    field,
+    gram,
+    onto_surfaces,
+    resolve,
+    sliding_lambdas,
+    spd_solve,
+)
+from shallowflow.solvers.locate import EVENTS, Attempt, Carry, Context, Found, Verdict, land_tol
+
+
+class Landed(NamedTuple):
+    """A landed state with its events applied (:func:`land`)."""
+
+    y: State
+    ev: Eval
+    du: jax.Array
+    lam: jax.Array
+    pat: Pattern
+    flips: jax.Array  # pending pairs that crossed
+    slides: jax.Array  # pairs that entered sliding
+    exits: jax.Array  # pairs that left sliding
+    over: jax.Array  # sliding pairs refused for want of a slot
+    evals: jax.Array  # field evaluations spent
+    consistent: jax.Array  # the modes found are a Filippov state (resolve converged)
+
+
+def first_guess(data: FieldData, y1: State, ev1: Eval, du1, pat: Pattern, pend) -> jax.Array:
+    """Each pending pair's mode from its own one-sided rates u̇⁺, u̇⁻ at the surface, the
+    other pairs as they are (SPEC §3b): same sign → that side; u̇⁺ < 0 < u̇⁻ → sliding;
+    repelling → inactive."""
+    s = data.slope
+    qform = jnp.broadcast_to(data.sq[None, :], pend.shape)
+    if pat.slots.shape[1]:  # ⟨P⊥x_i, x_i⟩, P⊥ off neuron j's sliding examples
+        zs, chol = gram(data, pat.slots)
+        jj, ii = jnp.nonzero(pend, size=min(EVENTS, pend.size), fill_value=0)
+        zx = jnp.einsum("ckm,cm->ck", zs[jj], data.rows[ii])
+        q = data.sq[ii] - jnp.sum(zx * spd_solve(chol[jj], zx), axis=1)
+        qform = qform.at[jj, ii].set(jnp.where(pend[jj, ii], q, qform[jj, ii]))
+    d_cur = jnp.where(pat.mode == ACTIVE, 1.0, s)
+    jump = (y1.a[:, None] / data.n) * ev1.r[None, :] * qform
+    dn = du1 - (d_cur - s) * jump  # u̇⁻
+    dp = dn + (1.0 - s) * jump  # u̇⁺
+    slide = (dp < 0) & (dn > 0)
+    return jnp.where((dn > 0) & (dp > 0), ACTIVE, jnp.where(slide, SLIDING, INACTIVE))
+
+
+def _land_unsliding(data: FieldData, y1: State, pat: Pattern, pend, guess) -> Landed:
+    """:func:`land` without sliding slots (the diagonal geometry: orthogonal data never
+    slide): a pending pair takes its guessed side, a would-be sliding one inactive, and
+    is put exactly on its surface."""
+    new_mode = jnp.where(guess == SLIDING, INACTIVE, guess).astype(jnp.int8)
+    pat1 = Pattern(jnp.where(pend, new_mode, pat.mode).astype(jnp.int8), pat.slots)
+    y2 = State(y1.a, jnp.where(pend, 0.0, y1.v))
+    ev2 = field(data, y2, pat1, None)
+    flips = jnp.sum(pend & (new_mode != pat.mode))
+    zero = jnp.zeros((), jnp.int32)
+    du2 = dudt(data, ev2.f)
+    lam = jnp.zeros(pat.slots.shape, y1.a.dtype)
+    return Landed(
+        y2,
+        ev2,
+        du2,
+        lam,
+        pat1,
+        flips.astype(jnp.int32),
+        zero,
+        zero,
+        zero,
+        jnp.ones((), jnp.int32),
+        jnp.ones((), bool),
+    )
+
+
+def land(data, k_slots, diagonal, y1, ev1, du1, pat, pend, pend_exit, tol, tol_u) -> Landed:
+    """Apply the located events at the landed state y1: the pending pairs (``pend``,
+    (p, n)) and the sliding slots whose λ left [0, 1] (``pend_exit``). All pairs of a
+    neuron at their surfaces (its sliding ones and its landed ones) are put exactly on
+    them together, then their modes are decided together (:func:`.filippov.resolve`):
+    deciding one pair against the others' old modes left pairs active with u̇ < 0 and
+    a rounding off their surface, found again at once (issue 22).
+
+    A neuron with every example at its surface (|u_ji| ≤ ``tol_u`` for all i) has
+    reached v_j = 0 in the span of the data: it is put there, all its pairs inactive
+    (σ'(0) = 0: it receives no gradient and stays); so is a neuron whose surfaces'
+    normals are dependent (more of them than the data's rank: for data in general
+    position v_j = 0 is the only point on all of them)."""
+    guess = first_guess(data, y1, ev1, du1, pat, pend).astype(jnp.int8)
+    if not k_slots:  # the diagonal geometry: orthogonal data never slide
+        return _land_unsliding(data, y1, pat, pend, guess)
+    # the pairs at their surfaces, as slots: the sliding ones, then the landed ones
+    lam1 = sliding_lambdas(data, y1, pat, ev1)
+    leave = jnp.where(lam1 > 0.5, ACTIVE, INACTIVE)
+    bmode = jnp.where(pend_exit, leave, SLIDING).astype(jnp.int8)
+    # the r-th landed pair of a neuron takes its r-th free slot
+    free = pat.slots < 0
+    rank = jnp.cumsum(pend, axis=1) - 1
+    free_rank = jnp.where(free, jnp.cumsum(free, axis=1) - 1, -1)
+    hot = pend[..., None] & (rank[..., None] == free_rank[:, None, :])
+    fits = jnp.any(hot, axis=2)
+    taken = jnp.any(hot, axis=1)
+    on = jnp.where(taken, jnp.argmax(hot, axis=1), pat.slots).astype(jnp.int32)
+    bmode = jnp.where(taken, jnp.take_along_axis(guess, jnp.maximum(on, 0), axis=1), bmode)
+    # a neuron at v_j = 0 (in the span): every example at its surface, or more surfaces
+    # than the data's rank (their normals dependent: for data in general position the
+    # only point on all of them is v_j = 0; Cholesky pivots ~0 tell it)
+    real = jnp.arange(data.y.shape[0]) < data.n
+    dead = jnp.all((jnp.abs(ev1.u) <= tol_u) | ~real[None, :], axis=1)
+    pivots = jnp.diagonal(gram(data, on)[1], axis1=1, axis2=2) ** 2
+    sq = data.sq[jnp.maximum(on, 0)]
+    tiny = ~(pivots >= 1e3 * jnp.finfo(y1.v.dtype).eps * sq)  # NaN pivots too
+    dead = dead | jnp.any((on >= 0) & tiny, axis=1)
+    over = pend & ~fits & ~dead[:, None]  # no slot left: put on the surface alone, inactive
+    base = jnp.where(over | dead[:, None], INACTIVE, pat.mode).astype(jnp.int8)
+    on = jnp.where(dead[:, None], -1, on)
+    corr = jnp.where(over, ev1.u / jnp.where(data.sq > 0, data.sq, 1.0)[None, :], 0.0)
+    v = jnp.where(dead[:, None], 0.0, y1.v - data.geom.pullback(corr, data.z))
+    y_on = onto_surfaces(data, State(y1.a, v), on)
+    res = resolve(data, y_on, base, on, bmode, tol, 4 * k_slots + 4)
+    was, now = pat.mode == SLIDING, res.pat.mode == SLIDING
+    flips = jnp.sum((pend | dead[:, None]) & ~now & (res.pat.mode != pat.mode))
+    crossed, entered, left = (
+        jnp.asarray(x, jnp.int32) for x in (flips, jnp.sum(now & ~was), jnp.sum(was & ~now))
+    )
+    return Landed(
+        y_on,
+        res.ev,
+        dudt(data, res.ev.f),
+        res.lam,
+        res.pat,
+        crossed,
+        entered,
+        left,
+        jnp.sum(over).astype(jnp.int32),
+        res.evals,
+        res.consistent,
+    )
+
+
+def settle(ctx: Context, c: Carry, a: Attempt, f: Found, v: Verdict) -> Landed:
+    """The state the attempt ends in: its landed events applied (:func:`.events.land`),
+    or as integrated (sticky pairs that reached 0 clamped back onto their surface)."""
+    fire = jnp.any(v.pend_now) | jnp.any(v.exit_now)
+    ops = (c.pat, c.t, a, f.lam1, f.stick, v.pend_now, v.exit_now)
+    return jax.lax.cond(fire, partial(_apply_events, ctx), partial(_unchanged, ctx), *ops)
+
+
+def _apply_events(ctx: Context, pat, t, a: Attempt, lam1, stick, pend_now, exit_now) -> Landed:
+    args = (pat, pend_now, exit_now, ctx.tol_lam, land_tol(ctx, a.st.y1, a.du1, t))
+    return land(ctx.data, ctx.k_slots, ctx.diagonal, a.st.y1, a.st.ev1, a.du1, *args)
+
+
+def _unchanged(ctx: Context, pat, t, a: Attempt, lam1, stick, pend_now, exit_now) -> Landed:
+    zero = jnp.zeros((), jnp.int32)
+    one = jnp.ones((), bool)
+    same = Landed(a.st.y1, a.st.ev1, a.du1, lam1, pat, zero, zero, zero, zero, zero, one)
+    if not ctx.sticky:
+        return same
+    return jax.lax.cond(jnp.any(stick), partial(_clamp, ctx), _as_is, same, stick)
+
+
+def _as_is(same: Landed, stick) -> Landed:
+    return same
+
+
+def _clamp(ctx: Context, same: Landed, stick) -> Landed:
+    """Sticky pairs that reached 0 in the step are put back on their surface, inactive."""
+    y_c = State(same.y.a, jnp.where(stick, 0.0, same.y.v))
+    pat_c = Pattern(jnp.where(stick, INACTIVE, same.pat.mode).astype(jnp.int8), same.pat.slots)
+    ev_c = field(ctx.data, y_c, pat_c, None)
+    return same._replace(
+        y=y_c,
+        ev=ev_c,
+        du=dudt(ctx.data, ev_c.f),
+        pat=pat_c,
+        flips=jnp.sum(stick).astype(jnp.int32),
+        evals=jnp.ones((), jnp.int32),
+    )
