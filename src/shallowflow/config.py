@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 
 from shallowflow import heldout
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.geometry import run_bytes
 from shallowflow.theory.width import width
 
 DataName = Literal["sphere", "orthogonal", "gaussian", "correlated", "file"]
@@ -400,17 +401,6 @@ def _resolve(flat: dict[str, Any]) -> SimConfig:
         record=RecordSpec(**parts["record"]),
         run=RunSpec(**parts["run"]),
     )
-
-
-def run_bytes(geometry: str, n: int, d: int, p: int, records: int, x64: bool) -> int:
-    """Device memory one run of these sizes needs (an estimate, also the engine's chunk
-    rule): data, first layer, pre-activations and recorded states."""
-    from shallowflow.start import working_dim
-
-    m = working_dim(geometry, n, d)
-    explicit = 0 if geometry == "implicit" else n * d + p * d
-    per_run = explicit + n * m + p * m * (records + 4) + 8 * p * n
-    return per_run * (8 if x64 else 4)
 
 
 def _check_memory(cfg: SimConfig) -> None:

@@ -49,10 +49,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shallowflow.config import SimConfig, run_bytes
+from shallowflow.config import SimConfig
+from shallowflow.geometry import run_bytes, working_dim
 from shallowflow.results import SimResult
 from shallowflow.solvers.common import Outcome
-from shallowflow.start import Shape, UserArrays, working_dim
+from shallowflow.start import Shape, UserArrays
 from shallowflow.trajectory import (
     RunValues,
     Signature,

@@ -132,3 +132,23 @@ def to_dense(kind: str, z: jax.Array, n: int) -> jax.Array:
     """Explicit data matrix in working coordinates (n, m): the diagonal geometry's
     ``diag(z)``, otherwise ``z`` itself. Used by observables needing Gram entries."""
     return jnp.diag(z) if kind == "diagonal" else z
+
+
+def working_dim(geometry: str, n, d, minimum=min):
+    """m, the size of a neuron's working coordinates v_j (SPEC §3): d in the dense
+    geometry, n in the diagonal and implicit ones, min(n, d) reduced;
+    ``minimum=jnp.minimum`` for traced sizes."""
+    if geometry == "dense":
+        return d
+    if geometry in ("diagonal", "implicit"):
+        return n
+    return minimum(n, d)
+
+
+def run_bytes(geometry: str, n: int, d: int, p: int, records: int, x64: bool) -> int:
+    """Device memory one run of these sizes needs (an estimate, also the engine's chunk
+    rule): data, first layer, pre-activations and recorded states."""
+    m = working_dim(geometry, n, d)
+    explicit = 0 if geometry == "implicit" else n * d + p * d
+    per_run = explicit + n * m + p * m * (records + 4) + 8 * p * n
+    return per_run * (8 if x64 else 4)

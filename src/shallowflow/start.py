@@ -135,16 +135,6 @@ def draw_values(cfg: SimConfig) -> DrawValues:
     )
 
 
-def working_dim(geometry: str, n, d, minimum=min):
-    """m, the size of a neuron's working coordinates v_j (SPEC §3); ``minimum=jnp.minimum``
-    for traced sizes."""
-    if geometry == "dense":
-        return d
-    if geometry in ("diagonal", "implicit"):
-        return n
-    return minimum(n, d)
-
-
 def dtype_of(cfg: SimConfig):
     """float64 with ``x64``, else float32."""
     return jnp.float64 if cfg.run.x64 else jnp.float32

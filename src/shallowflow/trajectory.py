@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shallowflow.config import SimConfig
-from shallowflow.geometry import Geometry, to_user
+from shallowflow.geometry import Geometry, to_user, working_dim
 from shallowflow.heldout import test_loss
 from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import (
@@ -45,7 +45,6 @@ from shallowflow.start import (
     draw_spec,
     draw_values,
     make_padded_run,
-    working_dim,
 )
 
 
