@@ -207,6 +207,8 @@ def simulate(
     from shallowflow.api import run_simulation
 
     _check_out(out)
+    if knobs["labels"].startswith("paper:"):  # --labels paper:lo,hi: |y_i| ~ U[lo, hi]
+        knobs["labels"], knobs["label_range"] = knobs["labels"].split(":", 1)
     for knob in _LIST_KNOBS:
         knobs[knob] = _numbers(knob, knobs[knob])
     p, data = knobs.pop("p"), knobs.pop("data")
@@ -366,12 +368,7 @@ def sweep(
 
     _check_out(out)
     df = run_sweep_file(
-        file,
-        out,
-        resume=resume,
-        executor=executor,
-        ray_address=ray_address,
-        overwrite=overwrite,
+        file, out, resume=resume, executor=executor, ray_address=ray_address, overwrite=overwrite
     )
     typer.echo(f"{len(df)} cells, {int(df['runs'].to_numpy().sum())} runs; results in {out}/")
 
@@ -379,7 +376,9 @@ def sweep(
 @app.command()
 @_guarded("study")
 def study(
-    name: Annotated[str, typer.Argument(help="conjecture1, flow, width, or all (every study)")],
+    name: Annotated[
+        str, typer.Argument(help="conjecture1, flow, width, kernels, constants, or all")
+    ],
     preset: Annotated[
         str, typer.Option(help="quick (CPU, minutes) | paper (GPU; also called full)")
     ] = "quick",
@@ -390,7 +389,8 @@ def study(
     overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
     """Run a study of a question the paper leaves open (conjecture1: the rate's exponent on
-    orthogonal data; flow: GD's step against the flow; width: how N(d, p) grows): its
+    orthogonal data; flow: GD's step against the flow; width: how N(d, p) grows; kernels:
+    the network against kernels; constants: Theorem 1's C): its
     runs, table, figure and study.md/.html/.json in --out. `study all` runs every study
     into --out/NAME and writes the open-questions report, --out/open_questions.md/.html."""
     from shallowflow.experiments.protocol import preset_name

@@ -26,12 +26,13 @@ import math
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from shallowflow import heldout
+from shallowflow.data import PAPER_RANGE, check_range, check_ranges
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.geometry import run_bytes
 from shallowflow.theory.width import width
 
 DataName = Literal["sphere", "orthogonal", "gaussian", "correlated", "file"]
@@ -41,6 +42,7 @@ SolverName = Literal["gd", "flow", "flow-floor"]
 GeometryName = Literal["dense", "reduced", "diagonal", "implicit"]
 GridName = Literal["linear", "log"]
 StopRule = Literal["inclusive", "authors"]  # solvers.gd.solve states both
+Range = Annotated[tuple[float, float], pydantic.AfterValidator(check_range)]  # lo,hi: 0 < lo <= hi
 
 # Largest GD horizon in steps: step counters and record grids are int32 on device.
 MAX_STEPS = 2**30
@@ -48,8 +50,6 @@ MAX_STEPS = 2**30
 MAX_SEED = 2**32 - 1
 # Loss levels a run measures itself at, at most (RecordSpec.levels).
 MAX_LEVELS = 16
-# Host memory for one result row (run × record): the recorded observables in float64.
-_RECORD_BYTES = 8 * 32
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -79,11 +79,19 @@ class DataSpec(_Spec):
     n: int = Field(1700, ge=1, description="number of examples")
     d: int = Field(100, ge=1, description="input dimension")
     rho: float = Field(0.0, ge=0, lt=1, description="pairwise correlation for data='correlated'")
-    labels: LabelName = Field("paper", description="paper (±U[1,2]) | teacher | file")
+    labels: LabelName = Field(
+        "paper", description="paper (±U[1,2]; --labels paper:lo,hi for ±U[lo,hi]) | teacher | file"
+    )
     teacher_width: int = Field(4, ge=1, description="width of the teacher network")
     file: str | None = Field(None, alias="data_file", description="data file (.npz, .npy, .csv)")
     test_n: int = Field(0, ge=0, description="held-out examples drawn like the data (0: none)")
     test_file: str | None = Field(None, alias="test_data", description="held-out data file")
+    x_norms: Range = Field(
+        PAPER_RANGE, description="input norms ρ_i ~ U[lo, hi] (sphere, orthogonal, correlated)"
+    )
+    label_range: Range = Field(
+        PAPER_RANGE, description="paper labels' magnitudes |y_i| ~ U[lo, hi] (--labels paper:lo,hi)"
+    )
 
 
 class InitSpec(_Spec):
@@ -316,7 +324,9 @@ class SimConfig(_Spec):
             for name, value in self.knobs().items():
                 if isinstance(value, float) and abs(value) > _FLOAT32_MAX:
                     raise ValueError(f"{name}: {value:g} exceeds float32's range; use x64")
-        _check_memory(self)
+        from shallowflow.devices import check_memory  # imports JAX: only when checking
+
+        check_memory(run.geometry, data.n, data.d, init.p, self.record.points, run.x64, run.runs)
         if self.record.levels and solver.name == "flow-floor":
             raise ValueError("levels: measured by the gd and flow solvers, not flow-floor")
         if any(level <= solver.stop_loss for level in self.record.levels):
@@ -329,6 +339,7 @@ class SimConfig(_Spec):
         if init.law == "standard" and init.w_law != "uniform":
             raise ValueError("w_law: 'standard' draws W from U(±1/√d); leave w_law out")
         heldout.check(data.law, data.n, data.d, data.test_n, data.test_file, run.geometry)
+        check_ranges(data.law, data.labels, data.x_norms, data.label_range)
         if run.geometry == "implicit" and not implicit_ok(data, init):
             raise ValueError(
                 "geometry: 'implicit' needs data in {sphere, gaussian}, labels in "
@@ -401,31 +412,6 @@ def _resolve(flat: dict[str, Any]) -> SimConfig:
         record=RecordSpec(**parts["record"]),
         run=RunSpec(**parts["run"]),
     )
-
-
-def _check_memory(cfg: SimConfig) -> None:
-    """Refuse a cell whose one run cannot fit the device, or whose results cannot fit
-    the host, with the estimate and the limit."""
-    from shallowflow.devices import device_memory_bytes, host_memory_bytes
-
-    gib = 2**30
-    n, d, p = cfg.data.n, cfg.data.d, cfg.init.p
-    points = cfg.record.points
-    limit = device_memory_bytes()
-    need = run_bytes(cfg.run.geometry, n, d, p, points, cfg.run.x64)
-    if limit is not None and need > limit:
-        culprit = "p" if p * (points + 12) > n + d else "n"
-        raise ValueError(
-            f"{culprit}: one run of n={n}, d={d}, p={p} needs about "
-            f"{need / gib:.3g} GiB; the device has {limit / gib:.3g} GiB"
-        )
-    host = host_memory_bytes()
-    results = cfg.run.runs * (points + 2) * _RECORD_BYTES
-    if host is not None and results > host / 2:
-        raise ValueError(
-            f"runs: {cfg.run.runs} runs × {points} records need about {results / gib:.3g} GiB "
-            f"of results; at most half the host's {host / gib:.3g} GiB"
-        )
 
 
 def make_config(**knobs: Any) -> SimConfig:

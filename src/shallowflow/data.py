@@ -29,6 +29,9 @@ DATA = ("sphere", "orthogonal", "gaussian", "correlated")
 # run, one entry per run of a host array when runs are stacked, traced in the program.
 Size = int | np.ndarray | jax.Array
 Real = float | np.ndarray | jax.Array
+# The paper's ranges (SPEC §5): input norms ρ_i ~ U[1, 2], label magnitudes m_i ~ U[1, 2];
+# the knobs x_norms and label_range change them (bounds traced like ρ or σ).
+PAPER_RANGE = (1.0, 2.0)
 
 
 def static_shape(shape: tuple[int, int] | None, n: Size, d: Size) -> tuple[int, int]:
@@ -56,9 +59,25 @@ def block(x: jax.Array, n_rows, n_cols) -> jax.Array:
     return jnp.where(keep, x, 0.0)
 
 
-def radii(key: jax.Array, n: int, dtype=jnp.float32) -> jax.Array:
-    """ρ_i ~ U[1, 2], the paper's input norms (SPEC §5)."""
-    return jax.random.uniform(key, (n,), dtype, 1.0, 2.0)
+def radii(key: jax.Array, n: int, dtype=jnp.float32, norms=PAPER_RANGE) -> jax.Array:
+    """ρ_i ~ U[lo, hi], the input norms; the paper's U[1, 2] by default (SPEC §5)."""
+    return jax.random.uniform(key, (n,), dtype, norms[0], norms[1])
+
+
+def check_range(bounds: tuple[float, float]) -> tuple[float, float]:
+    """A range [lo, hi] of a uniform draw: 0 < lo ≤ hi (ValueError otherwise)."""
+    lo, hi = bounds
+    if not 0 < lo <= hi:
+        raise ValueError(f"a range lo,hi needs 0 < lo <= hi; got {lo:g},{hi:g}")
+    return bounds
+
+
+def check_ranges(law: str, labels: str, x_norms, label_range) -> None:
+    """Refuse a range that the data law or the labels do not draw (ValueError "knob: …")."""
+    if tuple(x_norms) != PAPER_RANGE and law not in ("sphere", "orthogonal", "correlated"):
+        raise ValueError(f"x_norms: {law!r} data draw no norms; sphere, orthogonal, correlated do")
+    if tuple(label_range) != PAPER_RANGE and labels != "paper":
+        raise ValueError(f"label_range: {labels!r} labels draw no magnitudes; 'paper' labels do")
 
 
 def _normalised(g: jax.Array, rho: jax.Array, n) -> jax.Array:
@@ -68,18 +87,22 @@ def _normalised(g: jax.Array, rho: jax.Array, n) -> jax.Array:
     return jnp.where(real, rho[:, None] * g / jnp.where(real, norm, 1.0), 0.0)
 
 
-def sphere(key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None) -> jax.Array:
-    """x_i = ρ_i g_i/‖g_i‖, g_i ~ N(0, I_d), ρ_i ~ U[1,2] (SPEC §5)."""
+def sphere(
+    key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None, norms=PAPER_RANGE
+) -> jax.Array:
+    """x_i = ρ_i g_i/‖g_i‖, g_i ~ N(0, I_d), ρ_i ~ U[1,2] (SPEC §5; ``norms``: U[lo, hi])."""
     shape = static_shape(shape, n, d)
     kg, kr = jax.random.split(key)
     g = block(rows(kg, jax.random.normal, shape, dtype), n, d)
-    return _normalised(g, radii(kr, shape[0], dtype), n)
+    return _normalised(g, radii(kr, shape[0], dtype, norms), n)
 
 
-def orthogonal(key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None) -> jax.Array:
+def orthogonal(
+    key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=None, norms=PAPER_RANGE
+) -> jax.Array:
     """x_i = ρ_i e_i, the first n basis vectors (SPEC §5, Fig. 6); needs n ≤ d."""
     big_n, big_d = static_shape(shape, n, d)
-    x = jnp.eye(big_n, big_d, dtype=dtype) * radii(key, big_n, dtype)[:, None]
+    x = jnp.eye(big_n, big_d, dtype=dtype) * radii(key, big_n, dtype, norms)[:, None]
     return block(x, n, d)
 
 
@@ -102,7 +125,7 @@ def correlated_frame(key: jax.Array, n: Size, d: Size, dtype=jnp.float32, shape=
 
 
 def correlated(
-    key: jax.Array, n: Size, d: Size, rho: Real, dtype=jnp.float32, shape=None
+    key: jax.Array, n: Size, d: Size, rho: Real, dtype=jnp.float32, shape=None, norms=PAPER_RANGE
 ) -> jax.Array:
     """x_i = ρ_i (√(1−ρ) u_i + √ρ u_0) with u_0..u_n orthonormal (random,
     :func:`correlated_frame`), so that every pair of directions has correlation exactly ρ;
@@ -111,31 +134,41 @@ def correlated(
     kq, kr = jax.random.split(key)
     q = correlated_frame(kq, n, d, dtype, shape)  # (D, N + 1)
     u = jnp.sqrt(1.0 - rho) * q[:, 1:].T + jnp.sqrt(rho) * q[:, 0][None, :]
-    return block(radii(kr, big_n, dtype)[:, None] * u, n, d)
+    return block(radii(kr, big_n, dtype, norms)[:, None] * u, n, d)
 
 
 def generate(
-    name: str, key: jax.Array, n: Size, d: Size, rho: Real = 0.0, dtype=jnp.float32, shape=None
+    name: str,
+    key: jax.Array,
+    n: Size,
+    d: Size,
+    rho: Real = 0.0,
+    dtype=jnp.float32,
+    shape=None,
+    norms=PAPER_RANGE,
 ) -> jax.Array:
-    """Dispatch to a named generator. ``shape`` = the padded (N, D), default (n, d)."""
+    """Dispatch to a named generator. ``shape`` = the padded (N, D), default (n, d);
+    ``norms`` = the range of ρ_i (sphere, orthogonal, correlated)."""
     if name == "sphere":
-        return sphere(key, n, d, dtype, shape)
+        return sphere(key, n, d, dtype, shape, norms)
     if name == "orthogonal":
-        return orthogonal(key, n, d, dtype, shape)
+        return orthogonal(key, n, d, dtype, shape, norms)
     if name == "gaussian":
         return gaussian(key, n, d, dtype, shape)
     if name == "correlated":
-        return correlated(key, n, d, rho, dtype, shape)
+        return correlated(key, n, d, rho, dtype, shape, norms)
     raise ValueError(f"data: unknown generator {name!r}; allowed: {DATA}")
 
 
-def paper_labels(key: jax.Array, n: int, dtype=jnp.float32, length: int | None = None):
-    """y_i = s_i m_i with s_i Rademacher and m_i ~ U[1, 2] (SPEC §5); ``length`` ≥ n
-    pads with zeros."""
+def paper_labels(
+    key: jax.Array, n: int, dtype=jnp.float32, length: int | None = None, magnitudes=PAPER_RANGE
+):
+    """y_i = s_i m_i with s_i Rademacher and m_i ~ U[1, 2] (SPEC §5; ``magnitudes``:
+    U[lo, hi]); ``length`` ≥ n pads with zeros."""
     length = n if length is None else length
     ks, km = jax.random.split(key)
     s = jax.random.rademacher(ks, (length,), dtype)
-    y = s * jax.random.uniform(km, (length,), dtype, 1.0, 2.0)
+    y = s * jax.random.uniform(km, (length,), dtype, magnitudes[0], magnitudes[1])
     return jnp.where(mask(length, n), y, 0.0)
 
 

@@ -6,6 +6,8 @@ import os
 
 import jax
 
+from shallowflow.geometry import run_bytes
+
 
 def use_cpu_devices(count: int | None = None) -> bool:
     """Expose the host's cores as ``count`` XLA CPU devices (default: all cores, or
@@ -50,3 +52,28 @@ def device_memory_bytes() -> int | None:
         if stats.get("bytes_limit"):
             return int(stats["bytes_limit"])
     return host_memory_bytes()
+
+
+# Host memory for one result row (run × record): the recorded observables in float64.
+_RECORD_BYTES = 8 * 32
+
+
+def check_memory(geometry: str, n: int, d: int, p: int, points: int, x64: bool, runs: int):
+    """Refuse a cell whose one run cannot fit the device, or whose results cannot fit
+    the host, with the estimate and the limit (ValueError "knob: …")."""
+    gib = 2**30
+    limit = device_memory_bytes()
+    need = run_bytes(geometry, n, d, p, points, x64)
+    if limit is not None and need > limit:
+        culprit = "p" if p * (points + 12) > n + d else "n"
+        raise ValueError(
+            f"{culprit}: one run of n={n}, d={d}, p={p} needs about "
+            f"{need / gib:.3g} GiB; the device has {limit / gib:.3g} GiB"
+        )
+    host = host_memory_bytes()
+    results = runs * (points + 2) * _RECORD_BYTES
+    if host is not None and results > host / 2:
+        raise ValueError(
+            f"runs: {runs} runs × {points} records need about {results / gib:.3g} GiB "
+            f"of results; at most half the host's {host / gib:.3g} GiB"
+        )

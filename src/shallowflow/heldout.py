@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow import implicit
-from shallowflow.data import block, correlated_frame, generate, mask, radii, rows
+from shallowflow.data import PAPER_RANGE, block, correlated_frame, generate, mask, radii, rows
 from shallowflow.geometry import PRECISIONS
 from shallowflow.model import State, activation
 
@@ -85,18 +85,28 @@ def coordinates(X_t: jax.Array, q: jax.Array | None, off: jax.Array) -> tuple:
 
 
 def explicit_points(
-    key: jax.Array, law: str, n, d, test_n, rho, dtype, shape, train: tuple[jax.Array, int]
+    key: jax.Array,
+    law: str,
+    n,
+    d,
+    test_n,
+    rho,
+    dtype,
+    shape,
+    train: tuple[jax.Array, int],
+    norms=PAPER_RANGE,
 ) -> jax.Array:
-    """N = ``test_n`` test points (T, D) of the training law (SPEC §6). Orthogonal data:
+    """N = ``test_n`` test points (T, D) of the training law, norms ρ_k ~ U[``norms``]
+    (SPEC §6). Orthogonal data:
     ρ_k e_{n+k}; correlated data: ρ_k (√(1−ρ) u'_k + √ρ u_0) with the training points'
     u_0 and u'_k orthonormal, orthogonal to every training u_i (``train``: the training
     draw's key and padded N, whose frame is drawn again); others: i.i.d. draws."""
     big_t, big_d = shape
     if law == "orthogonal":
         hot = jnp.arange(big_d)[None, :] == n + jnp.arange(big_t)[:, None]
-        return block(hot * radii(key, big_t, dtype)[:, None], test_n, d)
+        return block(hot * radii(key, big_t, dtype, norms)[:, None], test_n, d)
     if law != "correlated":
-        return generate(law, key, test_n, d, rho, dtype, shape)
+        return generate(law, key, test_n, d, rho, dtype, shape, norms)
     kq, kr = jax.random.split(key)
     q = correlated_frame(jax.random.split(train[0])[0], n, d, dtype, (train[1], big_d))
     q = jnp.where(mask(q.shape[1], n + 1)[None, :], q, 0.0)
@@ -104,7 +114,7 @@ def explicit_points(
     g = g - jnp.matmul(jnp.matmul(g, q, precision=PRECISIONS["highest"]), q.T)
     u, _ = jnp.linalg.qr(g.T, mode="reduced")  # (D, T): new directions, off the span
     x = jnp.sqrt(1.0 - rho) * u.T + jnp.sqrt(rho) * q[:, 0][None, :]
-    return block(radii(kr, big_t, dtype)[:, None] * x, test_n, d)
+    return block(radii(kr, big_t, dtype, norms)[:, None] * x, test_n, d)
 
 
 class ImplicitPoints(NamedTuple):
@@ -115,8 +125,11 @@ class ImplicitPoints(NamedTuple):
     zeta: jax.Array
 
 
-def implicit_points(key: jax.Array, law: str, n, d, test_n, dtype, size_n: int, size_t: int):
-    """N test points of a rotation-invariant law in reduced coordinates (SPEC §3, §6).
+def implicit_points(
+    key: jax.Array, law: str, n, d, test_n, dtype, size_n: int, size_t: int, norms=PAPER_RANGE
+):
+    """N test points of a rotation-invariant law in reduced coordinates (SPEC §3, §6),
+    sphere norms ρ_k ~ U[``norms``].
 
     A Gaussian g independent of the training set has in-span coordinates N(0, I_n); the
     parts of N such vectors outside the span are i.i.d. N(0, I_{d−n}) there, so their
@@ -130,7 +143,8 @@ def implicit_points(key: jax.Array, law: str, n, d, test_n, dtype, size_n: int, 
     else:  # sphere: ρ_k g_k/‖g_k‖
         norm2 = jnp.sum(z * z, 1) + jnp.sum(zeta * zeta, 1)
         real = mask(size_t, test_n)
-        scale = jnp.where(real, radii(kr, size_t, dtype) / jnp.sqrt(jnp.where(real, norm2, 1)), 0)
+        rho = radii(kr, size_t, dtype, norms)
+        scale = jnp.where(real, rho / jnp.sqrt(jnp.where(real, norm2, 1)), 0)
     return ImplicitPoints(z * scale[:, None], zeta * scale[:, None])
 
 

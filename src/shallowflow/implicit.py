@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from shallowflow.data import _normalised, block, mask, rows
+from shallowflow.data import PAPER_RANGE, _normalised, block, mask, radii, rows
 
 
 def chi2(key: jax.Array, df: jax.Array | float, shape=(), dtype=jnp.float32) -> jax.Array:
@@ -36,17 +36,17 @@ def bartlett(key: jax.Array, n, d, dtype=jnp.float32, size: int | None = None) -
 
 
 def implicit_data(
-    key: jax.Array, name: str, n, d, dtype=jnp.float32, size: int | None = None
+    key: jax.Array, name: str, n, d, dtype=jnp.float32, size: int | None = None, norms=PAPER_RANGE
 ) -> jax.Array:
-    """Reduced data z (n×n), z_i = Qᵀ x_i, for ``sphere`` or ``gaussian`` data."""
+    """Reduced data z (n×n), z_i = Qᵀ x_i, for ``sphere`` (norms ρ_i ~ U[``norms``]) or
+    ``gaussian`` data."""
     size = n if size is None else size
     kb, kr = jax.random.split(key)
     g = bartlett(kb, n, d, dtype, size).T  # row i = coordinates of g_i
     if name == "gaussian":
         return g / jnp.sqrt(jnp.asarray(d, dtype))
     if name == "sphere":
-        rho = jax.random.uniform(kr, (size,), dtype, 1.0, 2.0)
-        return _normalised(g, rho, n)
+        return _normalised(g, radii(kr, size, dtype, norms), n)
     raise ValueError(f"data: implicit sampling needs 'sphere' or 'gaussian', got {name!r}")
 
 

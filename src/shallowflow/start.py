@@ -94,6 +94,21 @@ class DrawValues(NamedTuple):
     rho: Real
     a_scale: Real
     test_n: Size
+    # the ranges [lo, hi] of the input norms and of the paper labels' magnitudes
+    norm_lo: Real = 1.0
+    norm_hi: Real = 2.0
+    label_lo: Real = 1.0
+    label_hi: Real = 2.0
+
+    @property
+    def norms(self) -> tuple[Real, Real]:
+        """The range of the input norms ρ_i (data.radii)."""
+        return self.norm_lo, self.norm_hi
+
+    @property
+    def magnitudes(self) -> tuple[Real, Real]:
+        """The range of the paper labels' magnitudes m_i (data.paper_labels)."""
+        return self.label_lo, self.label_hi
 
 
 class Shape(NamedTuple):
@@ -132,6 +147,8 @@ def draw_values(cfg: SimConfig) -> DrawValues:
         cfg.data.rho,
         cfg.init.a_scale,
         cfg.data.test_n,
+        *cfg.data.x_norms,
+        *cfg.data.label_range,
     )
 
 
@@ -153,7 +170,7 @@ def _labels(key, spec: DrawSpec, n_dim: int, pre_fn, user: UserArrays, vals, siz
     if spec.labels == "teacher":
         y = datagen.teacher_labels(key, pre_fn, n_dim, spec.teacher_width, spec.dtype)
         return jnp.where(mask(size, vals.n), y, 0.0)
-    return datagen.paper_labels(key, vals.n, spec.dtype, size)
+    return datagen.paper_labels(key, vals.n, spec.dtype, size, vals.magnitudes)
 
 
 def _random_w(key: jax.Array, spec: DrawSpec, vals: DrawValues, scale2, shape) -> jax.Array:
@@ -171,7 +188,7 @@ def _test_labels(keys, spec: DrawSpec, vals: DrawValues, user: UserArrays, size,
     if spec.labels == "teacher":
         a, w = datagen.teacher(keys[0], n_dim, spec.teacher_width, spec.dtype)
         return jnp.where(mask(size, vals.test_n), datagen.teach(a, pre_fn(w)), 0.0)
-    return datagen.paper_labels(keys[1], vals.test_n, spec.dtype, size)
+    return datagen.paper_labels(keys[1], vals.test_n, spec.dtype, size, vals.magnitudes)
 
 
 class _Part(NamedTuple):
@@ -191,12 +208,14 @@ def _implicit(keys, spec: DrawSpec, shape: Shape, vals: DrawValues, user, keep) 
     kx, ky, kw, kt, kl = keys
     n, big_n, dtype = vals.n, shape.n, spec.dtype
     scale2 = inits.w_variance(spec.init, spec.w_law, vals.sigma)
-    z = implicit.implicit_data(kx, spec.data, n, vals.d, dtype, big_n)
+    z = implicit.implicit_data(kx, spec.data, n, vals.d, dtype, big_n, vals.norms)
     y = _labels(ky, spec, big_n, lambda w: w @ z.T, user, vals, big_n)
     v, off2 = implicit.implicit_gaussian_w(kw, vals.p, n, vals.d, scale2, dtype, (shape.p, big_n))
     if not spec.test:
         return _Part(z, y, v, off2)
-    pts = heldout.implicit_points(kt, spec.data, n, vals.d, vals.test_n, dtype, big_n, shape.t)
+    pts = heldout.implicit_points(
+        kt, spec.data, n, vals.d, vals.test_n, dtype, big_n, shape.t, vals.norms
+    )
     c = heldout.implicit_offsets(
         jax.random.fold_in(kt, 1), pts, off2, vals.p, n, vals.d, vals.test_n
     )
@@ -219,7 +238,7 @@ def _test_points(keys, spec: DrawSpec, shape: Shape, vals: DrawValues, user) -> 
     size = (shape.t, shape.d)
     return heldout.explicit_points(
         keys[3], spec.data, vals.n, vals.d, vals.test_n, vals.rho, spec.dtype, size,
-        (keys[0], shape.n),
+        (keys[0], shape.n), vals.norms,
     )  # fmt: skip
 
 
@@ -240,7 +259,7 @@ def _diagonal(keys, spec: DrawSpec, shape: Shape, vals: DrawValues, user, keep) 
     kx, ky, kw = keys[:3]
     n, big_n, big_d, dtype = vals.n, shape.n, shape.d, spec.dtype
     scale2 = inits.w_variance(spec.init, spec.w_law, vals.sigma)
-    z = jnp.where(mask(big_n, n), datagen.radii(kx, big_n, dtype), 0.0)
+    z = jnp.where(mask(big_n, n), datagen.radii(kx, big_n, dtype, vals.norms), 0.0)
     y = _labels(ky, spec, big_d, lambda w: w[..., :big_n] * z, user, vals, big_n)
     W = _random_w(kw, spec, vals, scale2, (shape.p, big_d))
     v = jnp.where(mask(big_n, n)[None, :], W[:, :big_n], 0.0)
@@ -260,7 +279,7 @@ def _explicit(keys, spec: DrawSpec, shape: Shape, vals: DrawValues, user, keep) 
     X = (
         block(jnp.asarray(user.X, dtype), n, d)
         if spec.data == "file"
-        else datagen.generate(spec.data, kx, n, d, vals.rho, dtype, (big_n, big_d))
+        else datagen.generate(spec.data, kx, n, d, vals.rho, dtype, (big_n, big_d), vals.norms)
     )
     y = _labels(ky, spec, big_d, lambda w: w @ X.T, user, vals, big_n)
     a = None

@@ -127,7 +127,7 @@ def run_values(cfg: SimConfig, records: int, dtype) -> RunValues:
     def full(x, dt=dtype):
         return np.full(r, x, dt)
 
-    types = (np.int32, np.int32, np.int32, dtype, dtype, dtype, dtype, np.int32)
+    types = (np.int32, np.int32, np.int32, dtype, dtype, dtype, dtype, np.int32) + (dtype,) * 4
     draw = DrawValues(*(full(x, t) for x, t in zip(draw_values(cfg), types, strict=True)))
     s = cfg.solver
     knobs = (s.lr, s.stop_loss, s.diverge_factor, s.rtol, s.atol, s.step_floor)
