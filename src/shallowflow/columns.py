@@ -44,7 +44,8 @@ TABLES = {
     "runs": "one row per run: `simulate`'s `final.parquet`; the `runs.parquet` of "
     "`reproduce`, `sweep` and `study` (with the cell's knobs as leading columns)",
     "points": "`points.parquet` of `reproduce` (one row per point of a figure) and `sweep`",
-    "study": "`table.parquet` of `study conjecture1`: one row per fitted exponent",
+    "study": "`table.parquet` of a study: `conjecture1`, one row per fitted exponent; "
+    "`kernels`, one per (tag, n, predictor, measure); `constants`, one per cell",
 }
 
 _NOT_ORTHO = "null where undefined (non-ReLU activation)"
@@ -218,6 +219,30 @@ _RUN = [
         "draws of data and θ(0) until covered (require_coverage); in a study's "
         "tables the tag of the cells that share their draws (e.g. 'n=250')",
     ),
+    _c(
+        "min_thm1_const",
+        "least n μ(t)/min_i(h_i/y_i) over the run's recorded times and its end where "
+        "min_fit > 0: the largest C with Theorem 1's μ ≥ (C/n) min_i(h_i/y_i) along the run "
+        "(constants study; in its table, the mean over runs)",
+        "—",
+        "Theorem 1, SPEC §2",
+        "min_fit ≤ 0 at every recorded time",
+    ),
+    *(
+        _c(
+            f"{kind}_loss_{name}",
+            f"(1/(2N)) Σ (y − f)² on the {where} of the {what} (kernels study)",
+            "loss",
+            "theory.baselines, SPEC §6",
+        )
+        for kind, where in (("train", "training set"), ("test", "held-out set"))
+        for name, what in (
+            ("linear", "min-norm linear predictor X⁺y"),
+            ("ntk", "tangent kernel's ridgeless regression at θ(0), h_θ(0) kept"),
+            ("rf", "random features: W(0) frozen, min-norm second layer"),
+            ("null", "predictor f = 0"),
+        )
+    ),
     _c("cell_id", "content hash of the cell's knobs (runner)"),
     _c("cell_seed", "the seed the runner derived for the cell from its knobs"),
     _c("figure", "the figure or study that owns the cell"),
@@ -249,7 +274,34 @@ _STUDY = [
     _c("part", "the study's part: stop level, solver, init, range of n, mechanism"),
     _c("variant", "the variant's tag (gd, gd_eta_0.25, flow, w_0.1, w_1, balanced)"),
     _c("level", "stop level, × 1/(2n)", "loss × 2n"),
-    _c("measure", "mu_tail | mu_mean | mu_kernel | e_min | lambda_min"),
+    _c(
+        "measure",
+        "what the row measures: mu_tail | mu_mean | mu_kernel | e_min | lambda_min "
+        "(conjecture1); test_loss | train_loss | success | diverged | ratio (kernels)",
+    ),
+    _c(
+        "predictor",
+        "kernels: network | linear | ntk | rf | null, or a ratio 'a/b' of two predictors' "
+        "mean test losses",
+        "—",
+        "theory.baselines",
+    ),
+    _c("value", "the row's estimate (its `measure`)"),
+    _c("n_over_d", "n/d", "—"),
+    _c("param", "constants: the arm's range parameter (C_x⁻, C_x⁻/C_x⁺, C_y⁻ or C_y⁺)"),
+    _c("x_lo", "lower end of the input norms' range (x_norms)", "‖x‖"),
+    _c("x_hi", "upper end of the input norms' range (x_norms)", "‖x‖"),
+    _c("y_lo", "lower end of the label magnitudes' range (label_range)", "|y|"),
+    _c("y_hi", "upper end of the label magnitudes' range (label_range)", "|y|"),
+    _c("undefined", "runs whose min_thm1_const is undefined (null)", "runs"),
+    _c(
+        "min_thm1_const_se",
+        "standard error of the cell's mean min_thm1_const",
+        "—",
+        "",
+        "fewer than two runs with it defined",
+    ),
+    _c("mu_mean_se", "standard error of the cell's mean ⟨μ⟩", "1/time", "", "fewer than two runs"),
     _c("n_min", "smallest n of the fit", "examples"),
     _c("n_max", "largest n of the fit", "examples"),
     _c("points", "sizes n in the fit", "sizes"),

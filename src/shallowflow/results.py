@@ -131,3 +131,14 @@ def _median_defined(values) -> float | None:
     values = np.asarray(values, float)
     values = values[~np.isnan(values)]
     return float(np.median(values)) if values.size else None
+
+
+def least_thm1_const(res: SimResult) -> np.ndarray:
+    """Per run, the least empirical Theorem-1 constant n μ(t)/min_i(h_i/y_i) over its
+    recorded times and its end, where defined (min_fit > 0; SPEC §2): the largest C with
+    μ(t) ≥ (C/n) min_i(h_i/y_i) along the run. NaN for a run where it is never defined."""
+    ok = res.valid & (res.records["min_fit"] > 0)
+    least = np.where(ok, res.records["thm1_const"], np.inf).min(axis=1)
+    end = np.where(res.final["min_fit"] > 0, res.final["thm1_const"], np.inf)
+    least = np.minimum(least, end)
+    return np.where(np.isfinite(least), least, np.nan)

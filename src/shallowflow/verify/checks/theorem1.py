@@ -9,6 +9,7 @@ import numpy as np
 
 from shallowflow.config import SimConfig, make_config
 from shallowflow.plots import save_figure
+from shallowflow.results import least_thm1_const
 from shallowflow.solvers.common import Outcome
 from shallowflow.stats.fits import loglog_slope
 from shallowflow.theory.datacheck import d_needed
@@ -60,10 +61,8 @@ def theorem1(p: P, fig_dir: Path | None = None) -> CheckResult:
         n, d = cfg.data.n, cfg.data.d
         res = sim(cfg)
         conv = res.final["status"] == Outcome.CONVERGED
-        ok = res.valid & (res.records["min_fit"] > 0)
-        run_min = np.where(ok, res.records["thm1_const"], np.inf).min(axis=1)
         fin = res.final["thm1_const"]
-        run_min = np.minimum(run_min, np.where(res.final["min_fit"] > 0, fin, np.inf))
+        run_min = least_thm1_const(res)
         finite = run_min[np.isfinite(run_min)]
         success += int(conv.sum())
         total += runs
