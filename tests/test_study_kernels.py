@@ -279,3 +279,18 @@ def test_the_study_resumes_without_recomputing_and_refuses_to_clobber(tiny, monk
     assert again["verdicts"] == res["verdicts"]
     with pytest.raises(ShallowflowInputError, match="resume"):
         run_study("kernels", "quick", out, progress=False)
+
+
+def test_the_paired_bootstrap_keeps_what_the_runs_share():
+    """A predictor at exactly twice another, run by run, has the ratio 2 in every paired
+    replicate (an unpaired one would spread); Wilson's interval at 0 of 16 is
+    [0, z²/(16 + z²)]."""
+    from shallowflow.stats.resample import bootstrap_means, percentile_interval, wilson
+
+    den = np.random.default_rng(0).lognormal(0, 1, 30)
+    reps = bootstrap_means({"num": 2 * den, "den": den}, 200)
+    ratio = percentile_interval(2.0, reps["num"] / reps["den"])
+    np.testing.assert_allclose([ratio["ci_low"], ratio["ci_high"]], 2.0, rtol=1e-14)
+    assert np.ptp(reps["den"]) > 0.1  # the means themselves do move
+    w = wilson(np.zeros(16, bool))
+    assert w["ci_low"] == 0 and w["ci_high"] == pytest.approx(1.96**2 / (16 + 1.96**2))

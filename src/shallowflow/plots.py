@@ -21,7 +21,17 @@ from matplotlib.typing import RcKeyType  # noqa: E402
 
 from shallowflow.storage import atomic_open  # noqa: E402
 
-__all__ = ["STYLE", "logistic", "plot_success", "render", "save", "save_figure", "signed", "yerr"]
+__all__ = [
+    "STYLE",
+    "design_ticks",
+    "logistic",
+    "plot_success",
+    "render",
+    "save",
+    "save_figure",
+    "signed",
+    "yerr",
+]
 
 STYLE: dict[RcKeyType, Any] = {
     "font.size": 9,
@@ -41,6 +51,12 @@ def yerr(points: pd.DataFrame) -> np.ndarray:
     """Asymmetric Hoeffding bars around the success fraction."""
     frac = points["fraction"].to_numpy()
     return np.vstack([frac - points["bar_low"].to_numpy(), points["bar_high"].to_numpy() - frac])
+
+
+def design_ticks(ax, values) -> None:
+    """Ticks at a design's values on a log x axis over a short range (no minor labels)."""
+    ax.set_xticks(values, [f"{v:.3g}" for v in values])
+    ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
 
 
 def signed(x: float) -> str:

@@ -28,10 +28,10 @@ Each exponent is the power law C_emp = K·x^β fitted to the cells' means ± sta
 with arms at several n, one common exponent and the test that it does not depend on n
 (:func:`~shallowflow.stats.fits.common_exponent`).
 
-Cost (measured on the loaded 2-core CPU): 10 cells of 16 runs at n = 32 and 128 take
-11 s with compilation; quick (13 cells up to n = 256, 16 runs) about 1 min; paper (n up to
-1024, arms at n = 64 and 256, 32 runs: 31 cells) estimated at 5–8 min, dominated by
-n = 1024 (n²p work per step).
+Cost, measured on the 2-core CPU while loaded: quick (16 cells, 256 runs, 2 compiled
+programs) 26 s with a cold compilation cache. Paper (22 cells of 48 runs, n up to 1024):
+8 runs at n = 1024 take 21 s with compilation (n²p work per step, about 250 steps), so
+about 1.5 min at n = 1024, 40 s at n = 512 and 1 min for the rest: estimated 3–5 min.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,11 @@ from shallowflow.experiments.batch import call_seconds, cell_table, cells_work, 
 from shallowflow.experiments.cells import cell_config
 from shallowflow.experiments.protocol import study_cell
 from shallowflow.experiments.runner import run_sweep
+from shallowflow.plots import design_ticks
 from shallowflow.report.format import fmt
 from shallowflow.results import least_thm1_const
 from shallowflow.stats import fits
+from shallowflow.stats.resample import mean_se
 
 NAME = "constants"
 TITLE = "Constants — what sets Theorem 1's rate"
@@ -63,8 +66,9 @@ QUESTION = (
     "n, and why does a smaller data set converge faster?"
 )
 ASKED_BY = (
-    "a public review of the paper (NeurIPS 2025, OpenReview), asked twice: why would a "
-    "smaller data set give a better rate, and what is the role of the constant C?"
+    "the first public review of the paper (NeurIPS 2025, OpenReview), rated 4: its question 1 "
+    "(the rates slow down as n grows and depend on the data's norm: what is the role of C?), "
+    "asked again in the discussion (why would a smaller data set give a better rate?)"
 )
 TABLE_TITLE = "Cells"
 D = 10**9  # Theorem 1's regime: d ≳ n² for every n of the design (implicit geometry)
@@ -73,22 +77,25 @@ BASE = (1.0, 2.0)  # the paper's ranges of ‖x_i‖ and |y_i| (SPEC §5)
 
 @dataclass(frozen=True)
 class Arm:
-    """One range parameter: its name in C, the theorem's exponent, and the ranges of
-    ``x_norms`` and ``label_range`` at a value v of the arm's knob."""
+    """One range parameter: its name in C, the theorem's exponent, the arm's value at the
+    paper's ranges, the ranges (x_norms, label_range) at a value v, and the parameter's
+    value in a row of the table (its columns x_lo, x_hi, y_lo, y_hi)."""
 
     symbol: str
     theory: float
-    ranges: Any  # v -> ((x_lo, x_hi), (y_lo, y_hi))
-    param: Any  # v -> the parameter's value
+    base: float
+    ranges: Callable[[float], tuple[tuple[float, float], tuple[float, float]]]
+    param: Callable[[dict[str, Any]], float]
 
 
 ARMS = {
-    "x_scale": Arm("C_x⁻", 1.0, lambda s: ((s, 2 * s), BASE), lambda s: s),
-    "x_spread": Arm("C_x⁻/C_x⁺", 1.0, lambda r: ((1.0, r), BASE), lambda r: 1 / r),
-    "y_scale": Arm("C_y⁻", 1.0, lambda m: (BASE, (m, 2 * m)), lambda m: m),
-    "y_spread": Arm("C_y⁺", 0.0, lambda r: (BASE, (1.0, r)), lambda r: r),
+    "x_scale": Arm("C_x⁻", 1.0, 1.0, lambda s: ((s, 2 * s), BASE), lambda r: r["x_lo"]),
+    "x_spread": Arm(
+        "C_x⁻/C_x⁺", 1.0, 2.0, lambda v: ((1.0, v), BASE), lambda r: r["x_lo"] / r["x_hi"]
+    ),
+    "y_scale": Arm("C_y⁻", 1.0, 1.0, lambda m: (BASE, (m, 2 * m)), lambda r: r["y_lo"]),
+    "y_spread": Arm("C_y⁺", 0.0, 2.0, lambda v: (BASE, (1.0, v)), lambda r: r["y_hi"]),
 }
-BASE_VALUE = {"x_scale": 1.0, "x_spread": 2.0, "y_scale": 1.0, "y_spread": 2.0}
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,8 @@ class Design:
 
 
 PRESETS = {
-    "quick": Design(ns=(32, 64, 128, 256), arm_ns=(64,), runs=16),
-    "paper": Design(ns=(32, 64, 128, 256, 512, 1024), arm_ns=(64, 256), runs=32),
+    "quick": Design(ns=(32, 64, 128, 256), arm_ns=(64, 256), runs=16),
+    "paper": Design(ns=(32, 64, 128, 256, 512, 1024), arm_ns=(64, 256), runs=48),
 }
 
 
@@ -138,7 +145,7 @@ def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     out = [_cell(n, design.runs, seed, "n") for n in design.ns]
     for name, values in design.values:
         for v in values:
-            if v != BASE_VALUE[name]:
+            if v != ARMS[name].base:
                 x, y = ARMS[name].ranges(v)
                 out += [_cell(n, design.runs, seed, name, x, y) for n in design.arm_ns]
     return out
@@ -190,30 +197,16 @@ def _ranges(runs: pd.DataFrame, knob: str) -> list[tuple[float, float]]:
     return [pair(text) if isinstance(text, str) else BASE for text in runs[knob]]
 
 
-def _mean_se(x: np.ndarray) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        return (float(x.mean()) if x.size else math.nan), math.nan
-    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
-
-
 def table_of(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: arm, n, the ranges, C_emp and ⟨μ⟩ (mean ± se over the runs
     where defined), the runs where C_emp is undefined, and the success fraction."""
     rows = []
-    keys = list(
-        zip(
-            runs["tag"],
-            runs["n"],
-            _ranges(runs, "x_norms"),
-            _ranges(runs, "label_range"),
-            strict=True,
-        )
-    )
+    ranges = zip(_ranges(runs, "x_norms"), _ranges(runs, "label_range"), strict=True)
+    keys = [(t, n, x, y) for t, n, (x, y) in zip(runs["tag"], runs["n"], ranges, strict=True)]
     for tag, n, x, y in sorted(set(keys)):
         g = runs.loc[[k == (tag, n, x, y) for k in keys]]
-        const, se = _mean_se(g["min_thm1_const"].to_numpy(float))
-        mu, mu_se = _mean_se(g["mu_mean"].to_numpy(float))
+        const, se = mean_se(g["min_thm1_const"].to_numpy(float))
+        mu, mu_se = mean_se(g["mu_mean"].to_numpy(float))
         rows.append(
             {"tag": str(tag), "n": int(n), "x_lo": x[0], "x_hi": x[1], "y_lo": y[0], "y_hi": y[1]}
             | {"runs": int(len(g)), "min_thm1_const": const, "min_thm1_const_se": se}
@@ -226,10 +219,14 @@ def table_of(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _arm_rows(table: pd.DataFrame, name: str, n: int) -> pd.DataFrame:
     """The cells of arm ``name`` at n with the base cell, and the parameter's value."""
-    arm = ARMS[name]
     rows = table.loc[table["tag"].isin(["n", name]) & (table["n"] == n)]
-    knob = {"x_scale": "x_lo", "x_spread": "x_hi", "y_scale": "y_lo", "y_spread": "y_hi"}[name]
-    return rows.assign(param=[arm.param(v) for v in rows[knob]]).sort_values(by="param")
+    param = [ARMS[name].param(r) for r in rows.to_dict(orient="records")]
+    return rows.assign(param=param).sort_values(by="param")
+
+
+def _power(rows: pd.DataFrame, x: str, y: str) -> dict[str, Any]:
+    """The power law y = K x^β fitted to the cells' means ± standard errors."""
+    return fits.power_exponent(rows[x], rows[y], rows[f"{y}_se"])
 
 
 def analyse(table: pd.DataFrame, design: Design) -> dict[str, Any]:
@@ -237,10 +234,8 @@ def analyse(table: pd.DataFrame, design: Design) -> dict[str, Any]:
     its n, and common to them with the test of equal exponents)."""
     base = table.loc[table["tag"] == "n"].sort_values(by="n")
     out: dict[str, Any] = {
-        "n_const": fits.power_exponent(
-            base["n"], base["min_thm1_const"], base["min_thm1_const_se"]
-        ),
-        "n_mu": fits.power_exponent(base["n"], base["mu_mean"], base["mu_mean_se"]),
+        "n_const": _power(base, "n", "min_thm1_const"),
+        "n_mu": _power(base, "n", "mu_mean"),
         "arms": {},
     }
     for name, _ in design.values:
@@ -248,20 +243,14 @@ def analyse(table: pd.DataFrame, design: Design) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "symbol": ARMS[name].symbol,
             "theory": ARMS[name].theory,
-            "at": {
-                int(n): fits.power_exponent(r["param"], r["min_thm1_const"], r["min_thm1_const_se"])
-                for n, r in per_n.items()
-            },
+            "at": {int(n): _power(r, "param", "min_thm1_const") for n, r in per_n.items()},
+            "mu": {int(n): _power(r, "param", "mu_mean") for n, r in per_n.items()},
         }
         rows = pd.concat(per_n.values())
         if len(per_n) > 1:
             entry["common"] = fits.common_exponent(
                 rows["param"], rows["n"], rows["min_thm1_const"], rows["min_thm1_const_se"]
             )
-        entry["mu"] = {
-            int(n): fits.power_exponent(r["param"], r["mu_mean"], r["mu_mean_se"])
-            for n, r in per_n.items()
-        }
         out["arms"][name] = entry
     return out
 
@@ -344,7 +333,7 @@ def _why_n(n_const: dict[str, Any], n_mu: dict[str, Any]) -> str:
         f"the measured constant grows only as n^{_ci(n_const)}, so the rate falls as "
         f"⟨μ⟩ ∝ n^{_ci(n_mu)}"
         + (
-            " — slower than 1/n (the orthogonal case's tight rate) but still falling."
+            ": it falls more slowly than 1/n (the orthogonal case's tight rate)."
             if -1 < rate < 0
             else "."
         )
@@ -355,19 +344,28 @@ def _arm_line(name: str, entry: dict[str, Any], beta: dict[str, Any], agree: boo
     """One arm: its exponent per n and in common, against the theorem's."""
     at = "; ".join(f"at n = {n}: {_ci(f)}" for n, f in entry["at"].items())
     mu = "; ".join(f"n = {n}: {_ci(f)}" for n, f in entry["mu"].items())
-    common = entry.get("common")
-    dep = ""
+    common, extra = entry.get("common"), ""
     if common is not None and np.isfinite(common.get("p_value", math.nan)):
-        dep = (
-            f"; its dependence on n: p-value {fmt(common['p_value'], 2)}"
-            f" ({'rejected' if common['p_value'] < 0.05 else 'not rejected'} equal exponents)"
-        )
-    theory = fmt(entry["theory"])
-    verdict_text = "consistent with" if agree else "excluded by its interval: not"
+        word = "rejected" if common["p_value"] < 0.05 else "not rejected"
+        extra = f"; common: {_ci(beta)} (equal over n {word}, p-value {fmt(common['p_value'], 2)})"
     symbol = f"({entry['symbol']})" if "/" in entry["symbol"] else entry["symbol"]
     return (
-        f"{name}: C_emp ∝ {symbol}^β with β {at}{dep}; "
-        f"{verdict_text} C's exponent {theory}; ⟨μ⟩'s exponent: {mu}."
+        f"{name}: C_emp ∝ {symbol}^β with β {at}{extra}; "
+        f"{_against(entry, beta, agree)}; ⟨μ⟩'s exponent: {mu}."
+    )
+
+
+def _against(entry: dict[str, Any], beta: dict[str, Any], agree: bool) -> str:
+    """The measured exponent against C's, read as a lower bound: which way C errs."""
+    theory, symbol = entry["theory"], entry["symbol"]
+    if agree:
+        return f"consistent with C's exponent {fmt(theory)}"
+    slower = beta["ci_high"] < theory
+    return (
+        f"{'below' if slower else 'above'} C's exponent {fmt(theory)}: the measured constant "
+        f"grows {'more slowly' if slower else 'faster'} with {symbol} than C does, so C is "
+        f"loose for {'small' if slower else 'large'} {symbol}, and for "
+        f"{'large' if slower else 'small'} {symbol} the theorem's prefactor must absorb it"
     )
 
 
@@ -424,6 +422,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         a.errorbar(base["n"], base[col], yerr=1.96 * base[se].fillna(0), fmt=style, ms=4,
                    lw=0.8, label=f"{label} ∝ n^{fmt(fit['beta'], 2)}")  # fmt: skip
     a.set(xscale="log", yscale="log", xlabel="n", title="against n (paper's ranges)")
+    design_ticks(a, list(base["n"]))
     a.legend(fontsize=7)
     n0 = summary["design"]["arm_ns"][0]
     for i, name in enumerate(summary["arms"]):
@@ -434,6 +433,8 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     b.axhline(1, color="k", lw=0.5)
     b.set(xscale="log", yscale="log", xlabel="range parameter", ylabel="C_emp / paper's")
     b.set_title(f"against the ranges (n = {n0})")
+    params = sorted({float(v) for k in summary["arms"] for v in _arm_rows(table, k, n0)["param"]})
+    design_ticks(b, params)
     b.legend(fontsize=7)
     names = list(summary["arms"])
     for i, name in enumerate(names):

@@ -16,7 +16,7 @@ and labelling (SPEC §6):
 - **ntk**: ridgeless regression with the tangent kernel of both layers at θ(0), the
   network's output at θ(0) kept (the lazy limit of the same flow);
 - **rf**: random features, the first layer frozen at θ(0) and the minimum-norm second
-  layer (least squares: p(n, 0.05) < n);
+  layer (an interpolator where p(n, 0.05) ≥ n, least squares where p < n, most n here);
 - **null**: f = 0, the reference for "no signal" (½·mean y²).
 
 Labellings: a teacher network y = (1/√k) Σ_l a*_l σ(⟨w*_l, x⟩) of width k = 1, 2, 4
@@ -28,13 +28,16 @@ on which no predictor can beat the null one. The n grid spans the Fig. 3 fall at
 Each run's data, test set and θ(0) are drawn again from its cell's seed and run index
 exactly as the engine drew them (:func:`splits`; checked against the run's recorded
 L(θ(0))), and the baselines are computed there in float64 (:func:`with_baselines`).
-Per (labelling, n/d): every predictor's mean test loss with a 95% t interval over runs,
-and the ratio network / best baseline with a paired bootstrap interval (runs resampled
-jointly, ``boot`` replicates from an explicit seed).
+Per (labelling, n/d): every predictor's mean test loss and the ratios network / best
+baseline and best predictor / null, each with a 95% paired bootstrap interval (the runs
+resampled jointly, ``boot`` replicates from an explicit seed); the networks' success
+fraction with its Wilson interval, and their diverged runs (kept in the means).
 
-Cost (measured on the loaded 2-core CPU, 16 runs × 4 labellings at d = 20: about 30 s
-with the baselines): quick about 1 min; paper (d = 40, 32 runs, n up to 400) estimated
-at 4–6 min from a measured cell of n = 400 (see the module's PRESETS).
+Cost, measured on the 2-core CPU while loaded (load 5–7): quick (20 cells, 320 runs, 8
+compiled programs) 2 min 30 s with a cold compilation cache, 67 s warm. Paper (28 cells,
+896 runs at d = 40, n up to 400): one cell of 32 runs at n = 400 takes 12 s with its
+compilation, its redrawn splits 1–3 s and its baselines 0.35 s per run, so about 3 min of
+networks and 3 min of baselines: estimated 5–8 min.
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.protocol import paper_cell
 from shallowflow.geometry import to_dense
+from shallowflow.plots import design_ticks
 from shallowflow.report.format import fmt
 from shallowflow.start import make_run
+from shallowflow.stats.resample import bootstrap_means, percentile_interval, wilson
 from shallowflow.theory import baselines
 from shallowflow.theory.baselines import Split
 
@@ -69,7 +74,7 @@ QUESTION = (
 ASKED_BY = (
     "two public reviews of the paper (NeurIPS 2025, OpenReview): the third, rated 5 (its "
     "question 5: how do the networks compare with kernel methods and linear models?), and "
-    "the second (what does the mean-field scaling change against the NTK regime?)"
+    "the fourth, rated 4 (what does the mean-field scaling change against the NTK regime?)"
 )
 TABLE_TITLE = "Test losses"
 BASELINES = ("linear", "ntk", "rf")
@@ -201,30 +206,6 @@ def _losses(group: pd.DataFrame, kind: str = "test") -> dict[str, np.ndarray]:
     return {name: group[col].to_numpy(float) for name, col in cols.items()}
 
 
-def bootstrap_means(
-    values: dict[str, np.ndarray], reps: int, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """``reps`` bootstrap replicates of each predictor's mean over runs, the runs
-    resampled jointly (the predictors share their splits: a paired bootstrap)."""
-    size = next(iter(values.values())).size
-    idx = np.random.default_rng(seed).integers(0, size, (reps, size))
-    return {name: x[idx].mean(axis=1) for name, x in values.items()}
-
-
-def _interval(estimate: float, boot: np.ndarray) -> dict[str, float]:
-    """An estimate with its 95% percentile bootstrap interval."""
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return {"value": float(estimate), "ci_low": float(lo), "ci_high": float(hi)}
-
-
-def _wilson(ok: np.ndarray, z: float = 1.96) -> dict[str, float]:
-    """The success fraction of the runs ``ok`` with its 95% Wilson interval."""
-    total, f = ok.size, float(ok.mean())
-    centre = (f + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(f * (1 - f) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return {"value": f, "ci_low": max(0.0, centre - half), "ci_high": min(1.0, centre + half)}
-
-
 def _rows(tag: str, n: int, d: int, group: pd.DataFrame, boot: int) -> list[dict[str, Any]]:
     """The table's rows of one (labelling, n): test and train losses per predictor, the
     network's success fraction and diverged runs, and the ratios network / best baseline
@@ -235,10 +216,10 @@ def _rows(tag: str, n: int, d: int, group: pd.DataFrame, boot: int) -> list[dict
     for measure, values in (("test_loss", test), ("train_loss", _losses(group, "train"))):
         reps = bootstrap_means(values, boot)
         for name in PREDICTORS:
-            est = _interval(values[name].mean(), reps[name])
+            est = percentile_interval(values[name].mean(), reps[name])
             rows.append(key | {"predictor": name, "measure": measure} | est)
     ok = group["success"].to_numpy(bool)
-    rows.append(key | {"predictor": "network", "measure": "success"} | _wilson(ok))
+    rows.append(key | {"predictor": "network", "measure": "success"} | wilson(ok))
     diverged = float(np.sum(group["outcome"].to_numpy() == "diverged"))
     rows.append(
         key | {"predictor": "network", "measure": "diverged"}
@@ -248,7 +229,7 @@ def _rows(tag: str, n: int, d: int, group: pd.DataFrame, boot: int) -> list[dict
     best = min(BASELINES, key=lambda b: float(test[b].mean()))
     top = min(PREDICTORS[:-1], key=lambda b: float(test[b].mean()))
     for num, den in (("network", best), (top, "null")):
-        est = _interval(test[num].mean() / test[den].mean(), reps[num] / reps[den])
+        est = percentile_interval(test[num].mean() / test[den].mean(), reps[num] / reps[den])
         rows.append(key | {"predictor": f"{num}/{den}", "measure": "ratio"} | est)
     return rows
 
@@ -430,12 +411,14 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
             err = np.abs(np.array([g["value"] - g["ci_low"], g["ci_high"] - g["value"]]))
             ax.errorbar(g["n_over_d"], g["value"], yerr=np.nan_to_num(err), fmt=style, ms=4,
                         lw=0.9, label=name)  # fmt: skip
-        ax.set(xscale="log", yscale="log", xlabel="n/d", title=tag)
+        ax.set(xscale="log", yscale="log", xlabel="n/d", title=_named(tag))
+        design_ticks(ax, sorted(set(rows["n_over_d"])))
         ok = table.loc[(table["tag"] == tag) & (table["measure"] == "success")]
         twin = ax.twinx()
         twin.plot(ok["n_over_d"], ok["value"], color="C3", lw=0.8, alpha=0.6)
         twin.set_ylim(-0.05, 1.05)
         twin.tick_params(labelsize=7, colors="C3")
+        twin.set_ylabel("networks converged", color="C3", fontsize=7)
     axes[0][0].set_ylabel("test loss (95%)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
