@@ -373,3 +373,35 @@ def test_bad_input_names_parameter(call, param):
     with pytest.raises(ShallowflowInputError) as err:
         call()
     assert err.value.param == param
+
+
+def test_fig3_verdict_says_no_fall_when_the_crossing_is_off_the_grid():
+    """Fig. 3 (quick) under the exact flow: success 1.00, 0.92, 0.96, 1.00, ... at
+    n = 130..430 has no fall on the grid; the logistic crossing then lies far outside
+    it (a negative N was printed as the threshold). The verdict must say that the curve
+    does not cross 1/2 on the grid, name the grid, and never print the crossing as N."""
+    import pandas as pd
+
+    from shallowflow.experiments.figures import fig3
+
+    ns = [130, 180, 230, 280, 330, 380, 430]
+    wins = [25, 23, 24, 25, 25, 25, 24]
+    rows = [
+        {
+            "n": n,
+            "d": 100,
+            "p": 10,
+            "success": i < w,
+            "final_loss": 0.0 if i < w else 0.5,
+            "loss0": 1.0,
+        }
+        for n, w in zip(ns, wins, strict=True)
+        for i in range(25)
+    ]
+    pts, summary = fig3.summarise(pd.DataFrame(rows), None)  # pyright: ignore[reportArgumentType]
+    assert not summary["threshold"]["inside_grid"]
+    lines, sharp = fig3.verdict(pts, summary, None)  # pyright: ignore[reportArgumentType]
+    assert not sharp
+    text = " ".join(lines)
+    assert "does not cross 1/2 on the grid n = 130–430 (success fraction 0.92–1)" in text
+    assert f"threshold N = {summary['threshold']['N']:.4g}" not in text
