@@ -129,14 +129,14 @@ def generate(
     raise ValueError(f"data: unknown generator {name!r}; allowed: {DATA}")
 
 
-def paper_labels(key: jax.Array, n: int, dtype=jnp.float32, length: int | None = None):
+def paper_labels(key: jax.Array, n: Size, dtype=jnp.float32, length: int | None = None):
     """y_i = s_i m_i with s_i Rademacher and m_i ~ U[1, 2] (SPEC §5); ``length`` ≥ n
     pads with zeros."""
-    length = n if length is None else length
+    size = int(n) if length is None else length  # a traced n needs its padded length
     ks, km = jax.random.split(key)
-    s = jax.random.rademacher(ks, (length,), dtype)
-    y = s * jax.random.uniform(km, (length,), dtype, 1.0, 2.0)
-    return jnp.where(mask(length, n), y, 0.0)
+    s = jax.random.rademacher(ks, (size,), dtype)
+    y = s * jax.random.uniform(km, (size,), dtype, 1.0, 2.0)
+    return jnp.where(mask(size, n), y, 0.0)
 
 
 def teacher(key: jax.Array, n_dim: int, k: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:

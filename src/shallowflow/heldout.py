@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow import implicit
-from shallowflow.data import block, correlated_frame, generate, mask, radii, rows
+from shallowflow.data import Size, block, correlated_frame, generate, mask, radii, rows
 from shallowflow.geometry import PRECISIONS
 from shallowflow.model import State, activation
 
@@ -38,7 +38,7 @@ class HeldOut(NamedTuple):
     z: jax.Array
     c: jax.Array
     y: jax.Array
-    n: jax.Array | int
+    n: Size
 
 
 def check(law: str, n: int, d: int, test_n: int, test_file: str | None, geometry: str) -> None:

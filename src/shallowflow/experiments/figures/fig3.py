@@ -77,7 +77,7 @@ def _threshold_line(points: pd.DataFrame, fit: dict[str, Any], fall: float) -> s
     """N with its interval and the fall's width; when the fitted curve crosses 1/2 off
     the grid, that crossing is an extrapolation, not a threshold, and the line says so."""
     if not fit["inside_grid"]:
-        ns, frac = points["n"], points["fraction"]
+        ns, frac = points["n"].to_numpy(float), points["fraction"].to_numpy(float)
         return (
             f"the fitted success curve does not cross 1/2 on the grid n = {int(ns.min())}–"
             f"{int(ns.max())} (success fraction {fmt(frac.min(), 2)}–{fmt(frac.max(), 2)}): "
