@@ -210,6 +210,13 @@ _RUN = [
         "θ",
         "Lemma 1, SPEC §6",
     ),
+    _c(
+        "a_sign_changes",
+        "neurons j with sign(a_j(T)) ≠ sign(a_j(0)) at the run's end (none under the flow "
+        "when Assumption 1 holds)",
+        "neurons",
+        "Lemma 1, SPEC §2",
+    ),
     _c("coverage0", "covered examples at θ(0)", "examples", "SPEC §2"),
     _c("loss0", "L(θ(0))", "loss", "SPEC §1"),
     _c("mu0", "μ_state at θ(0)", "1/time", "SPEC §2"),
