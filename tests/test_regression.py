@@ -10,7 +10,11 @@ import pytest
 from scipy import special
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.stats.regression import logistic_regression, ratio_of_coefficients
+from shallowflow.stats.regression import (
+    logistic_regression,
+    ratio_of_coefficients,
+    threshold_shifts,
+)
 
 # a 2×2 table: x = 1 has A successes and B failures, x = 0 has C and D
 A, B, C, D = 7, 3, 2, 9
@@ -79,6 +83,19 @@ def test_ratio_of_coefficients_is_the_offsetting_change_with_its_delta_interval(
         )
         hits += r["ci_low"] <= 0.5 / 1.2 <= r["ci_high"]
     assert 88 <= hits <= 100
+
+
+def test_threshold_shifts_recover_a_planted_shift_and_skip_a_constant_term():
+    """logit P = −8 (n − 1 − 0.2 f): a unit of f moves the crossing in n by +0.2; a term
+    that never varies leaves its model unfitted (None)."""
+    rng = np.random.default_rng(2)
+    n = rng.uniform(0.5, 1.5, 4000)
+    f = rng.integers(0, 2, 4000).astype(float)
+    y = (rng.random(4000) < special.expit(-8.0 * (n - 1.0 - 0.2 * f))).astype(float)
+    out = threshold_shifts(n - 1.0, {"f": f, "c": np.ones(4000)}, y, {"f": ("f",), "c": ("c",)})
+    shift = out["f"]["shift"]["f"]
+    assert shift["ci_low"] <= 0.2 <= shift["ci_high"] and shift["ci_high"] - shift["ci_low"] < 0.1
+    assert out["c"] is None
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from scipy import special, stats
 
 from shallowflow.errors import require
 
-__all__ = ["logistic_regression", "ratio_of_coefficients"]
+__all__ = ["logistic_regression", "ratio_of_coefficients", "threshold_shifts"]
 
 
 def _penalised(x: NDArray, y: NDArray, beta: NDArray, firth: bool):
@@ -130,3 +130,30 @@ def ratio_of_coefficients(
     se = math.sqrt(max(float(grad @ sub @ grad), 0.0))
     z = float(stats.norm.ppf(0.5 + level / 2))
     return {"value": value, "se": se, "ci_low": value - z * se, "ci_high": value + z * se}
+
+
+def threshold_shifts(
+    offset: ArrayLike,
+    covariates: dict[str, ArrayLike],
+    outcome: ArrayLike,
+    models: dict[str, Sequence[str]],
+) -> dict[str, dict[str, Any] | None]:
+    """Per model (name → its terms): the logistic regression of ``outcome`` on
+    ``offset`` (named ``"n"``, e.g. n/N − 1) and the terms' ``covariates``, with each
+    term's shift of the 1/2 crossing in ``offset``, −β_term/β_n
+    (:func:`ratio_of_coefficients`), under ``"shift"``. A model with a column or an
+    outcome that does not vary is None (nothing to fit)."""
+    cols = {"n": np.asarray(offset, float)} | {
+        k: np.asarray(v, float) for k, v in covariates.items()
+    }
+    y = np.asarray(outcome, float)
+    out: dict[str, dict[str, Any] | None] = {}
+    for model, terms in models.items():
+        names = ["n", *terms]
+        if any(np.ptp(cols[t]) == 0 for t in names) or np.ptp(y) == 0:
+            out[model] = None
+            continue
+        fit = logistic_regression(np.column_stack([cols[t] for t in names]), y, names)
+        fit["shift"] = {t: ratio_of_coefficients(fit, t, "n") for t in terms}
+        out[model] = fit
+    return out
