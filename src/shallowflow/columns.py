@@ -210,6 +210,13 @@ _RUN = [
         "θ",
         "Lemma 1, SPEC §6",
     ),
+    _c(
+        "a_sign_changes",
+        "neurons j with sign(a_j(T)) ≠ sign(a_j(0)) at the run's end (none under the flow "
+        "when Assumption 1 holds)",
+        "neurons",
+        "Lemma 1, SPEC §2",
+    ),
     _c("coverage0", "covered examples at θ(0)", "examples", "SPEC §2"),
     _c("loss0", "L(θ(0))", "loss", "SPEC §1"),
     _c("mu0", "μ_state at θ(0)", "1/time", "SPEC §2"),
@@ -246,8 +253,53 @@ _POINTS = [
 ]
 
 _STUDY = [
-    _c("part", "the study's part: stop level, solver, init, range of n, mechanism"),
-    _c("variant", "the variant's tag (gd, gd_eta_0.25, flow, w_0.1, w_1, balanced)"),
+    _c(
+        "part",
+        "the study's part (conjecture1: stop level, solver, init, range of n, mechanism; "
+        "initialisation: threshold, ratio, mechanism, shift)",
+    ),
+    _c(
+        "variant",
+        "the variant's tag (gd, gd_eta_0.25, flow, w_0.1, w_1, balanced; an initialisation; "
+        "a regression's model: term)",
+    ),
+    _c(
+        "value",
+        "the row's estimate: a threshold N, a ratio N/N(paper), a logistic coefficient "
+        "(log-odds per unit) or a threshold shift (fraction of N(paper) per unit)",
+        "—",
+        "SPEC §5; stats.regression",
+        "not estimable (no crossing of 1/2)",
+    ),
+    _c(
+        "se",
+        "one-sigma error of value (half the 68% profile interval of a threshold; Fisher "
+        "information for a coefficient)",
+        "—",
+        "",
+        "not defined (a bootstrap ratio)",
+    ),
+    _c(
+        "violating_fraction",
+        "mean over runs of the fraction of neurons violating Assumption 1 at θ(0), "
+        "1 − assumption1_fraction",
+        "—",
+        "Lemma 1",
+        "not a threshold row",
+    ),
+    _c(
+        "sign_changes",
+        "mean over runs of a_sign_changes",
+        "neurons",
+        "Lemma 1",
+        "not a threshold row",
+    ),
+    _c(
+        "kept",
+        "bootstrap replicates in which both curves cross 1/2",
+        "replicates",
+        null="not a ratio row",
+    ),
     _c("level", "stop level, × 1/(2n)", "loss × 2n"),
     _c("measure", "mu_tail | mu_mean | mu_kernel | e_min | lambda_min"),
     _c("n_min", "smallest n of the fit", "examples"),

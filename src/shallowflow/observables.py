@@ -100,6 +100,13 @@ def assumption1_margins(state: State, off2: jax.Array, p) -> dict[str, jax.Array
     }
 
 
+def a_sign_changes(start: State, end: State) -> jax.Array:
+    """The number of neurons j with sign(a_j(T)) ≠ sign(a_j(0)) (SPEC §2: under the flow
+    and Assumption 1 no a_j changes sign, Lemma 1). Padded neurons have a_j = 0 at both
+    ends and never count."""
+    return jnp.sum(jnp.sign(end.a) != jnp.sign(start.a))
+
+
 def neuron_norms2(state: State, off2: jax.Array) -> jax.Array:
     """a_j² + ‖w_j‖² per neuron, with ‖w_j‖² = ‖v_j‖² + off2_j."""
     return state.a**2 + jnp.sum(state.v**2, axis=1) + off2

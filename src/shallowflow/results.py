@@ -54,6 +54,7 @@ def runs_table(res: SimResult) -> pd.DataFrame:
             "final_steps": "steps",
             "final_mu_tail": "mu_tail",
             "final_mu_mean": "mu_mean",
+            "final_a_sign_changes": "a_sign_changes",
         }
     )
     df.insert(0, "run", np.arange(res.runs))

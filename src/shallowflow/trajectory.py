@@ -26,6 +26,7 @@ from shallowflow.geometry import Geometry, to_user, working_dim
 from shallowflow.heldout import test_loss
 from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import (
+    a_sign_changes,
     assumption1,
     assumption1_margins,
     balance,
@@ -242,6 +243,7 @@ def run_one(
         # a diverged run's window holds no rate of convergence: null, not a number
         mu_tail=jnp.where(traj.status == Outcome.DIVERGED, jnp.nan, traj.tail_rate),
         mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
+        a_sign_changes=a_sign_changes(s0, traj.final),
     )
     final.update(stats)
     if stats:  # the exact flow's cost per event: evaluations / (crossings + slide entries)
