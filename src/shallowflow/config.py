@@ -96,7 +96,8 @@ class InitSpec(_Spec):
     a_scale: float = Field(1.0, gt=0, description="factor on a after drawing it")
     require_coverage: bool = Field(False, description="redraw until every example is covered")
     activation: ActivationName = Field(
-        description=f"σ: {ALLOWED}", json_schema_extra=_auto("relu (leaky:S from activation_slope)")
+        description=f"σ: {ALLOWED}",
+        json_schema_extra=_auto("relu; leaky:S with --activation-slope S"),
     )
     file: str | None = Field(None, alias="state_file", description="initial state .npz (W, a)")
     state_run: int | None = Field(
@@ -205,7 +206,7 @@ class _Choices(_Spec):
 
     eps: float = Field(0.05, gt=0, lt=1, description="ε in p(n, ε) = ⌊log(n/ε)/log(4/3)⌋+1")
     horizon_factor: float = Field(1.0, gt=0, description="multiplies the default horizon")
-    activation_slope: float | None = Field(None, ge=0, lt=1, description="activation leaky:S")
+    activation_slope: float | None = Field(None, ge=0, lt=1, description="= activation leaky:S")
 
 
 SPECS: dict[str, type[_Spec]] = {
