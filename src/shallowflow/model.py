@@ -3,7 +3,8 @@
 Everything here works in *working coordinates* (see :mod:`shallowflow.geometry`):
 the data are ``z`` and the first layer is ``v``; the pre-activations
 ``P[j, i] = ⟨w_j, x_i⟩`` are computed by the geometry. In the dense geometry
-``z = X`` and ``v = W``.
+``z = X`` and ``v = W``. The activation σ is a spec of :mod:`shallowflow.activations`
+(ReLU by default), passed as ``act``.
 """
 
 from __future__ import annotations

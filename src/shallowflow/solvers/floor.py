@@ -9,7 +9,9 @@ An adaptive explicit Runge–Kutta method (Tsit5 by default, 5th order with an
 embedded 4th-order error estimate; Dopri5 and Dopri8 on request) with a PID step
 controller at relative/absolute tolerances.
 
-The ReLU flow is a discontinuous (Filippov) system: a neuron whose pre-activation
+For a C¹ activation (``act``: relu_power, monomials, softplus, GELU) the field is
+continuous and the floor never binds at a tolerance the controller can meet. The ReLU
+flow is a discontinuous (Filippov) system: a neuron whose pre-activation
 on an example is driven to 0 from both sides slides along ⟨w_j, x_i⟩ = 0, where no
 explicit method can meet a tolerance. The step is therefore floored at ``dtmin``
 (``force_dtmin``): away from sliding the tolerances hold; on a sliding surface the
