@@ -47,7 +47,10 @@ TABLES = {
     "study": "`table.parquet` of `study conjecture1`: one row per fitted exponent",
 }
 
-_NOT_ORTHO = "null where undefined (non-ReLU activation)"
+# What an activation σ does not allow is null, never a wrong number (SPEC §6).
+_NOT_ORTHO = "σ other than relu and leaky (proven for ReLU only, SPEC §6)"
+_NO_LAW = "σ not positively homogeneous (softplus, gelu): no conservation law"
+_NO_ACTIVITY = "σ with no inactive side (monomial, softplus, gelu): u > 0 means nothing"
 
 # Observables recorded along a trajectory (SPEC §2); per run they appear as final_<name>.
 OBSERVABLES = [
@@ -73,25 +76,52 @@ OBSERVABLES = [
         "SPEC §2",
         "not the exact flow (column absent)",
     ),
-    _c("balance_drift", "max_j |Δ(a_j² − ‖w_j‖²)| since t = 0", "θ²", "Lemma 1, SPEC §2"),
-    _c("balance_drift_rel", "balance_drift / max_j (a_j(0)² + ‖w_j(0)‖²)", "—", "Lemma 1"),
+    _c(
+        "balance_drift",
+        "max_j |Δ(k a_j² − ‖w_j‖²)| since t = 0, k the degree of a positively homogeneous σ "
+        "(1 for ReLU and leaky: Lemma 1)",
+        "θ²",
+        "Lemma 1, SPEC §2, §6",
+        _NO_LAW,
+    ),
+    _c(
+        "balance_drift_rel",
+        "balance_drift / max_j (a_j(0)² + ‖w_j(0)‖²)",
+        "—",
+        "Lemma 1, SPEC §6",
+        _NO_LAW,
+    ),
     _c(
         "coverage",
         "number of covered examples (some j with a_j y_i > 0, ⟨w_j, x_i⟩ > 0)",
         "examples",
         "SPEC §2",
+        _NO_ACTIVITY,
     ),
-    _c("energy_min", "min_i E_i, E_i = (1/p) Σ_j a_j² 1[⟨w_j, x_i⟩ > 0]", "θ²", "SPEC §2"),
-    _c("energy_max", "max_i E_i", "θ²", "SPEC §2"),
+    _c(
+        "energy_min",
+        "min_i E_i, E_i = (1/p) Σ_j a_j² 1[⟨w_j, x_i⟩ > 0]",
+        "θ²",
+        "SPEC §2",
+        _NOT_ORTHO,
+    ),
+    _c("energy_max", "max_i E_i", "θ²", "SPEC §2", _NOT_ORTHO),
     _c(
         "mu_low",
         "the paper's lower bound (2/n) min_i E_i (orthogonal data, ‖x_i‖ ∈ [1, 2])",
         "1/time",
         "SPEC §2, Fig. 6",
+        _NOT_ORTHO,
     ),
-    _c("mu_upp", "the paper's upper bound (16/n) max_i E_i", "1/time", "SPEC §2, Fig. 6"),
-    _c("mu_low_tight", "(2/n) min_i ‖x_i‖² E_i", "1/time", "SPEC §2"),
-    _c("mu_upp_tight", "(4/n) max_i ‖x_i‖² E_i", "1/time", "SPEC §2"),
+    _c(
+        "mu_upp",
+        "the paper's upper bound (16/n) max_i E_i",
+        "1/time",
+        "SPEC §2, Fig. 6",
+        _NOT_ORTHO,
+    ),
+    _c("mu_low_tight", "(2/n) min_i ‖x_i‖² E_i", "1/time", "SPEC §2", _NOT_ORTHO),
+    _c("mu_upp_tight", "(4/n) max_i ‖x_i‖² E_i", "1/time", "SPEC §2", _NOT_ORTHO),
     _c(
         "min_fit",
         "min_i h_θ(x_i)/y_i = min_i (1 − r_i/y_i)",
@@ -104,7 +134,7 @@ OBSERVABLES = [
         "empirical Theorem-1 constant n μ / min_i (h_θ(x_i)/y_i)",
         "—",
         "Theorem 1, SPEC §2",
-        "min_fit ≤ 0 (some example fitted on the wrong side)",
+        f"min_fit ≤ 0 (some example fitted on the wrong side); {_NOT_ORTHO}",
     ),
     _c("theta_norm2", "‖θ‖² = Σ_j a_j² + ‖w_j‖²", "θ²", "SPEC §6"),
     _c(
@@ -138,7 +168,7 @@ _FLOW_STATS = [
         "evals / (crossings + slides): the cost of an event",
         "evals",
         "SPEC §3b",
-        "no event in the run",
+        "no event in the run; the flow of a C¹ σ (no events: column absent)",
     ),
     _c("sliding_time", "time with at least one pair sliding", "time", "SPEC §3b"),
     _c("max_sliding", "most pairs sliding at once", "pairs", "SPEC §3b"),
@@ -217,7 +247,7 @@ _RUN = [
         "neurons",
         "Lemma 1, SPEC §2",
     ),
-    _c("coverage0", "covered examples at θ(0)", "examples", "SPEC §2"),
+    _c("coverage0", "covered examples at θ(0)", "examples", "SPEC §2", _NO_ACTIVITY),
     _c("loss0", "L(θ(0))", "loss", "SPEC §1"),
     _c("mu0", "μ_state at θ(0)", "1/time", "SPEC §2"),
     _c(

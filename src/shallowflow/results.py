@@ -123,7 +123,12 @@ def summary(res: SimResult) -> dict:
         "median_mu_tail": _median_defined(runs["mu_tail"]),
         "median_steps": float(np.median(runs["steps"])),
         "assumption1_fraction": float(np.mean(runs["assumption1"])),
-        "fully_covered_fraction": float(np.mean(runs["coverage0"] == res.cfg.data.n)),
+        # coverage is null where σ has no activity (SPEC §6): no fraction then
+        "fully_covered_fraction": (
+            None
+            if np.all(np.isnan(res.init["coverage0"]))
+            else float(np.mean(runs["coverage0"] == res.cfg.data.n))
+        ),
     }
 
 
