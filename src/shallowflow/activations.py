@@ -95,13 +95,19 @@ class Activation:
 class Leaky(Activation):
     """σ(u) = max(u, s·u), 0 ≤ s < 1, σ′(0) = s: ReLU for s = 0 (SPEC §1), leaky ReLU
     otherwise. Positively 1-homogeneous, piecewise linear. The ReLU-only quantities are
-    reported for the leaky ReLU too, as before the model family (the lower orthogonal
-    bound carries over: σ′² ≥ 1[u > 0]; the upper one and Theorem 1 are not proven)."""
+    reported for s = 0 only: the paper proves its orthogonal bounds and Theorem 1 for the
+    ReLU, and for s > 0 the upper bound and Theorem 1's constant are not proven (the
+    energies' 1[u > 0] no longer is σ′), so they are null, never a number that reads as
+    a bound (SPEC §6)."""
 
     slope: float = 0.0
     piecewise_linear: ClassVar[bool] = True
-    relu_theory: ClassVar[bool] = True
     activity: ClassVar[bool] = True
+
+    @property
+    def relu_theory(self) -> bool:  # pyright: ignore[reportIncompatibleVariableOverride]
+        """True for the ReLU (s = 0) only."""
+        return self.slope == 0.0
 
     @property
     def degree(self) -> int | None:

@@ -48,7 +48,7 @@ TABLES = {
 }
 
 # What an activation σ does not allow is null, never a wrong number (SPEC §6).
-_NOT_ORTHO = "σ other than relu and leaky (proven for ReLU only, SPEC §6)"
+_NOT_ORTHO = "σ other than relu, leaky included (proven for ReLU only, SPEC §6)"
 _NO_LAW = "σ not positively homogeneous (softplus, gelu): no conservation law"
 _NO_ACTIVITY = "σ with no inactive side (monomial, softplus, gelu): u > 0 means nothing"
 
