@@ -161,6 +161,8 @@ def test_simulate_respects_a_running_sweeps_lock(tmp_path):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from shallowflow.observables import RELU_ONLY  # noqa: E402
+
 _NUMBERS = st.sampled_from(
     ["0", "-1", "1", "2", "0.5", "1e-300", "1e300", "inf", "-inf", "nan", "abc", "", "3e9"]
 )
@@ -183,6 +185,9 @@ _OPTIONS = {
     "--solver": st.sampled_from(["gd", "flow", "flow-floor", "nope"]),
     "--geometry": st.sampled_from(["auto", "dense", "reduced", "diagonal", "implicit", "x"]),
     "--activation-slope": _NUMBERS,
+    "--activation": st.sampled_from(
+        ["relu", "leaky:0.2", "relu_power:2", "monomial:3", "softplus:5", "gelu", "foo", ""]
+    ),
 }
 
 
@@ -220,6 +225,11 @@ def test_fuzzed_simulate_never_shows_a_traceback_nor_writes_non_finite_numbers(
             # null only where a quantity is undefined: Theorem 1's constant and min_fit
             # (a zero label), mu_tail (a diverged run)
             nullable = ("thm1_const", "min_fit", "mu_tail")
+            chosen = args[args.index("--activation") + 1] if "--activation" in args else "relu"
+            if chosen not in ("relu", "leaky:0.2"):
+                # quantities σ does not allow (SPEC §6): ReLU-only ones, coverage where
+                # u > 0 means no activity, the balance drift without a conservation law
+                nullable += (*RELU_ONLY, "coverage", "balance_drift")
             defined = table.drop(columns=[c for c in table if any(k in c for k in nullable)])
             assert np.isfinite(defined.to_numpy(float)).all(), (args, name)
 

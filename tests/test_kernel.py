@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shallowflow import model, observables
+from shallowflow.activations import leaky
 from shallowflow.config import make_config
 from shallowflow.engine import simulate
 from shallowflow.geometry import Geometry, to_working
@@ -38,7 +39,7 @@ def _jacobian_kernel(geom: Geometry, a, v, z, y, slope: float) -> np.ndarray:
     """(p/n) J Jᵀ with J = ∂h(θ)/∂θ, θ = (a, v), by autodiff in float64."""
 
     def h(a_, v_):
-        return model.forward(geom, model.State(a_, v_), model.Problem(z, y), slope).h
+        return model.forward(geom, model.State(a_, v_), model.Problem(z, y), leaky(slope)).h
 
     with jax.enable_x64(True):
         ja, jv = jax.jacfwd(h, argnums=(0, 1))(jnp.asarray(a), jnp.asarray(v))
@@ -59,11 +60,11 @@ def kernel_error(seed: int, kind: str, slope: float) -> float:
     with jax.enable_x64(True):
         geom = Geometry(kind)
         state, prob = model.State(jnp.asarray(a), jnp.asarray(v)), model.Problem(z, y)
-        k = np.asarray(tangent_kernel(geom, state, prob, slope))
+        k = np.asarray(tangent_kernel(geom, state, prob, leaky(slope)))
         ref = _jacobian_kernel(geom, a, v, z, y, slope)
         # −d/dt log L = p‖∇L‖²/L = 2 rᵀKr/|r|² at any state (off sliding surfaces)
-        r = np.asarray(model.forward(geom, state, prob, slope).r)
-        mu = float(observables.mu(geom, state, prob, slope))
+        r = np.asarray(model.forward(geom, state, prob, leaky(slope)).r)
+        mu = float(observables.mu(geom, state, prob, leaky(slope)))
     assert abs(2 * r @ k @ r / (r @ r) - mu) <= 1e-12 * mu
     return float(np.max(np.abs(k - ref)) / np.max(np.abs(ref)))
 
@@ -92,7 +93,7 @@ def mu_error(geom: Geometry, z, v, a, y, slope: float = 0.0) -> float:
     """|mu_inf_kernel − 2 λ_min(dense NumPy, moving examples)| relative."""
     with jax.enable_x64(True):
         state, prob = model.State(jnp.asarray(a), jnp.asarray(v)), model.Problem(z, y)
-        got = float(jax.jit(mu_inf_kernel, static_argnums=(0, 3))(geom, state, prob, slope))
+        got = float(jax.jit(mu_inf_kernel, static_argnums=(0, 3))(geom, state, prob, leaky(slope)))
     ref = _reference_mu(_jacobian_kernel(geom, a, v, z, y, slope))
     return abs(got - ref) / ref
 

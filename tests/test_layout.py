@@ -21,6 +21,7 @@ CORE = {
     "observables",
     "kernel",
     "linalg",
+    "activations",
     "errors",
 }
 ENGINE = {"engine", "trajectory", "solvers", "start", "config", "results", "devices", "compilation"}

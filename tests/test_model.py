@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shallowflow import model, observables
+from shallowflow.activations import leaky
 from shallowflow.config import make_config
 from shallowflow.geometry import Geometry
 from shallowflow.observables import covered
@@ -70,9 +71,10 @@ def test_field_is_minus_p_grad_and_matches_componentwise_formulas(seed, slope):
     with jax.enable_x64(True):
         prob = model.Problem(jnp.asarray(X), jnp.asarray(y))
         s = _state(a, W)
-        fw = model.forward(DENSE, s, prob, slope)
-        field = model.vector_field(DENSE, s, prob, slope)
-        grad = jax.grad(lambda st_: model.loss(DENSE, st_, prob, slope))(s)
+        act = leaky(slope)
+        fw = model.forward(DENSE, s, prob, act)
+        field = model.vector_field(DENSE, s, prob, act)
+        grad = jax.grad(lambda st_: model.loss(DENSE, st_, prob, act))(s)
         assert field.a.dtype == jnp.float64
         np.testing.assert_allclose(field.a, -p * grad.a, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(field.v, -p * grad.v, rtol=1e-12, atol=1e-14)
@@ -118,7 +120,8 @@ def test_balance_is_conserved_by_the_field(slope):
     """Lemma 1: d/dt (a_j² − ‖w_j‖²) = 2 a_j F_a_j − 2 ⟨w_j, F_w_j⟩ = 0 (σ(u) = u σ'(u))."""
     X, y, a, W = _random_problem(7, n=6, d=5, p=8)
     with jax.enable_x64(True):
-        f = model.vector_field(DENSE, _state(a, W), model.Problem(jnp.asarray(X), jnp.asarray(y)))
+        prob = model.Problem(jnp.asarray(X), jnp.asarray(y))
+        f = model.vector_field(DENSE, _state(a, W), prob, leaky(slope))
         rate = 2 * a * np.asarray(f.a) - 2 * np.sum(W * np.asarray(f.v), axis=1)
     assert np.max(np.abs(rate)) < 1e-13 * (1 + np.max(np.abs(f.a)))
 
@@ -147,18 +150,18 @@ def test_mu_is_p_grad_sq_over_loss_and_log_loss_decay_rate(seed, slope):
     p = a.shape[0]
     with jax.enable_x64(True):
         prob = model.Problem(jnp.asarray(X), jnp.asarray(y))
-        s = _state(a, W)
-        mu = float(observables.mu(DENSE, s, prob, slope))
-        grad = jax.grad(lambda st_: model.loss(DENSE, st_, prob, slope))(s)
-        loss = float(model.loss(DENSE, s, prob, slope))
+        s, act = _state(a, W), leaky(slope)
+        mu = float(observables.mu(DENSE, s, prob, act))
+        grad = jax.grad(lambda st_: model.loss(DENSE, st_, prob, act))(s)
+        loss = float(model.loss(DENSE, s, prob, act))
         expected = p * float(model.sq_norm(grad)) / loss
-        f = model.vector_field(DENSE, s, prob, slope)
+        f = model.vector_field(DENSE, s, prob, act)
         h = 1e-6
         ahead = model.State(s.a + h * f.a, s.v + h * f.v)
         behind = model.State(s.a - h * f.a, s.v - h * f.v)
         fd = (
-            math.log(float(model.loss(DENSE, behind, prob, slope)))
-            - math.log(float(model.loss(DENSE, ahead, prob, slope)))
+            math.log(float(model.loss(DENSE, behind, prob, act)))
+            - math.log(float(model.loss(DENSE, ahead, prob, act)))
         ) / (2 * h)
     assert mu > 0
     np.testing.assert_allclose(mu, expected, rtol=1e-12)

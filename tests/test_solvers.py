@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shallowflow import model, observables
+from shallowflow.activations import relu
 from shallowflow.config import make_config
 from shallowflow.engine import simulate
 from shallowflow.solvers import exact, gd
@@ -243,7 +244,7 @@ def test_an_unknown_solver_name_is_an_error():
     start = make_run(jax.random.key(0), cfg)
     values = SolveValues(*(jnp.asarray(x) for x in (1.0, 0.0, 1e6, 1e-5, 1e-7, 1e-2)))
     grid = jnp.arange(3)
-    kw = dict(slope=0.0, tail=2, method="tsit5", max_steps=10, size=jnp.asarray(90))
+    kw = dict(act=relu, tail=2, method="tsit5", max_steps=10, size=jnp.asarray(90))
     with pytest.raises(ShallowflowInputError, match=r"solver: unknown 'flow-flor'; allowed"):
         solve("flow-flor", geometry_of(cfg), start.prob, start.state, grid, values, **kw)
 

@@ -11,7 +11,12 @@ from scipy import optimize, special
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.stats import logistic as lg
 from shallowflow.stats.design import adaptive_threshold
-from shallowflow.stats.thresholds import fit_threshold, hoeffding_halfwidth, success_bars
+from shallowflow.stats.thresholds import (
+    fit_threshold,
+    hoeffding_halfwidth,
+    paired_bootstrap,
+    success_bars,
+)
 
 # Fig. 3's grid and runs, with a planted logistic threshold.
 GRID = np.arange(1300, 2101, 50)
@@ -373,3 +378,82 @@ def test_bad_input_names_parameter(call, param):
     with pytest.raises(ShallowflowInputError) as err:
         call()
     assert err.value.param == param
+
+
+def test_fig3_verdict_says_no_fall_when_the_crossing_is_off_the_grid():
+    """Fig. 3 (quick) under the exact flow: success 1.00, 0.92, 0.96, 1.00, ... at
+    n = 130..430 has no fall on the grid; the logistic crossing then lies far outside
+    it (a negative N was printed as the threshold). The verdict must say that the curve
+    does not cross 1/2 on the grid, name the grid, and never print the crossing as N."""
+    import pandas as pd
+
+    from shallowflow.experiments.figures import fig3
+
+    ns = [130, 180, 230, 280, 330, 380, 430]
+    wins = [25, 23, 24, 25, 25, 25, 24]
+    rows = [
+        {
+            "n": n,
+            "d": 100,
+            "p": 10,
+            "success": i < w,
+            "final_loss": 0.0 if i < w else 0.5,
+            "loss0": 1.0,
+        }
+        for n, w in zip(ns, wins, strict=True)
+        for i in range(25)
+    ]
+    pts, summary = fig3.summarise(pd.DataFrame(rows), None)  # pyright: ignore[reportArgumentType]
+    assert not summary["threshold"]["inside_grid"]
+    lines, sharp = fig3.verdict(pts, summary, None)  # pyright: ignore[reportArgumentType]
+    assert not sharp
+    text = " ".join(lines)
+    assert "does not cross 1/2 on the grid n = 130–430 (success fraction 0.92–1)" in text
+    assert f"threshold N = {summary['threshold']['N']:.4g}" not in text
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+
+
+def _paired_hits(rng, thresholds, runs=100, shared=True):
+    """Variants × GRID × runs successes, u < P(n; N_v): one uniform per (n, run) shared
+    by every variant (shared draws), or one per variant."""
+    u = rng.random((GRID.size, runs))
+    rows = []
+    for big_n in thresholds:
+        prob = special.expit(-(GRID.astype(float) - big_n) / SCALE)[:, None]
+        rows.append((u if shared else rng.random(u.shape)) < prob)
+    return np.stack(rows)
+
+
+def test_paired_bootstrap_gives_identical_variants_identical_replicates():
+    hits = _paired_hits(np.random.default_rng(0), [PLANTED, PLANTED])
+    reps = paired_bootstrap(GRID, hits, 200)
+    assert reps.shape == (200, 2)
+    np.testing.assert_allclose(reps[:, 0], reps[:, 1], rtol=1e-9)
+    fit = fit_threshold(GRID, hits[0].sum(1), hits.shape[2])
+    assert abs(np.median(reps[:, 0]) - fit.threshold) < 0.5 * SCALE  # centred on the fit
+
+
+def test_paired_bootstrap_ratio_covers_a_planted_shift():
+    """N = 1700 against 1615 (a shift of −5%) on shared draws: the percentile interval
+    of the ratio covers 0.95 in most experiments and is narrower than the unpaired one."""
+    rng = np.random.default_rng(1)
+    covered, paired, unpaired = 0, [], []
+    for _ in range(30):
+        hits = _paired_hits(rng, [PLANTED, 0.95 * PLANTED])
+        reps = paired_bootstrap(GRID, hits, 300, seed=int(rng.integers(1 << 30)))
+        lo, hi = np.percentile(reps[:, 1] / reps[:, 0], [2.5, 97.5])
+        covered += lo <= 0.95 <= hi
+        paired.append(hi - lo)
+        apart = np.stack(
+            [paired_bootstrap(GRID, h[None], 300, seed=s)[:, 0] for s, h in enumerate(hits)]
+        )
+        unpaired.append(np.subtract(*np.percentile(apart[1] / apart[0], [97.5, 2.5])))
+    assert covered >= 25
+    assert np.median(paired) < np.median(unpaired)
+
+
+def test_paired_bootstrap_refuses_hits_of_the_wrong_shape():
+    with pytest.raises(ShallowflowInputError, match="hits"):
+        paired_bootstrap(GRID, np.ones((GRID.size, 4), bool), 10)

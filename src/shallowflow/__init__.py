@@ -18,6 +18,7 @@ use_compilation_cache()  # compiled programs kept on disk (see shallowflow.compi
 # cannot change our numbers.
 jax.config.update("jax_threefry_partitionable", True)
 
+from shallowflow.activations import parse_activation
 from shallowflow.api import load_user, run_simulation, save
 from shallowflow.compilation import CompileCounter
 from shallowflow.config import SimConfig, horizon_steps, make_config
@@ -65,6 +66,7 @@ __all__ = [
     "mu_inf_kernel",
     "mu",
     "orthogonal_bounds",
+    "parse_activation",
     "plan",
     "record_grid",
     "run_simulation",

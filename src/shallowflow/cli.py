@@ -376,9 +376,7 @@ def sweep(
 @app.command()
 @_guarded("study")
 def study(
-    name: Annotated[
-        str, typer.Argument(help="conjecture1, flow, width, kernels, constants, or all")
-    ],
+    name: Annotated[str, typer.Argument(help="a study (shallowflow.experiments.studies) or all")],
     preset: Annotated[
         str, typer.Option(help="quick (CPU, minutes) | paper (GPU; also called full)")
     ] = "quick",
@@ -389,10 +387,10 @@ def study(
     overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
     """Run a study of a question the paper leaves open (conjecture1: the rate's exponent on
-    orthogonal data; flow: GD's step against the flow; width: how N(d, p) grows; kernels:
-    the network against kernels; constants: Theorem 1's C): its
-    runs, table, figure and study.md/.html/.json in --out. `study all` runs every study
-    into --out/NAME and writes the open-questions report, --out/open_questions.md/.html."""
+    orthogonal data; flow: GD's step against the flow; width: how N(d, p) grows;
+    initialisation: is Assumption 1 needed; kernels: the network against kernels;
+    constants: Theorem 1's C): its runs, table, figure and study.md/.html/.json in --out.
+    `study all` runs each into --out/NAME and writes --out/open_questions.md/.html."""
     from shallowflow.experiments.protocol import preset_name
     from shallowflow.experiments.studies import ALL, run_study
     from shallowflow.experiments.studies import study as find

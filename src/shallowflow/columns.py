@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from shallowflow.config import KNOBS
+from shallowflow.study_columns import STUDY_COLUMNS
 
 __all__ = ["Column", "TABLES", "describe", "markdown"]
 
@@ -48,7 +49,10 @@ TABLES = {
     "`kernels`, one per (tag, n, predictor, measure); `constants`, one per cell",
 }
 
-_NOT_ORTHO = "null where undefined (non-ReLU activation)"
+# What an activation σ does not allow is null, never a wrong number (SPEC §6).
+_NOT_ORTHO = "σ other than relu, leaky included (proven for ReLU only, SPEC §6)"
+_NO_LAW = "σ not positively homogeneous (softplus, gelu): no conservation law"
+_NO_ACTIVITY = "σ with no inactive side (monomial, softplus, gelu): u > 0 means nothing"
 
 # Observables recorded along a trajectory (SPEC §2); per run they appear as final_<name>.
 OBSERVABLES = [
@@ -74,25 +78,52 @@ OBSERVABLES = [
         "SPEC §2",
         "not the exact flow (column absent)",
     ),
-    _c("balance_drift", "max_j |Δ(a_j² − ‖w_j‖²)| since t = 0", "θ²", "Lemma 1, SPEC §2"),
-    _c("balance_drift_rel", "balance_drift / max_j (a_j(0)² + ‖w_j(0)‖²)", "—", "Lemma 1"),
+    _c(
+        "balance_drift",
+        "max_j |Δ(k a_j² − ‖w_j‖²)| since t = 0, k the degree of a positively homogeneous σ "
+        "(1 for ReLU and leaky: Lemma 1)",
+        "θ²",
+        "Lemma 1, SPEC §2, §6",
+        _NO_LAW,
+    ),
+    _c(
+        "balance_drift_rel",
+        "balance_drift / max_j (a_j(0)² + ‖w_j(0)‖²)",
+        "—",
+        "Lemma 1, SPEC §6",
+        _NO_LAW,
+    ),
     _c(
         "coverage",
         "number of covered examples (some j with a_j y_i > 0, ⟨w_j, x_i⟩ > 0)",
         "examples",
         "SPEC §2",
+        _NO_ACTIVITY,
     ),
-    _c("energy_min", "min_i E_i, E_i = (1/p) Σ_j a_j² 1[⟨w_j, x_i⟩ > 0]", "θ²", "SPEC §2"),
-    _c("energy_max", "max_i E_i", "θ²", "SPEC §2"),
+    _c(
+        "energy_min",
+        "min_i E_i, E_i = (1/p) Σ_j a_j² 1[⟨w_j, x_i⟩ > 0]",
+        "θ²",
+        "SPEC §2",
+        _NOT_ORTHO,
+    ),
+    _c("energy_max", "max_i E_i", "θ²", "SPEC §2", _NOT_ORTHO),
     _c(
         "mu_low",
         "the paper's lower bound (2/n) min_i E_i (orthogonal data, ‖x_i‖ ∈ [1, 2])",
         "1/time",
         "SPEC §2, Fig. 6",
+        _NOT_ORTHO,
     ),
-    _c("mu_upp", "the paper's upper bound (16/n) max_i E_i", "1/time", "SPEC §2, Fig. 6"),
-    _c("mu_low_tight", "(2/n) min_i ‖x_i‖² E_i", "1/time", "SPEC §2"),
-    _c("mu_upp_tight", "(4/n) max_i ‖x_i‖² E_i", "1/time", "SPEC §2"),
+    _c(
+        "mu_upp",
+        "the paper's upper bound (16/n) max_i E_i",
+        "1/time",
+        "SPEC §2, Fig. 6",
+        _NOT_ORTHO,
+    ),
+    _c("mu_low_tight", "(2/n) min_i ‖x_i‖² E_i", "1/time", "SPEC §2", _NOT_ORTHO),
+    _c("mu_upp_tight", "(4/n) max_i ‖x_i‖² E_i", "1/time", "SPEC §2", _NOT_ORTHO),
     _c(
         "min_fit",
         "min_i h_θ(x_i)/y_i = min_i (1 − r_i/y_i)",
@@ -105,7 +136,7 @@ OBSERVABLES = [
         "empirical Theorem-1 constant n μ / min_i (h_θ(x_i)/y_i)",
         "—",
         "Theorem 1, SPEC §2",
-        "min_fit ≤ 0 (some example fitted on the wrong side)",
+        f"min_fit ≤ 0 (some example fitted on the wrong side); {_NOT_ORTHO}",
     ),
     _c("theta_norm2", "‖θ‖² = Σ_j a_j² + ‖w_j‖²", "θ²", "SPEC §6"),
     _c(
@@ -139,7 +170,7 @@ _FLOW_STATS = [
         "evals / (crossings + slides): the cost of an event",
         "evals",
         "SPEC §3b",
-        "no event in the run",
+        "no event in the run; the flow of a C¹ σ (no events: column absent)",
     ),
     _c("sliding_time", "time with at least one pair sliding", "time", "SPEC §3b"),
     _c("max_sliding", "most pairs sliding at once", "pairs", "SPEC §3b"),
@@ -211,7 +242,14 @@ _RUN = [
         "θ",
         "Lemma 1, SPEC §6",
     ),
-    _c("coverage0", "covered examples at θ(0)", "examples", "SPEC §2"),
+    _c(
+        "a_sign_changes",
+        "neurons j with sign(a_j(T)) ≠ sign(a_j(0)) at the run's end (none under the flow "
+        "when Assumption 1 holds)",
+        "neurons",
+        "Lemma 1, SPEC §2",
+    ),
+    _c("coverage0", "covered examples at θ(0)", "examples", "SPEC §2", _NO_ACTIVITY),
     _c("loss0", "L(θ(0))", "loss", "SPEC §1"),
     _c("mu0", "μ_state at θ(0)", "1/time", "SPEC §2"),
     _c(
@@ -270,59 +308,7 @@ _POINTS = [
     ),
 ]
 
-_STUDY = [
-    _c("part", "the study's part: stop level, solver, init, range of n, mechanism"),
-    _c("variant", "the variant's tag (gd, gd_eta_0.25, flow, w_0.1, w_1, balanced)"),
-    _c("level", "stop level, × 1/(2n)", "loss × 2n"),
-    _c(
-        "measure",
-        "what the row measures: mu_tail | mu_mean | mu_kernel | e_min | lambda_min "
-        "(conjecture1); test_loss | train_loss | success | diverged | ratio (kernels)",
-    ),
-    _c(
-        "predictor",
-        "kernels: network | linear | ntk | rf | null, or a ratio 'a/b' of two predictors' "
-        "mean test losses",
-        "—",
-        "theory.baselines",
-    ),
-    _c("value", "the row's estimate (its `measure`)"),
-    _c("n_over_d", "n/d", "—"),
-    _c("param", "constants: the arm's range parameter (C_x⁻, C_x⁻/C_x⁺, C_y⁻ or C_y⁺)"),
-    _c("x_lo", "lower end of the input norms' range (x_norms)", "‖x‖"),
-    _c("x_hi", "upper end of the input norms' range (x_norms)", "‖x‖"),
-    _c("y_lo", "lower end of the label magnitudes' range (label_range)", "|y|"),
-    _c("y_hi", "upper end of the label magnitudes' range (label_range)", "|y|"),
-    _c("undefined", "runs whose min_thm1_const is undefined (null)", "runs"),
-    _c(
-        "min_thm1_const_se",
-        "standard error of the cell's mean min_thm1_const",
-        "—",
-        "",
-        "fewer than two runs with it defined",
-    ),
-    _c("mu_mean_se", "standard error of the cell's mean ⟨μ⟩", "1/time", "", "fewer than two runs"),
-    _c("n_min", "smallest n of the fit", "examples"),
-    _c("n_max", "largest n of the fit", "examples"),
-    _c("points", "sizes n in the fit", "sizes"),
-    _c("missing", "runs without the measure (level not reached)", "runs"),
-    _c(
-        "slope",
-        "least-squares slope of log(mean over runs) against log n",
-        "—",
-        "Fig. 6, Conjecture 1",
-    ),
-    _c(
-        "ci_low",
-        "lower end of the 95% interval (bootstrap over runs for a study)",
-        "—",
-        "",
-        "interval not defined (too few points)",
-    ),
-    _c(
-        "ci_high", "upper end of the 95% interval", "—", "", "interval not defined (too few points)"
-    ),
-]
+_STUDY = [_c(*entry) for entry in STUDY_COLUMNS]
 
 
 def _knob_columns() -> list[Column]:

@@ -22,7 +22,6 @@ the two that only choose automatic values (``eps``, ``horizon_factor``).
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
@@ -31,9 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from shallowflow import heldout
+from shallowflow.activations import ALLOWED, ActivationName, from_knobs, parse_activation
 from shallowflow.data import PAPER_RANGE, check_range, check_ranges
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.theory.width import width
+from shallowflow.theory.width import horizon_steps, width
 
 DataName = Literal["sphere", "orthogonal", "gaussian", "correlated", "file"]
 LabelName = Literal["paper", "teacher", "file"]
@@ -51,11 +51,6 @@ MAX_SEED = 2**32 - 1
 # Loss levels a run measures itself at, at most (RecordSpec.levels).
 MAX_LEVELS = 16
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def horizon_steps(n: int, p: int) -> int:
-    """The paper's horizon T(n, p) = ⌊1.5 √(np) log(np) / 4⌋ + 1 steps (SPEC §5)."""
-    return int(math.floor(1.5 * math.sqrt(n * p) * math.log(n * p) / 4)) + 1
 
 
 def _auto(text: str) -> dict[str, Any]:
@@ -108,7 +103,10 @@ class InitSpec(_Spec):
     w_scale: float = Field(1.0, gt=0, description="factor on W after drawing a")
     a_scale: float = Field(1.0, gt=0, description="factor on a after drawing it")
     require_coverage: bool = Field(False, description="redraw until every example is covered")
-    activation_slope: float = Field(0.0, ge=0, lt=1, description="leaky-ReLU slope; 0 = ReLU")
+    activation: ActivationName = Field(
+        description=f"σ: {ALLOWED}",
+        json_schema_extra=_auto("relu; leaky:S with --activation-slope S"),
+    )
     file: str | None = Field(None, alias="state_file", description="initial state .npz (W, a)")
     state_run: int | None = Field(
         None,
@@ -216,6 +214,7 @@ class _Choices(_Spec):
 
     eps: float = Field(0.05, gt=0, lt=1, description="ε in p(n, ε) = ⌊log(n/ε)/log(4/3)⌋+1")
     horizon_factor: float = Field(1.0, gt=0, description="multiplies the default horizon")
+    activation_slope: float | None = Field(None, ge=0, lt=1, description="= activation leaky:S")
 
 
 SPECS: dict[str, type[_Spec]] = {
@@ -336,6 +335,8 @@ class SimConfig(_Spec):
             )
         if run.geometry == "diagonal" and data.law != "orthogonal":
             raise ValueError("geometry: 'diagonal' needs data='orthogonal'")
+        if init.require_coverage and not parse_activation(init.activation).activity:
+            raise ValueError(f"require_coverage: coverage means u > 0; not for {init.activation}")
         if init.law == "standard" and init.w_law != "uniform":
             raise ValueError("w_law: 'standard' draws W from U(±1/√d); leave w_law out")
         heldout.check(data.law, data.n, data.d, data.test_n, data.test_file, run.geometry)
@@ -400,6 +401,7 @@ def _resolve(flat: dict[str, Any]) -> SimConfig:
         sol["stop_loss"] = 1.0 / (2 * n)
     if sol["dtmin"] is None:
         sol["dtmin"] = 1e-6 if data.law == "orthogonal" else 1e-2
+    auto["activation"] = from_knobs(auto["activation"], flat["activation_slope"])
     init = InitSpec(**auto)
     if parts["run"]["geometry"] in (None, "auto"):
         parts["run"]["geometry"] = _geometry(data, init)

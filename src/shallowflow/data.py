@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shallowflow.model import activation
+from shallowflow.activations import relu
 
 DATA = ("sphere", "orthogonal", "gaussian", "correlated")
 
@@ -161,15 +161,15 @@ def generate(
 
 
 def paper_labels(
-    key: jax.Array, n: int, dtype=jnp.float32, length: int | None = None, magnitudes=PAPER_RANGE
+    key: jax.Array, n: Size, dtype=jnp.float32, length: int | None = None, magnitudes=PAPER_RANGE
 ):
     """y_i = s_i m_i with s_i Rademacher and m_i ~ U[1, 2] (SPEC §5; ``magnitudes``:
     U[lo, hi]); ``length`` ≥ n pads with zeros."""
-    length = n if length is None else length
+    size = int(n) if length is None else length  # a traced n needs its padded length
     ks, km = jax.random.split(key)
-    s = jax.random.rademacher(ks, (length,), dtype)
-    y = s * jax.random.uniform(km, (length,), dtype, magnitudes[0], magnitudes[1])
-    return jnp.where(mask(length, n), y, 0.0)
+    s = jax.random.rademacher(ks, (size,), dtype)
+    y = s * jax.random.uniform(km, (size,), dtype, magnitudes[0], magnitudes[1])
+    return jnp.where(mask(size, n), y, 0.0)
 
 
 def teacher(key: jax.Array, n_dim: int, k: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
@@ -181,12 +181,14 @@ def teacher(key: jax.Array, n_dim: int, k: int, dtype=jnp.float32) -> tuple[jax.
 
 
 def teach(a: jax.Array, pre: jax.Array) -> jax.Array:
-    """The teacher's outputs (1/√k) Σ_l a*_l σ(pre_li) from its pre-activations (k, n)."""
-    return a @ activation(pre) / jnp.sqrt(jnp.asarray(a.shape[0], a.dtype))
+    """The teacher's outputs (1/√k) Σ_l a*_l σ(pre_li) from its pre-activations (k, n).
+    The teacher is a ReLU network whatever the student's activation: the labelling rule
+    is part of the data law, not of the model trained on it."""
+    return a @ relu.sigma(pre) / jnp.sqrt(jnp.asarray(a.shape[0], a.dtype))
 
 
 def teacher_labels(key: jax.Array, pre_fn, n_dim: int, k: int, dtype=jnp.float32) -> jax.Array:
-    """y_i = (1/√k) Σ_l a*_l σ(⟨w*_l, x_i⟩), a*_l Rademacher, w*_l ~ N(0, I).
+    """y_i = (1/√k) Σ_l a*_l σ(⟨w*_l, x_i⟩), σ the ReLU, a*_l Rademacher, w*_l ~ N(0, I).
 
     ``pre_fn(w_star)`` returns ⟨w*_l, x_i⟩ as a (k, n) array in whatever coordinates
     the data live (w* is Gaussian, hence so are its reduced coordinates); padded

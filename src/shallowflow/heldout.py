@@ -22,9 +22,19 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow import implicit
-from shallowflow.data import PAPER_RANGE, block, correlated_frame, generate, mask, radii, rows
+from shallowflow.activations import Activation, relu
+from shallowflow.data import (
+    PAPER_RANGE,
+    Size,
+    block,
+    correlated_frame,
+    generate,
+    mask,
+    radii,
+    rows,
+)
 from shallowflow.geometry import PRECISIONS
-from shallowflow.model import State, activation
+from shallowflow.model import State
 
 # Offsets folded into a run's key for its held-out draws: the training draws, from the
 # run's key split in four, are the same with or without a held-out set.
@@ -38,7 +48,7 @@ class HeldOut(NamedTuple):
     z: jax.Array
     c: jax.Array
     y: jax.Array
-    n: jax.Array | int
+    n: Size
 
 
 def check(law: str, n: int, d: int, test_n: int, test_file: str | None, geometry: str) -> None:
@@ -67,10 +77,11 @@ def check(law: str, n: int, d: int, test_n: int, test_file: str | None, geometry
         )
 
 
-def test_loss(state: State, held: HeldOut, p, slope: float = 0.0) -> jax.Array:
-    """L_test(θ) = (1/(2N)) Σ_k (y_k − h_θ(x_k))², pre-activations ⟨v_j, z_k⟩ + c_jk."""
+def test_loss(state: State, held: HeldOut, p, act: Activation = relu) -> jax.Array:
+    """L_test(θ) = (1/(2N)) Σ_k (y_k − h_θ(x_k))², pre-activations ⟨v_j, z_k⟩ + c_jk
+    (padded neurons have a_j = 0 and padded points are masked, whatever σ(0))."""
     pre = jnp.matmul(state.v, held.z.T, precision=PRECISIONS["highest"]) + held.c
-    h = state.a @ activation(pre, slope) / p
+    h = state.a @ act.sigma(pre) / p
     r = jnp.where(mask(held.y.shape[0], held.n), held.y - h, 0.0)
     return 0.5 * jnp.sum(r * r) / held.n
 

@@ -3,7 +3,8 @@
 Along dθ/dt = −p∇L the residuals r_i = y_i − h_θ(x_i) obey dr/dt = −K r with the tangent
 kernel K_ik = (p/n) ⟨∂h(x_i)/∂θ, ∂h(x_k)/∂θ⟩. In working coordinates ∂h(x_i)/∂a_j =
 S_ji/p and ∂h(x_i)/∂v_j = a_j D_ji z_i/p, with u = ⟨v_j, z_i⟩, S_ji = σ(u_ji), D_ji =
-σ'(u_ji) (σ'(0) = slope) and G_ik = ⟨z_i, z_k⟩ = ⟨x_i, x_k⟩, so
+σ'(u_ji) (σ any activation of :mod:`shallowflow.activations`; σ'(0) = 0 for ReLU) and
+G_ik = ⟨z_i, z_k⟩ = ⟨x_i, x_k⟩, so
 
     K = (1/(n p)) [Sᵀ S + G ∘ (Dᵀ diag(a²) D)].
 
@@ -31,9 +32,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from shallowflow.activations import Activation, relu
 from shallowflow.geometry import PRECISIONS, Geometry
 from shallowflow.linalg import cholesky, is_positive_definite, spd_solve
-from shallowflow.model import Problem, State, activation, activation_grad
+from shallowflow.model import Problem, State
 
 _HI = PRECISIONS["highest"]
 
@@ -46,26 +48,40 @@ def _gram(geom: Geometry, z: jax.Array) -> jax.Array:
     return jnp.matmul(zr, zr.T, precision=_HI)
 
 
-def tangent_kernel(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.Array:
+def _sigma(act: Activation, state: State, prob: Problem, pre: jax.Array) -> jax.Array:
+    """S = σ(u) (p, n), zero on padded neurons and examples: with σ(0) ≠ 0 (softplus) their
+    u = 0 would otherwise give them ∂h/∂a_j ≠ 0 (model.Problem)."""
+    s = act.sigma(pre)
+    if act.zero_at_zero:
+        return s
+    real = prob.neuron_mask(state)[:, None] & prob.example_mask()[None, :]
+    return jnp.where(real, s, 0.0)
+
+
+def tangent_kernel(
+    geom: Geometry, state: State, prob: Problem, act: Activation = relu
+) -> jax.Array:
     """K = (1/(n p)) [SᵀS + G ∘ (Dᵀ diag(a²) D)], the (n, n) tangent kernel
     K_ik = (p/n) ⟨∂h(x_i)/∂θ, ∂h(x_k)/∂θ⟩ (module doc), n and p the true sizes.
     Padded examples (z_i = 0) have zero rows and columns; padded neurons add nothing."""
     pre = geom.preact(state.v, prob.z)
     n, p = prob.sizes(state)
-    s, dg = activation(pre, slope), activation_grad(pre, slope)
+    s, dg = _sigma(act, state, prob, pre), act.grad(pre)
     ss = jnp.matmul(s.T, s, precision=_HI)
     dd = jnp.matmul(dg.T, (state.a**2)[:, None] * dg, precision=_HI)
     return (ss + _gram(geom, prob.z) * dd) / (n * p)
 
 
-def diagonal_parts(state: State, prob: Problem, slope: float = 0.0) -> tuple[jax.Array, jax.Array]:
+def diagonal_parts(
+    state: State, prob: Problem, act: Activation = relu
+) -> tuple[jax.Array, jax.Array]:
     """(c, U) with K = diag(c) + U Uᵀ on orthogonal data (diagonal geometry, u = v z):
     c_i = s_i² Σ_j a_j² σ'(u_ji)²/(n p), U = σ(u)ᵀ/√(n p) (n, p)."""
     pre = state.v * prob.z[None, :]
     n, p = prob.sizes(state)
-    dg = activation_grad(pre, slope)
+    dg = act.grad(pre)
     c = prob.z**2 * ((state.a**2) @ (dg * dg)) / (n * p)
-    return c, activation(pre, slope).T / jnp.sqrt(n * p)
+    return c, _sigma(act, state, prob, pre).T / jnp.sqrt(n * p)
 
 
 def _below(lam, c, u, mask) -> jax.Array:
@@ -138,7 +154,7 @@ def _dense_min_eig(k: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.linalg.eigvalsh(km)[0]
 
 
-def mu_inf_kernel(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.Array:
+def mu_inf_kernel(geom: Geometry, state: State, prob: Problem, act: Activation = relu) -> jax.Array:
     """μ_∞ = 2 λ_min(K) over the moving examples: the asymptotic rate −d/dt log L of the
     flow near an interpolating limit with a fixed activation pattern (module doc).
 
@@ -149,11 +165,11 @@ def mu_inf_kernel(geom: Geometry, state: State, prob: Problem, slope: float = 0.
     0. Orthogonal data (diagonal geometry) use the diagonal-plus-low-rank structure
     (:func:`lowrank_min_eig`), other geometries one dense eigvalsh of K."""
     if geom.diagonal:
-        c, u = diagonal_parts(state, prob, slope)
+        c, u = diagonal_parts(state, prob, act)
         moving = prob.example_mask() & (c + jnp.sum(u * u, axis=1) > 0)
         lam = lowrank_min_eig(c, jnp.where(moving[:, None], u, 0.0), moving)
     else:
-        k = tangent_kernel(geom, state, prob, slope)
+        k = tangent_kernel(geom, state, prob, act)
         moving = prob.example_mask() & (jnp.diagonal(k) > 0)
         lam = _dense_min_eig(k, moving)
     return jnp.where(jnp.any(moving), 2 * lam, 0.0)

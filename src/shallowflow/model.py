@@ -3,7 +3,8 @@
 Everything here works in *working coordinates* (see :mod:`shallowflow.geometry`):
 the data are ``z`` and the first layer is ``v``; the pre-activations
 ``P[j, i] = ⟨w_j, x_i⟩`` are computed by the geometry. In the dense geometry
-``z = X`` and ``v = W``.
+``z = X`` and ``v = W``. The activation σ is a spec of :mod:`shallowflow.activations`
+(ReLU by default), passed as ``act``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shallowflow.activations import Activation, relu
 from shallowflow.geometry import Geometry
 
 
@@ -36,6 +38,11 @@ class Problem(NamedTuple):
     padded neurons have a_j = 0 and v_j = 0, so they add nothing to h and their field is
     exactly 0 (σ(0) = 0, and every term of dv_j carries a_j): a fixed point. The
     mean-field 1/p and the loss's 1/n use the true sizes.
+
+    An activation with σ(0) ≠ 0 (softplus) breaks two of these: a padded example gets
+    h(x_i) = σ(0) Σ_j a_j/p, and a padded neuron da_j = (1/n) Σ_i r_i σ(0). The model then
+    masks both (:func:`forward` sets r_i = 0 on padded examples, :func:`field_from_forward`
+    da_j = 0 on padded neurons), so a padded run is the lone run.
     """
 
     z: jax.Array
@@ -54,15 +61,21 @@ class Problem(NamedTuple):
         size = self.y.shape[0]
         return jnp.ones(size, bool) if self.n is None else jnp.arange(size) < self.n
 
+    def neuron_mask(self, state: State) -> jax.Array:
+        """True for the real neurons (all of them when not padded)."""
+        size = state.a.shape[0]
+        return jnp.ones(size, bool) if self.p is None else jnp.arange(size) < self.p
 
-def activation(u: jax.Array, slope: float = 0.0) -> jax.Array:
-    """σ(u) = max(u, slope·u): ReLU for slope 0 (SPEC §1), leaky ReLU otherwise."""
-    return jnp.where(u > 0, u, slope * u)
+
+def activation(u: jax.Array, act: Activation = relu) -> jax.Array:
+    """σ(u) of the activation spec ``act`` (:mod:`shallowflow.activations`; ReLU by
+    default, SPEC §1)."""
+    return act.sigma(u)
 
 
-def activation_grad(u: jax.Array, slope: float = 0.0) -> jax.Array:
-    """σ'(u), with σ'(0) = slope (0 for ReLU, as SPEC §1 fixes)."""
-    return jnp.where(u > 0, jnp.ones_like(u), slope * jnp.ones_like(u))
+def activation_grad(u: jax.Array, act: Activation = relu) -> jax.Array:
+    """σ'(u) of ``act``, with σ'(0) as SPEC fixes at a kink (0 for ReLU)."""
+    return act.grad(u)
 
 
 class Forward(NamedTuple):
@@ -74,36 +87,40 @@ class Forward(NamedTuple):
     loss: jax.Array  # () (1/2n) Σ r_i²
 
 
-def forward(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> Forward:
+def forward(geom: Geometry, state: State, prob: Problem, act: Activation = relu) -> Forward:
     """h_θ(x) = (1/p) Σ_j a_j σ(⟨w_j, x⟩), r = y − h, L = (1/2n) Σ r² (SPEC §1)."""
     pre = geom.preact(state.v, prob.z)
     n, p = prob.sizes(state)
-    h = state.a @ activation(pre, slope) / p
+    h = state.a @ act.sigma(pre) / p
     r = prob.y - h
+    if not act.zero_at_zero:  # padded examples: r_i = 0 (Problem)
+        r = jnp.where(prob.example_mask(), r, 0.0)
     loss = 0.5 * jnp.sum(r * r) / n
     return Forward(pre, h, r, loss)
 
 
 def field_from_forward(
-    geom: Geometry, state: State, prob: Problem, fw: Forward, slope: float = 0.0
+    geom: Geometry, state: State, prob: Problem, fw: Forward, act: Activation = relu
 ) -> State:
     """The flow F(θ) = −p∇L(θ) (SPEC §1):
     da_j/dt = (1/n) Σ_i r_i σ(⟨w_j,x_i⟩),  dw_j/dt = (a_j/n) Σ_i r_i σ'(⟨w_j,x_i⟩) x_i."""
     n, _ = prob.sizes(state)
-    da = activation(fw.pre, slope) @ fw.r / n
-    m = (state.a[:, None] / n) * (fw.r[None, :] * activation_grad(fw.pre, slope))
+    da = act.sigma(fw.pre) @ fw.r / n
+    if not act.zero_at_zero:  # padded neurons stay at 0 (Problem)
+        da = jnp.where(prob.neuron_mask(state), da, 0.0)
+    m = (state.a[:, None] / n) * (fw.r[None, :] * act.grad(fw.pre))
     dv = geom.pullback(m, prob.z)
     return State(da, dv)
 
 
-def vector_field(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> State:
+def vector_field(geom: Geometry, state: State, prob: Problem, act: Activation = relu) -> State:
     """F(θ) = −p∇L(θ), the mean-field gradient flow of SPEC §1."""
-    return field_from_forward(geom, state, prob, forward(geom, state, prob, slope), slope)
+    return field_from_forward(geom, state, prob, forward(geom, state, prob, act), act)
 
 
-def loss(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.Array:
+def loss(geom: Geometry, state: State, prob: Problem, act: Activation = relu) -> jax.Array:
     """L(θ) = (1/2n) Σ_i (y_i − h_θ(x_i))² (SPEC §1)."""
-    return forward(geom, state, prob, slope).loss
+    return forward(geom, state, prob, act).loss
 
 
 def sq_norm(tree: State) -> jax.Array:

@@ -9,14 +9,26 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from shallowflow.activations import Activation, relu
 from shallowflow.geometry import Geometry
 from shallowflow.model import Forward, Problem, State, field_from_forward, forward, sq_norm
 
 
-def balance(state: State) -> jax.Array:
-    """a_j² − ‖v_j‖² per neuron; equals a_j² − ‖w_j‖² up to the constant off-span
-    part, so its change is the change of Lemma 1's conserved quantity."""
-    return state.a**2 - jnp.sum(state.v**2, axis=1)
+def balance(state: State, act: Activation = relu) -> jax.Array | None:
+    """k a_j² − ‖v_j‖² per neuron for a positively k-homogeneous σ (SPEC §6; ReLU: k = 1,
+    Lemma 1); equals k a_j² − ‖w_j‖² up to the constant off-span part, so its change is
+    the change of the conserved quantity. None (no law) when σ is not homogeneous.
+
+    Why it is conserved: along the flow (SPEC §1),
+    d/dt a_j² = 2 a_j ȧ_j = (2a_j/n) Σ_i r_i σ(u_ji) and
+    d/dt ‖w_j‖² = 2⟨w_j, ẇ_j⟩ = (2a_j/n) Σ_i r_i σ′(u_ji) u_ji, u_ji = ⟨w_j, x_i⟩.
+    Euler's identity for a positively k-homogeneous σ, u σ′(u) = k σ(u), makes the
+    second k times the first, so d/dt (k a_j² − ‖w_j‖²) = 0."""
+    k = act.degree
+    if k is None:
+        return None
+    a2 = state.a**2 if k == 1 else k * state.a**2
+    return a2 - jnp.sum(state.v**2, axis=1)
 
 
 def mu_from(fw: Forward, field: State, p) -> jax.Array:
@@ -24,10 +36,10 @@ def mu_from(fw: Forward, field: State, p) -> jax.Array:
     return sq_norm(field) / (p * fw.loss)
 
 
-def mu(geom: Geometry, state: State, prob: Problem, slope: float = 0.0) -> jax.Array:
+def mu(geom: Geometry, state: State, prob: Problem, act: Activation = relu) -> jax.Array:
     """Local PL curvature μ(θ) = p‖∇L(θ)‖²/L(θ) from the exact gradient (SPEC §2)."""
-    fw = forward(geom, state, prob, slope)
-    return mu_from(fw, field_from_forward(geom, state, prob, fw, slope), prob.sizes(state)[1])
+    fw = forward(geom, state, prob, act)
+    return mu_from(fw, field_from_forward(geom, state, prob, fw, act), prob.sizes(state)[1])
 
 
 def covered(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None = None):
@@ -38,9 +50,18 @@ def covered(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None =
     return jnp.any(hit, axis=0)
 
 
-def coverage(geom: Geometry, state: State, prob: Problem, pre: jax.Array | None = None):
-    """Number of covered examples (SPEC §2)."""
-    return jnp.sum(covered(geom, state, prob, pre))
+def coverage(
+    geom: Geometry,
+    state: State,
+    prob: Problem,
+    pre: jax.Array | None = None,
+    act: Activation = relu,
+) -> jax.Array:
+    """Number of covered examples (SPEC §2). Coverage reads "neuron j is active on x_i" as
+    u_ji > 0, which means something only when σ is 0 (ReLU, relu_power) or smaller
+    (leaky) on the other side: NaN (null) for the others (monomials, softplus, GELU)."""
+    count = jnp.sum(covered(geom, state, prob, pre))
+    return count if act.activity else jnp.full((), jnp.nan, state.a.dtype)
 
 
 def all_covered(geom: Geometry, state: State, prob: Problem) -> jax.Array:
@@ -52,6 +73,18 @@ def energies(state: State, pre: jax.Array, p=None) -> jax.Array:
     """E_i = (1/p) Σ_j a_j² 1[⟨w_j, x_i⟩ > 0] (SPEC §2)."""
     p = state.a.shape[0] if p is None else p
     return (state.a**2) @ (pre > 0).astype(state.a.dtype) / p
+
+
+# The measures proven for ReLU only (SPEC §6): null for an activation without relu_theory.
+RELU_ONLY = (
+    "energy_min",
+    "energy_max",
+    "mu_low",
+    "mu_upp",
+    "mu_low_tight",
+    "mu_upp_tight",
+    "thm1_const",
+)
 
 
 def _min_real(x: jax.Array, prob: Problem) -> jax.Array:
@@ -100,6 +133,13 @@ def assumption1_margins(state: State, off2: jax.Array, p) -> dict[str, jax.Array
     }
 
 
+def a_sign_changes(start: State, end: State) -> jax.Array:
+    """The number of neurons j with sign(a_j(T)) ≠ sign(a_j(0)) (SPEC §2: under the flow
+    and Assumption 1 no a_j changes sign, Lemma 1). Padded neurons have a_j = 0 at both
+    ends and never count."""
+    return jnp.sum(jnp.sign(end.a) != jnp.sign(start.a))
+
+
 def neuron_norms2(state: State, off2: jax.Array) -> jax.Array:
     """a_j² + ‖w_j‖² per neuron, with ‖w_j‖² = ‖v_j‖² + off2_j."""
     return state.a**2 + jnp.sum(state.v**2, axis=1) + off2
@@ -127,9 +167,9 @@ def measure(
     geom: Geometry,
     state: State,
     prob: Problem,
-    balance0: jax.Array,
+    balance0: jax.Array | None,
     scale0: jax.Array,
-    slope: float = 0.0,
+    act: Activation = relu,
 ) -> dict[str, jax.Array]:
     """All per-record observables of SPEC §2 at θ, in one forward/backward pass:
     loss, μ, balance drift max_j |Δ(a_j² − ‖w_j‖²)| (absolute, and relative to
@@ -140,12 +180,22 @@ def measure(
 
     A pair within rounding of its surface (|u_ji| ≤ 64 ε ‖v_j‖‖x_i‖) is measured as on
     it (u = 0, σ'(0) = 0): the exact flow holds sliding pairs there, and which side
-    rounding leaves them on must not change what is measured (SPEC §3b)."""
-    fw = on_surface(geom, state, prob, forward(geom, state, prob, slope))
-    field = field_from_forward(geom, state, prob, fw, slope)
+    rounding leaves them on must not change what is measured (SPEC §3b).
+
+    What σ does not allow is null (NaN), never a wrong number (SPEC §6): the balance
+    drift when σ has no conservation law (``balance0`` None: softplus, GELU); coverage
+    when u > 0 means no activity (:func:`coverage`); the energies, the orthogonal bounds
+    and Theorem 1's constant, proven for ReLU only (kept for the leaky ReLU, as before
+    the model family), for the others."""
+    fw = forward(geom, state, prob, act)
+    if act.piecewise_linear:  # kinks: a pair within rounding of its surface is on it
+        fw = on_surface(geom, state, prob, fw)
+    field = field_from_forward(geom, state, prob, fw, act)
     n, p = prob.sizes(state)
     m = mu_from(fw, field, p)
-    drift = jnp.max(jnp.abs(balance(state) - balance0))
+    now = balance(state, act)
+    nan = jnp.full((), jnp.nan, m.dtype)
+    drift = nan if now is None or balance0 is None else jnp.max(jnp.abs(now - balance0))
     e = energies(state, fw.pre, p)
     lo, hi = paper_bounds(state, prob, fw.pre)
     lo_tight, hi_tight = orthogonal_bounds(geom, state, prob, fw.pre)
@@ -153,12 +203,12 @@ def measure(
     fit = _min_real(fw.h / jnp.where(real, prob.y, 1.0), prob)
     # h(x_i)/y_i is undefined where y_i = 0 (a teacher whose units are all off at x_i)
     fit = jnp.where(jnp.any(real & (prob.y == 0)), jnp.nan, fit)
-    return {
+    out = {
         "loss": fw.loss,
         "mu": m,
         "balance_drift": drift,
         "balance_drift_rel": drift / scale0,
-        "coverage": coverage(geom, state, prob, fw.pre),
+        "coverage": coverage(geom, state, prob, fw.pre, act),
         "energy_min": _min_real(e, prob),
         "energy_max": jnp.max(e),
         "mu_low": lo,
@@ -171,3 +221,6 @@ def measure(
         # a null in the tables (with min_fit ≤ 0 saying why), never ±inf or < 0.
         "thm1_const": jnp.where(fit > 0, n * m / jnp.where(fit > 0, fit, 1.0), jnp.nan),
     }
+    if not act.relu_theory:
+        out.update({k: nan for k in RELU_ONLY})
+    return out

@@ -54,6 +54,7 @@ def runs_table(res: SimResult) -> pd.DataFrame:
             "final_steps": "steps",
             "final_mu_tail": "mu_tail",
             "final_mu_mean": "mu_mean",
+            "final_a_sign_changes": "a_sign_changes",
         }
     )
     df.insert(0, "run", np.arange(res.runs))
@@ -122,7 +123,12 @@ def summary(res: SimResult) -> dict:
         "median_mu_tail": _median_defined(runs["mu_tail"]),
         "median_steps": float(np.median(runs["steps"])),
         "assumption1_fraction": float(np.mean(runs["assumption1"])),
-        "fully_covered_fraction": float(np.mean(runs["coverage0"] == res.cfg.data.n)),
+        # coverage is null where σ has no activity (SPEC §6): no fraction then
+        "fully_covered_fraction": (
+            None
+            if np.all(np.isnan(res.init["coverage0"]))
+            else float(np.mean(runs["coverage0"] == res.cfg.data.n))
+        ),
     }
 
 

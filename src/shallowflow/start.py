@@ -339,6 +339,8 @@ def _draw(
     elif spec.init != "group":
         w_norm = jnp.sqrt(jnp.sum(v * v, 1) + off2)
         a = inits.second_layer(ka, spec.init, w_norm, vals.sigma, vals.p)
+    if a is None:  # only a bug can get here: group and file initialisations set a
+        raise RuntimeError(f"init {spec.init!r} left the second layer unset")
     w_factor, a_factor = vals.w_scale, vals.a_scale
     if spec.init == "standard":  # θ = √p θ̃ (inits.standard_a)
         root = jnp.sqrt(jnp.asarray(vals.p, spec.dtype))

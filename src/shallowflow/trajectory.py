@@ -21,11 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shallowflow.activations import Activation, parse_activation
 from shallowflow.config import SimConfig
 from shallowflow.geometry import Geometry, to_user, working_dim
 from shallowflow.heldout import test_loss
 from shallowflow.kernel import mu_inf_kernel
 from shallowflow.observables import (
+    a_sign_changes,
     assumption1,
     assumption1_margins,
     balance,
@@ -54,7 +56,7 @@ class Signature:
 
     draw: DrawSpec
     solver: str
-    activation_slope: float
+    activation: Activation
     method: str
     tail: int  # mu(t_inf)'s window: GD steps, or units of time for the flows
     records: int
@@ -85,7 +87,7 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
     return Signature(
         draw_spec(cfg),
         cfg.solver.name,
-        float(cfg.init.activation_slope),
+        parse_activation(cfg.init.activation),
         cfg.solver.method,
         cfg.solver.steps(cfg.record.tail) if cfg.solver.gd else int(cfg.record.tail),
         int(cfg.record.points),
@@ -160,7 +162,7 @@ def _gd_final_rate(loss, times, valid, loss_end, t_end, fallback) -> jax.Array:
     return jnp.where(jnp.any(before) & (dt > 0), rate, fallback)
 
 
-def _at_levels(geom, prob, lev: Levels, loss0, slope, kernel: bool) -> dict[str, jax.Array]:
+def _at_levels(geom, prob, lev: Levels, loss0, act, kernel: bool) -> dict[str, jax.Array]:
     """The end-of-run measures at each loss level (K,): time, loss, μ(t_∞), ⟨μ⟩ and the
     kernel's rate; a level not reached has NaN everywhere (null in the tables)."""
     reached = jnp.isfinite(lev.t)
@@ -173,7 +175,7 @@ def _at_levels(geom, prob, lev: Levels, loss0, slope, kernel: bool) -> dict[str,
     if kernel:
         # lax.map, not vmap: a batched LAPACK eigensolver deadlocks when runs are shared
         # over several CPU devices (as the batched Cholesky did, solvers/filippov.py)
-        rate = jax.lax.map(lambda s: mu_inf_kernel(geom, s, prob, slope), lev.states)
+        rate = jax.lax.map(lambda s: mu_inf_kernel(geom, s, prob, act), lev.states)
         out["level_mu_kernel"] = rate
     return {k: jnp.where(reached, v, jnp.nan) for k, v in out.items()}
 
@@ -193,7 +195,7 @@ def run_one(
         user = user._replace(W=user.W[v.index], a=a)
     start = make_padded_run(key, sig.draw, shape, v.draw, user, keep=sig.keep_state)
     prob, s0 = start.prob, start.state
-    slope = sig.activation_slope
+    act = sig.activation
     size = v.draw.p * (working_dim(sig.draw.geometry, v.draw.n, v.draw.d, jnp.minimum) + 1)
     traj = solve(
         sig.solver,
@@ -202,7 +204,7 @@ def run_one(
         s0,
         grid,
         v.solve,
-        slope=slope,
+        act=act,
         tail=sig.tail,
         method=sig.method,
         max_steps=max_steps,
@@ -210,7 +212,7 @@ def run_one(
         levels=levels if sig.levels else None,
         stop_rule=sig.stop_rule,
     )
-    meas = _measures(geom, start, slope)
+    meas = _measures(geom, start, act)
     if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
         records = jax.lax.map(meas, traj.states)
     else:
@@ -242,23 +244,26 @@ def run_one(
         # a diverged run's window holds no rate of convergence: null, not a number
         mu_tail=jnp.where(traj.status == Outcome.DIVERGED, jnp.nan, traj.tail_rate),
         mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
+        a_sign_changes=a_sign_changes(s0, traj.final),
     )
     final.update(stats)
-    if stats:  # the exact flow's cost per event: evaluations / (crossings + slide entries)
+    if (
+        stats and act.piecewise_linear
+    ):  # the exact flow's cost per event: evaluations / (crossings + slide entries)
         events = jnp.maximum(stats["crossings"] + stats["slides"], 1)
         final["evals_per_event"] = stats["evals"] / events
     if sig.kernel:
-        final["mu_inf_kernel"] = mu_inf_kernel(geom, traj.final, prob, slope)
+        final["mu_inf_kernel"] = mu_inf_kernel(geom, traj.final, prob, act)
     if sig.levels:
         if traj.levels is None:  # the config allows levels with gd and flow only
             raise ValueError(f"levels: the {sig.solver} solver does not measure them")
-        final.update(_at_levels(geom, prob, traj.levels, loss0, slope, sig.kernel))
+        final.update(_at_levels(geom, prob, traj.levels, loss0, act, sig.kernel))
     init = {
         "loss0": loss0,
         "mu0": records["mu_state"][0],
         "assumption1": assumption1(s0, start.off2),
         **assumption1_margins(s0, start.off2, v.draw.p),
-        "coverage0": coverage(geom, s0, prob),
+        "coverage0": coverage(geom, s0, prob, act=act),
         "draws": start.draws,
     }
     out = {"records": records, "valid": traj.valid, "final": final, "init": init}
@@ -267,19 +272,19 @@ def run_one(
     return out
 
 
-def _measures(geom: Geometry, start, slope: float):
+def _measures(geom: Geometry, start, act: Activation):
     """The per-record observables of a run's states: :func:`measure`'s, the norms
     (:func:`norms`) and, with held-out data, ``test_loss``."""
     s0, prob = start.state, start.prob
     norms0 = neuron_norms2(s0, start.off2)
     meas = functools.partial(
-        measure, geom, prob=prob, balance0=balance(s0), scale0=jnp.max(norms0), slope=slope
+        measure, geom, prob=prob, balance0=balance(s0, act), scale0=jnp.max(norms0), act=act
     )
 
     def one(state):
         out = meas(state) | norms(state, start.off2, norms0)
         if start.held is not None:
-            out["test_loss"] = test_loss(state, start.held, prob.sizes(state)[1], slope)
+            out["test_loss"] = test_loss(state, start.held, prob.sizes(state)[1], act)
         return out
 
     return one

@@ -1,7 +1,10 @@
 """The solvers of the flow dθ/dt = −p∇L (SPEC §1, §3b), one module each:
 
 - :mod:`.gd`: gradient descent with step η (the paper's protocol, η = 1);
-- :mod:`.exact`: the exact flow through the ReLU kinks, event-driven and Filippov;
+- :mod:`.exact`: the exact flow through the ReLU kinks, event-driven and Filippov
+  (piecewise-linear activations);
+- :mod:`.smooth`: the exact flow of a C¹ activation, an error-controlled Runge–Kutta
+  loop with no events;
 - :mod:`.floor`: the older diffrax flow with a step floor (kept for comparison);
 - :mod:`.common`: what they return (:class:`~.common.Trajectory`) and how a run ends
   (:class:`~.common.Outcome`).
@@ -16,12 +19,13 @@ from typing import Any, NamedTuple, get_args
 import jax
 import numpy as np
 
+from shallowflow.activations import Activation
 from shallowflow.config import SolverName
 from shallowflow.data import Size
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
-from shallowflow.solvers import exact, floor, gd
+from shallowflow.solvers import exact, floor, gd, smooth
 from shallowflow.solvers.common import Trajectory
 
 SOLVERS = get_args(SolverName)  # one vocabulary: the configuration's
@@ -47,7 +51,7 @@ def solve(
     grid: jax.Array,
     values: SolveValues,
     *,
-    slope: float,
+    act: Activation,
     tail: int,
     method: str,
     max_steps: int,
@@ -61,7 +65,9 @@ def solve(
     which the run is measured again (GD and the exact flow); ``stop_rule``: GD's
     (:func:`.gd.solve`; the config refuses another than 'inclusive' for the flows). The
     exact flow returns its
-    :class:`~.exact.Flow` (a trajectory with its event statistics and rates)."""
+    :class:`~.exact.Flow` (a trajectory with its event statistics and rates): event-driven
+    for a piecewise-linear ``act`` (:mod:`.exact`), a plain adaptive Runge–Kutta loop for
+    a C¹ one (:mod:`.smooth`)."""
     if name not in SOLVERS:
         raise ShallowflowInputError("solver", f"unknown {name!r}; allowed: {SOLVERS}")
     if name == "gd":
@@ -73,7 +79,7 @@ def solve(
             lr=values.lr,
             stop_loss=values.stop_loss,
             diverge_factor=values.diverge_factor,
-            slope=slope,
+            act=act,
             tail=tail,
             levels=levels,
             rule=stop_rule,
@@ -83,12 +89,14 @@ def solve(
         atol=values.atol,
         stop_loss=values.stop_loss,
         diverge_factor=values.diverge_factor,
-        slope=slope,
+        act=act,
         max_steps=max_steps,
         size=size,
     )
-    if name == "flow":
+    if name == "flow" and act.piecewise_linear:  # kinks: events
         return exact.solve(geom, prob, state0, grid, tail=float(tail), levels=levels, **flows)
+    if name == "flow":  # C¹: no events
+        return smooth.solve(geom, prob, state0, grid, tail=float(tail), levels=levels, **flows)
     return floor.solve(geom, prob, state0, grid, dtmin=values.dtmin, method=method, **flows)
 
 

@@ -129,3 +129,40 @@ class Trajectory(NamedTuple):
 def exploded(loss: jax.Array, loss0: jax.Array, factor: Real) -> jax.Array:
     """The divergence test of every solver: L non-finite or above ``factor``·L(0)."""
     return ~jnp.isfinite(loss) | (loss > factor * loss0)
+
+
+TAIL_BUFFER = 512  # step ends kept for the flows' end-of-run rate window
+
+
+def push_window(buf_t, buf_l, nbuf, t, loss, take):
+    """The ring buffer of step ends (t, log L) with the step end at ``t`` added when
+    ``take``: the flows' record of the loss for :func:`window_rate`."""
+    slot = nbuf % TAIL_BUFFER
+    buf_t = jnp.where(take, buf_t.at[slot].set(t), buf_t)
+    buf_l = jnp.where(take, buf_l.at[slot].set(jnp.log(loss)), buf_l)
+    return buf_t, buf_l, nbuf + take.astype(jnp.int32)
+
+
+def window_rate(buf_t, buf_l, nbuf, t_end, loss, tail, mu0) -> jax.Array:
+    """log(L(t_∞ − w)/L(t_∞))/w, w = min(tail, t_∞), log L interpolated linearly
+    between the step ends in the buffer (the window shrinks to what it holds): the
+    flows' μ(t_∞) (SPEC §5)."""
+    count = jnp.minimum(nbuf, TAIL_BUFFER)
+    start = jnp.where(nbuf > TAIL_BUFFER, nbuf % TAIL_BUFFER, 0)
+    order = (start + jnp.arange(TAIL_BUFFER)) % TAIL_BUFFER
+    ts, ls = buf_t[order], buf_l[order]
+    ok = jnp.arange(TAIL_BUFFER) < count
+    ts = jnp.where(ok, ts, ts[jnp.maximum(count - 1, 0)] + jnp.arange(TAIL_BUFFER))
+    target = jnp.maximum(t_end - tail, ts[0])
+    l_at = jnp.interp(target, ts, jnp.where(ok, ls, ls[jnp.maximum(count - 1, 0)]))
+    width = t_end - target
+    return jnp.where(width > 0, (l_at - jnp.log(loss)) / jnp.where(width > 0, width, 1.0), mu0)
+
+
+def first_step(state0: State, f0: State, size, t_end) -> jax.Array:
+    """The flows' first step size (Hairer, Nørsett and Wanner's rule, at most the
+    horizon): 0.01 ‖θ(0)‖/‖F(θ(0))‖ in RMS over the ``size`` real entries."""
+    d0 = jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(state0)) / size)
+    d1 = jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(f0)) / size)
+    h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.maximum(d1, 1e-300), 1e-6)
+    return jnp.minimum(h0, jnp.maximum(t_end, 1e-30))

@@ -1,11 +1,14 @@
-"""One Dormand–Prince 5(4) step with the activation pattern frozen (7 stages, first
-same as last, embedded 4th-order error estimate; Dormand & Prince 1980), and the
-location of the first root of a pre-activation on the step's cubic Hermite interpolant.
+"""One Dormand–Prince 5(4) step (7 stages, first same as last, embedded 4th-order error
+estimate; Dormand & Prince 1980) of any field (:func:`dopri_step`): the exact flow's with
+the activation pattern frozen (:func:`dopri`), or the field of a C¹ activation
+(:mod:`.smooth`); and the location of the first root of a pre-activation on the step's
+cubic Hermite interpolant.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,17 +49,24 @@ class Step(NamedTuple):
     step's end, and the error estimate."""
 
     y1: State
-    ev1: Eval
+    ev1: Any  # the evaluation of the field used (filippov.Eval for the exact flow)
     q1: jax.Array
     err: jax.Array
 
 
 def dopri(data: FieldData, y: State, ev0: Eval, q, h, pat: Pattern, gram, scale) -> Step:
     """One Dormand–Prince step of size h from y (field ev0 there), pattern frozen."""
+    return dopri_step(lambda yi: field(data, yi, pat, gram), y, ev0, q, h, scale, data.p)
+
+
+def dopri_step(fn: Callable[[State], Any], y: State, ev0, q, h, scale, p) -> Step:
+    """One Dormand–Prince step of size h from y for the field ``fn`` (state → an
+    evaluation with ``f`` the field, ``loss`` and ``mu``; ``ev0`` = fn(y)), carrying
+    q = ∫μ dt. ``scale`` = (atol, rtol, real entries of θ), ``p`` the true width."""
     ks, mus = [ev0.f], [ev0.mu]
     for i in range(1, 7):
         yi = axpy(y, h, ks, _A[i])
-        ev = field(data, yi, pat, gram)
+        ev = fn(yi)
         ks.append(ev.f)
         mus.append(ev.mu)
     y1 = yi  # the 7th stage point is the 5th-order solution (first same as last)
@@ -70,7 +80,7 @@ def dopri(data: FieldData, y: State, ev0: Eval, q, h, pat: Pattern, gram, scale)
     # The loss's own error, relative to the loss: late in training the residuals are
     # small differences y − h, and a tolerance on θ alone leaves them inaccurate
     # (hence a wrong rate). dL ≈ ∇L·e = −⟨F(y1), e⟩/p, free from the last stage.
-    e_loss = -sum(jnp.sum(f * x) for f, x in zip(ev.f, e, strict=True)) / data.p
+    e_loss = -sum(jnp.sum(f * x) for f, x in zip(ev.f, e, strict=True)) / p
     err = jnp.maximum(err, jnp.abs(e_loss) / (scale[1] * ev.loss + scale[0] ** 2))
     return Step(y1, ev, q1, err)
 

@@ -1,4 +1,6 @@
 """The exact gradient flow through the ReLU kinks: event-driven and Filippov (SPEC §3b).
+For the piecewise-linear activations (ReLU, leaky ReLU, ``act``); C¹ ones have no kinks
+and their flow is :mod:`.smooth`'s.
 
 The field F = −p∇L is smooth inside an activation pattern and jumps across the
 surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by piece:
@@ -52,16 +54,21 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from shallowflow.activations import Activation, Leaky, relu
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
 from shallowflow.solvers.common import (
+    TAIL_BUFFER,
     Levels,
     Outcome,
     StallReason,
     exploded,
     finish_levels,
+    first_step,
     level_buffers,
+    push_window,
     record_levels,
+    window_rate,
 )
 from shallowflow.solvers.dopri import dopri
 from shallowflow.solvers.events import Landed, settle
@@ -91,7 +98,6 @@ from shallowflow.solvers.locate import (
 
 __all__ = ["NEWTON", "Flow", "Stats", "solve"]
 
-TAIL_BUFFER = 512  # step ends kept for the end-of-run rate window
 # Work per unit of progress (issue 22): a run stalls (outcome `stalled`, with a reason)
 # after MAX_REJECTS attempts in a row without an accepted step, or after MAX_IDLE
 # attempts in which t advanced by less than rtol·max(1, t). A legitimate landing needs
@@ -127,7 +133,7 @@ def solve(
     atol,
     stop_loss,
     diverge_factor=1e6,
-    slope: float = 0.0,
+    act: Activation = relu,
     tail=100.0,
     max_steps: int = 10_000_000,
     size=None,
@@ -139,12 +145,14 @@ def solve(
     default all; ``slots``: sliding pairs per neuron at most (static; default
     min(m, 32); none for the diagonal geometry, whose orthogonal data never slide);
     ``levels`` (K,): also the run at the first step end where its loss is below each
-    (:class:`~.common.Levels`)."""
+    (:class:`~.common.Levels`). ``act``: a piecewise-linear activation, max(u, s·u)."""
+    if not isinstance(act, Leaky):  # the kinks handled are those of max(u, s·u)
+        raise ValueError(f"act: the event-driven flow is for relu and leaky, not {act.name}")
     sgeom, z = geom.for_solver(prob.z)
     n, p = prob.sizes(state0)
     dtype = state0.a.dtype
     rows = prob.z
-    data = FieldData(sgeom, z, rows, prob.y, geom.sq_norms(prob.z), n, p, slope)
+    data = FieldData(sgeom, z, rows, prob.y, geom.sq_norms(prob.z), n, p, act.slope)
     width, count = prob.y.shape[0], state0.v.shape[0]
     k_slots = 0 if geom.diagonal else (min(rows.shape[1], 32) if slots is None else slots)
     if size is None:
@@ -161,7 +169,7 @@ def solve(
         grid=grid,
         k_slots=k_slots,
         diagonal=geom.diagonal,
-        sticky=geom.diagonal and float(slope) == 0.0,  # orthogonal data, ReLU
+        sticky=geom.diagonal and act.slope == 0.0,  # orthogonal data, ReLU
         real=(jnp.arange(count)[:, None] < p) & (jnp.arange(width)[None, :] < n),
         size=size,
         scale=scale,
@@ -207,10 +215,7 @@ def _start(ctx: Context, state0: State, pat0: Pattern, ev0: Eval) -> Carry:
     t_end = grid[-1]
     k_rec = grid.shape[0]
     states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (k_rec,) + x.shape), state0)
-    d0 = jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(state0)) / size)
-    d1 = jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(ev0.f)) / size)
-    h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.maximum(d1, 1e-300), 1e-6)
-    h0 = jnp.minimum(h0, jnp.maximum(t_end, 1e-30))
+    h0 = first_step(state0, ev0.f, size, t_end)
     zero = jnp.zeros((), jnp.int32)
     fzero = jnp.zeros((), dtype)
     stats0 = Stats(zero, zero, zero, zero, fzero, zero, fzero, zero, fzero, zero, zero, zero, zero)
@@ -310,13 +315,10 @@ def _record(ctx: Context, c: Carry, nxt: Carry, take, a: Attempt) -> Carry:
         c.states,
         nxt.y,
     )
-    slot = c.nbuf % TAIL_BUFFER
-    buf_t = jnp.where(take, c.buf_t.at[slot].set(tn), c.buf_t)
-    buf_l = jnp.where(take, c.buf_l.at[slot].set(jnp.log(nxt.ev.loss)), c.buf_l)
-    nbuf = c.nbuf + take.astype(jnp.int32)
+    buf_t, buf_l, nbuf = push_window(c.buf_t, c.buf_l, c.nbuf, tn, nxt.ev.loss, take)
     lev, levels = c.lev, ctx.levels
     if lev is not None and levels is not None:  # both or neither (_start)
-        rate = _tail_rate(buf_t, buf_l, nbuf, tn, nxt.ev.loss, ctx.tail, ctx.mu0)
+        rate = window_rate(buf_t, buf_l, nbuf, tn, nxt.ev.loss, ctx.tail, ctx.mu0)
         lev = record_levels(lev, levels, nxt.ev.loss, tn, rate, nxt.y, take)
     return nxt._replace(
         rec=c.rec + jnp.sum(hit).astype(jnp.int32),
@@ -460,22 +462,7 @@ def _finish(ctx: Context, c: Carry) -> Flow:
         c.ev.mu,
         integral,
         c.q,
-        _tail_rate(c.buf_t, c.buf_l, c.nbuf, c.t, c.ev.loss, ctx.tail, ctx.mu0),
+        window_rate(c.buf_t, c.buf_l, c.nbuf, c.t, c.ev.loss, ctx.tail, ctx.mu0),
         stats,
         None if c.lev is None else finish_levels(c.lev),
     )
-
-
-def _tail_rate(buf_t, buf_l, nbuf, t_end, loss, tail, mu0) -> jax.Array:
-    """log(L(t_∞ − w)/L(t_∞))/w, w = min(tail, t_∞), log L interpolated linearly
-    between the step ends in the buffer (the window shrinks to what it holds)."""
-    count = jnp.minimum(nbuf, TAIL_BUFFER)
-    start = jnp.where(nbuf > TAIL_BUFFER, nbuf % TAIL_BUFFER, 0)
-    order = (start + jnp.arange(TAIL_BUFFER)) % TAIL_BUFFER
-    ts, ls = buf_t[order], buf_l[order]
-    ok = jnp.arange(TAIL_BUFFER) < count
-    ts = jnp.where(ok, ts, ts[jnp.maximum(count - 1, 0)] + jnp.arange(TAIL_BUFFER))
-    target = jnp.maximum(t_end - tail, ts[0])
-    l_at = jnp.interp(target, ts, jnp.where(ok, ls, ls[jnp.maximum(count - 1, 0)]))
-    width = t_end - target
-    return jnp.where(width > 0, (l_at - jnp.log(loss)) / jnp.where(width > 0, width, 1.0), mu0)

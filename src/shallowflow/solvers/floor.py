@@ -9,7 +9,9 @@ An adaptive explicit Runge–Kutta method (Tsit5 by default, 5th order with an
 embedded 4th-order error estimate; Dopri5 and Dopri8 on request) with a PID step
 controller at relative/absolute tolerances.
 
-The ReLU flow is a discontinuous (Filippov) system: a neuron whose pre-activation
+For a C¹ activation (``act``: relu_power, monomials, softplus, GELU) the field is
+continuous and the floor never binds at a tolerance the controller can meet. The ReLU
+flow is a discontinuous (Filippov) system: a neuron whose pre-activation
 on an example is driven to 0 from both sides slides along ⟨w_j, x_i⟩ = 0, where no
 explicit method can meet a tolerance. The step is therefore floored at ``dtmin``
 (``force_dtmin``): away from sliding the tolerances hold; on a sliding surface the
@@ -29,6 +31,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from shallowflow.activations import Activation, relu
 from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, forward, vector_field
@@ -48,7 +51,7 @@ def solve(
     atol: Real,
     stop_loss: Real,
     diverge_factor: Real = 1e6,
-    slope: float = 0.0,
+    act: Activation = relu,
     dtmin: Real = 1e-2,
     method: str = "tsit5",
     max_steps: int = 2_010_000,
@@ -60,14 +63,14 @@ def solve(
     them, so padding does not loosen the tolerance); default all."""
     geom, z = geom.for_solver(prob.z)
     prob = prob._replace(z=z)
-    loss0 = forward(geom, state0, prob, slope).loss
+    loss0 = forward(geom, state0, prob, act).loss
     dtype = loss0.dtype
 
     def field(t, y, args):
-        return vector_field(geom, y, prob, slope)
+        return vector_field(geom, y, prob, act)
 
     def stop(t, y, args, **kwargs):
-        loss = forward(geom, y, prob, slope).loss
+        loss = forward(geom, y, prob, act).loss
         return (loss <= stop_loss) | exploded(loss, loss0, diverge_factor)
 
     t1 = grid[-1]
@@ -100,7 +103,7 @@ def solve(
     states = jax.tree_util.tree_map(
         lambda x, f: jnp.where(valid.reshape((-1,) + (1,) * f.ndim), x, f[None]), ys, final
     )
-    last = forward(geom, final, prob, slope).loss
+    last = forward(geom, final, prob, act).loss
     status = jnp.where(
         exploded(last, loss0, diverge_factor),
         Outcome.DIVERGED,
@@ -108,5 +111,5 @@ def solve(
     )
     steps = sol.stats["num_accepted_steps"]
     # For the flow, μ(t_∞) is μ at the final state: −d/dt log L exactly (SPEC §2).
-    rate = mu(geom, final, prob, slope)
+    rate = mu(geom, final, prob, act)
     return Trajectory(grid, states, valid, final, t_final, steps, status, rate)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from shallowflow.activations import Activation, relu
 from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
@@ -60,7 +61,7 @@ def solve(
     lr: Real,
     stop_loss: Real,
     diverge_factor: Real = 1e6,
-    slope: float = 0.0,
+    act: Activation = relu,
     tail: int = 100,
     levels: jax.Array | None = None,
     rule: str = "inclusive",
@@ -77,11 +78,11 @@ def solve(
     last = grid[-1] - 1  # T − 1: the authors' last tested step
     geom, z = geom.for_solver(prob.z)
     prob = prob._replace(z=z)
-    loss0 = forward(geom, state0, prob, slope).loss
+    loss0 = forward(geom, state0, prob, act).loss
     dtype = loss0.dtype
 
     def move(state, fw, eta):
-        field = field_from_forward(geom, state, prob, fw, slope)
+        field = field_from_forward(geom, state, prob, fw, act)
         return jax.tree_util.tree_map(lambda x, f: x + eta * f, state, field)
 
     def at_levels(lev, loss, k, buf, state, ok):
@@ -92,7 +93,7 @@ def solve(
 
     def step(c):
         state, k, status, buf, lev = c
-        fw = forward(geom, state, prob, slope)
+        fw = forward(geom, state, prob, act)
         bad = exploded(fw.loss, loss0, diverge_factor)
         done = (fw.loss < stop_loss) | ((k == last) & (fw.loss <= stop_loss))
         done = done if authors else fw.loss <= stop_loss
@@ -108,7 +109,7 @@ def solve(
 
     def replay(anchor, steps):
         return jax.lax.fori_loop(
-            0, steps, lambda _, s: move(s, forward(geom, s, prob, slope), lr), anchor
+            0, steps, lambda _, s: move(s, forward(geom, s, prob, act), lr), anchor
         )
 
     def roll_back(state, k, anchors):
@@ -142,7 +143,7 @@ def solve(
     state, k, status, buf, lev, anchors = c
     # A run still running at the horizon is checked once more (its last loss); under the
     # authors' rule only for divergence.
-    end = forward(geom, state, prob, slope).loss
+    end = forward(geom, state, prob, act).loss
     bad = exploded(end, loss0, diverge_factor)
     running = status == Outcome.RUNNING
     reached = (end <= stop_loss) & (not authors)

@@ -49,7 +49,13 @@ from shallowflow.stats.logistic import (
     separation_gap,
 )
 
-__all__ = ["ThresholdFit", "fit_threshold", "hoeffding_halfwidth", "success_bars"]
+__all__ = [
+    "ThresholdFit",
+    "fit_threshold",
+    "hoeffding_halfwidth",
+    "paired_bootstrap",
+    "success_bars",
+]
 
 Bootstrap = Literal["parametric", "nonparametric"]
 Interval = Literal["profile", "bootstrap"]
@@ -237,6 +243,32 @@ def _fit_arrays(
         level=level,
         se=float(se),
     )
+
+
+def paired_bootstrap(n: ArrayLike, hits: ArrayLike, reps: int, seed: int = 0) -> NDArray:
+    """Thresholds of several variants run on shared draws, resampled together: ``hits``
+    (variants × sizes × runs) holds run r at size n_s of every variant from the same
+    draw, and each of the ``reps`` replicates resamples the runs of every size once,
+    for every variant alike (``numpy.random.default_rng(seed)``), then refits each
+    variant's Firth-penalised curve (:func:`fit_threshold`'s point estimate) and returns
+    its crossing: an array (reps × variants), NaN where a replicate's curve is flat.
+    Ratios or differences of the columns then keep the pairing of the draws."""
+    x = np.asarray(n, dtype=float)
+    h = np.asarray(hits, dtype=bool)
+    require(h.ndim == 3 and h.shape[1] == x.size, "hits", "must be variants × sizes × runs")
+    require(np.unique(x).size >= 2, "n", "needs at least two distinct values")
+    require(isinstance(reps, int | np.integer) and reps >= 1, "reps", "must be an int >= 1")
+    runs = h.shape[2]
+    idx = np.random.default_rng(seed).integers(0, runs, (reps, x.size, runs))
+    c, scale = float(np.mean(x)), float(np.std(x))
+    z, r = (x - c) / scale, np.full(x.size, float(runs))
+    out = np.empty((reps, h.shape[0]))
+    for v, variant in enumerate(h):
+        k = np.take_along_axis(np.broadcast_to(variant, idx.shape), idx, axis=2).sum(2)
+        beta, _ = fit_point(z, variant.sum(1).astype(float), r)
+        start = np.broadcast_to(beta, (reps, 2)).copy()
+        out[:, v] = crossing(fit_batch(z, k.astype(float), r, start), c, scale)
+    return out
 
 
 # --------------------------------------------------------------------------- internals

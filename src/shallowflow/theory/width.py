@@ -2,7 +2,8 @@
 
 With symmetric random signs each pair (example i, neuron j) covers with
 probability about 1/4, so all n examples are covered with probability
-≥ 1 − n (3/4)^p ≥ 1 − ε once p ≥ log(n/ε)/log(4/3).
+≥ 1 − n (3/4)^p ≥ 1 − ε once p ≥ log(n/ε)/log(4/3). Beside it, the paper's other
+automatic size, its horizon T(n, p) (SPEC §5).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def width(n: int, eps: float) -> int:
     """Width of the paper's code: ``p(n, ε) = ⌊log(n/ε) / log(4/3)⌋ + 1`` (SPEC §2)."""
     n, eps = _check_count(n, "n"), _check_eps(eps)
     return math.floor(math.log(n / eps) / math.log(4.0 / 3.0)) + 1
+
+
+def horizon_steps(n: int, p: int) -> int:
+    """The paper's horizon T(n, p) = ⌊1.5 √(np) log(np) / 4⌋ + 1 steps (SPEC §5)."""
+    return int(math.floor(1.5 * math.sqrt(n * p) * math.log(n * p) / 4)) + 1
 
 
 def width_paper(n: int, eps: float) -> int:

@@ -66,12 +66,27 @@ def verdict(
         f"success fraction {fmt(first['fraction'], 2)} at n={int(first['n'])} → "
         f"{fmt(last['fraction'], 2)} at n={int(last['n'])} (d={int(first['d'])}, "
         f"{int(first['runs'])} runs per n); fall from likely to unlikely: {yes(sharp)}",
-        f"threshold N = {fmt(fit['N'], 4)} [{fmt(fit['ci_low'], 4)}, {fmt(fit['ci_high'], 4)}], "
-        f"10%→90% width {fmt(fall)} = {fmt(fall / fit['N'], 2)}·N",
+        _threshold_line(points, fit, fall),
         f"mean L(θ_T)/L(θ_0) (0 for successes): {fmt(first['loss_ratio'], 2)} → "
         f"{fmt(last['loss_ratio'], 2)}",
     ]
     return lines, sharp
+
+
+def _threshold_line(points: pd.DataFrame, fit: dict[str, Any], fall: float) -> str:
+    """N with its interval and the fall's width; when the fitted curve crosses 1/2 off
+    the grid, that crossing is an extrapolation, not a threshold, and the line says so."""
+    if not fit["inside_grid"]:
+        ns, frac = points["n"].to_numpy(float), points["fraction"].to_numpy(float)
+        return (
+            f"the fitted success curve does not cross 1/2 on the grid n = {int(ns.min())}–"
+            f"{int(ns.max())} (success fraction {fmt(frac.min(), 2)}–{fmt(frac.max(), 2)}): "
+            "N is not measured here; widen the n range to reach the fall"
+        )
+    return (
+        f"threshold N = {fmt(fit['N'], 4)} [{fmt(fit['ci_low'], 4)}, {fmt(fit['ci_high'], 4)}], "
+        f"10%→90% width {fmt(fall)} = {fmt(fall / fit['N'], 2)}·N"
+    )
 
 
 def plot(points: pd.DataFrame, summary: dict[str, Any]):
@@ -84,7 +99,7 @@ def plot(points: pd.DataFrame, summary: dict[str, Any]):
     n = points["n"].to_numpy(float)
     ax.errorbar(n, points["fraction"], yerr=yerr(points), fmt="o", ms=4, label="success fraction")
     fit = summary["threshold"]
-    if fit["N"] is not None and np.isfinite(fit["N"]):
+    if fit["N"] is not None and np.isfinite(fit["N"]) and fit["inside_grid"]:
         grid = np.linspace(n.min(), n.max(), 200)
         ax.plot(grid, logistic(fit, grid), "C0-", alpha=0.6, label=f"logistic, N = {fit['N']:.0f}")
         ax.axvline(fit["N"], color="C0", ls=":", lw=1)

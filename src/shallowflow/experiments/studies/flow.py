@@ -37,6 +37,7 @@ from shallowflow.experiments.protocol import EPS, study_cell
 from shallowflow.experiments.studies.conjecture1 import exponent
 from shallowflow.report.format import fmt
 from shallowflow.stats.fits import STEP_LAWS, extrapolate_to_zero
+from shallowflow.stats.frames import where
 from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.theory.width import width
 
@@ -140,9 +141,9 @@ def _counts(runs: pd.DataFrame) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """Per η: the sizes and a (sizes × runs) success matrix, runs in their order."""
     out = {}
     for eta in sorted(runs["lr"].unique()):
-        sub = runs[runs["lr"] == eta].sort_values(["n", "run"])
+        sub = where(runs, runs["lr"] == eta).sort_values(by=["n", "run"])
         ns = np.array(sorted(sub["n"].unique()))
-        hits = np.stack([sub[sub["n"] == n]["success"].to_numpy(bool) for n in ns])
+        hits = np.stack([where(sub, sub["n"] == n)["success"].to_numpy(bool) for n in ns])
         out[float(eta)] = (ns, hits)
     return out
 
@@ -179,9 +180,9 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     """The table (part, variant, value, interval) and the summary the verdict reads."""
     design = design_of(design)
     rows = []
-    gd = runs[runs["tag"].str.startswith("gd ")]
+    gd = where(runs, runs["tag"].str.startswith("gd "))
     for eta in design.etas:
-        fit = _threshold(gd[gd["lr"] == eta])
+        fit = _threshold(where(gd, gd["lr"] == eta))
         rows.append({"part": "threshold", "variant": _tag(eta), "eta": eta} | _row(fit))
     thr = pd.DataFrame(rows)
     ex = extrapolate_to_zero(thr["eta"], thr["value"], thr["se"])
@@ -197,17 +198,19 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
         mid = (n1 - ex[law]["N0"]) / ex[law]["N0"]
         rows.append(_point("effect", "(N(1) − N0)/N0", 1.0, mid, lo, hi))
         summary["bootstrap_kept"] = int(ok.sum())
-    flow = runs[runs["tag"] == "flow"]
+    flow = where(runs, runs["tag"] == "flow")
     if len(flow):
         fit = _threshold(flow)
         rows.append({"part": "flow", "variant": "exact flow", "eta": 0.0} | _row(fit))
     for eta in design.etas:
-        sub = runs[runs["tag"] == "rate " + _tag(eta)]
+        sub = where(runs, runs["tag"] == "rate " + _tag(eta))
         if len(sub):
             e = exponent(sub, "mu_tail", design.boot)
             rows.append(_point("rate", _tag(eta), eta, e["slope"], e["ci_low"], e["ci_high"]))
     table = pd.DataFrame(rows)
-    points = success_points(runs[runs["tag"].isin([*map(_tag, design.etas), "flow"])], ["tag", "n"])
+    points = success_points(
+        where(runs, runs["tag"].isin([*map(_tag, design.etas), "flow"])), ["tag", "n"]
+    )
     summary["points"] = points.to_dict("records")
     summary["runs"] = int(len(runs))
     return table, summary
@@ -223,7 +226,9 @@ def _point(part: str, variant: str, eta: float, value, lo, hi) -> dict[str, Any]
 
 
 def _get(table: pd.DataFrame, part: str, variant: str | None = None) -> dict[str, Any] | None:
-    sel = table[(table["part"] == part) & ((table["variant"] == variant) if variant else True)]
+    sel = where(
+        table, (table["part"] == part) & ((table["variant"] == variant) if variant else True)
+    )
     return sel.iloc[0].to_dict() if len(sel) else None
 
 
@@ -246,8 +251,9 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         f"horizons T(n, p))"
     )
     per_eta = [_get(table, "threshold", _tag(eta)) for eta in design["etas"]]
+    located = [r for r in per_eta if r is not None]
     n1, n0, eff = per_eta[0], _get(table, "extrapolation"), _get(table, "effect")
-    if ex["best"] is None or n0 is None or eff is None or n1 is None:
+    if ex["best"] is None or n0 is None or eff is None or n1 is None or len(located) < len(per_eta):
         missing = [_eta(e) for e, r in zip(design["etas"], per_eta, strict=True) if r is None]
         lines = [
             f"Under {proto}, N(η) could not be located at every step (η = {missing} or a "
@@ -262,7 +268,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         f"{'' if k == 1 else '²'} (chosen by AIC over N₀ + cη{'²' if k == 1 else ''}).",
         "Per step: "
         + "; ".join(
-            f"N({_eta(e)}) = {_ci(r)}" for e, r in zip(design["etas"], per_eta, strict=True)
+            f"N({_eta(e)}) = {_ci(r)}" for e, r in zip(design["etas"], located, strict=True)
         )
         + f"; AIC linear {fmt(ex['linear']['aic'])}, quadratic {fmt(ex['quadratic']['aic'])}.",
     ]

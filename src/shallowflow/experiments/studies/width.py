@@ -32,7 +32,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ from shallowflow.experiments.figures.success import success_points, threshold_fi
 from shallowflow.experiments.protocol import Protocol, study_cell
 from shallowflow.report.format import fmt
 from shallowflow.stats import fits
+from shallowflow.stats.frames import where
 
 NAME = "width"
 TITLE = "Width — how N(d, p) grows with d and p"
@@ -163,9 +164,10 @@ def thresholds(runs: pd.DataFrame) -> pd.DataFrame:
     unbounded side of an interval (no significant fall on that side) is null, not ±inf."""
     pts = success_points(runs, ["d", "p", "n"])
     rows = []
-    for (d, p), g in pts.groupby(["d", "p"], sort=True):
+    for key, g in pts.groupby(["d", "p"], sort=True):
+        d, p = cast(tuple[int, int], key)
         rows.append(
-            {"d": int(d), "p": int(p), "runs": int(g["runs"].sum()), "sizes": len(g)}
+            {"d": int(d), "p": int(p), "runs": int(g["runs"].to_numpy().sum()), "sizes": len(g)}
             | threshold_fit(g)
         )
     return pd.DataFrame(rows).replace([np.inf, -np.inf], np.nan)
@@ -173,20 +175,22 @@ def thresholds(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _beta(table: pd.DataFrame, p: int, ds: list[int] | None = None) -> dict[str, Any]:
     """β and C(p) of N = C(p)·d^β at width p (on the d values ``ds``), 95% interval."""
-    sub = table[(table["p"] == p) & (table["d"].isin(ds) if ds is not None else True)]
+    sub = where(table, (table["p"] == p) & (table["d"].isin(ds) if ds is not None else True))
     fit = fits.power_exponent(sub["d"], sub["N"], sub["se"])
-    return {"p": int(p), "d_min": int(sub["d"].min()), "d_max": int(sub["d"].max())} | fit
+    d = sub["d"].to_numpy(int)
+    return {"p": int(p), "d_min": int(d.min()), "d_max": int(d.max())} | fit
 
 
 def _arms(table: pd.DataFrame, by: str, at: str, least: int) -> dict[int, list[int]]:
     """Values of ``at`` with at least ``least`` distinct values of ``by`` (the arms)."""
     counts = table.groupby(at)[by].nunique()
-    return {int(v): sorted(table.loc[table[at] == v, by]) for v in counts[counts >= least].index}
+    keep = counts.index[counts.to_numpy() >= least]
+    return {int(v): sorted(where(table, table[at] == v)[by]) for v in keep}
 
 
 def analyse(table: pd.DataFrame) -> dict[str, Any]:
     """The fits of the module doc, from a thresholds table (d, p, N, se)."""
-    ok = table[np.isfinite(table["N"]) & np.isfinite(table["se"]) & (table["se"] > 0)]
+    ok = where(table, np.isfinite(table["N"]) & np.isfinite(table["se"]) & (table["se"] > 0))
     d_arms = _arms(ok, "d", "p", 2)
     betas = [_beta(ok, p) for p in d_arms]
     local = [
@@ -196,12 +200,12 @@ def analyse(table: pd.DataFrame) -> dict[str, Any]:
         for i in range(len(ds) - 1)
     ]
     common = sorted(set.intersection(*(set(ds) for ds in d_arms.values()))) if d_arms else []
-    sub = ok[ok["p"].isin(list(d_arms)) & ok["d"].isin(common)]
+    sub = where(ok, ok["p"].isin(list(d_arms)) & ok["d"].isin(common))
     shared = fits.common_exponent(sub["d"], sub["p"], sub["N"], sub["se"])
     same_range = [_beta(ok, p, common) for p in d_arms] if len(common) >= 2 else []
     cp, relax = [], []
     for d, ps in _arms(ok, "p", "d", 3).items():
-        arm = ok[ok["d"] == d]
+        arm = where(ok, ok["d"] == d)
         cp.append({"d": d, "ps": ps} | fits.growth_laws(arm["p"], arm["N"], arm["se"]))
         relax.append(_ratio(arm))
     return {
@@ -231,7 +235,7 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     summary = {
         "design": {"pairs": [list(x) for x in design.pairs], "runs": design.runs},
         "runs": int(len(runs)),
-        "evaluations": int(runs["cell_id"].nunique()) if "cell_id" in runs else 0,
+        "evaluations": len(set(runs["cell_id"])) if "cell_id" in runs else 0,
     } | analyse(table)
     return table, summary
 
@@ -361,11 +365,11 @@ def _caveats(table: pd.DataFrame, key: dict[str, Any]) -> list[str]:
     """What the data cannot decide, and what would."""
     out = []
     bounded = np.isfinite(table[["N", "ci_low", "ci_high"]].to_numpy(float)).all(axis=1)
-    edge = table[~table["inside_grid"].astype(bool) | ~bounded]
+    edge = where(table, ~table["inside_grid"].astype(bool) | ~bounded)
     if len(edge):
-        where = ", ".join(f"(d, p) = ({r.d}, {r.p})" for r in edge.itertuples())
+        places = ", ".join(f"(d, p) = ({r['d']}, {r['p']})" for r in edge.to_dict("records"))
         out.append(
-            f"Thresholds at the edge of their window or unbounded at {where}: widen the "
+            f"Thresholds at the edge of their window or unbounded at {places}: widen the "
             "window (Design.exponents) or add runs there before reading them."
         )
     if key["ci_low"] <= THEORY_BETA <= key["ci_high"] and key["ci_low"] <= 1 <= key["ci_high"]:
@@ -395,7 +399,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(13.0, 3.8))
-    ok = table[np.isfinite(table["N"])]
+    ok = where(table, np.isfinite(table["N"]))
     betas = {x["p"]: x for x in summary["betas"]}
     for i, (p, g) in enumerate(ok.groupby("p")):
         err = _yerr(g)
@@ -410,7 +414,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     a.set(xscale="log", yscale="log", xlabel="d", ylabel="threshold N", title="N against d")
     a.legend(fontsize=7)
     for d0, g in ok.groupby("d"):
-        if g["p"].nunique() >= 2:
+        if len(set(g["p"])) >= 2:
             b.errorbar(g["p"], g["N"], yerr=_yerr(g), fmt="s-", ms=4, lw=0.8, label=f"d = {d0}")
     b.set(xscale="log", yscale="log", xlabel="p", ylabel="threshold N", title="N against p")
     if b.get_legend_handles_labels()[0]:
