@@ -113,3 +113,23 @@ def test_the_study_runs_end_to_end_on_the_same_draws(tiny):
     loss0 = gd.pivot_table(index=["n", "run"], columns="lr", values="loss0")
     np.testing.assert_allclose(loss0.to_numpy(), loss0[[1.0]].to_numpy().repeat(4, 1), rtol=1e-12)
     assert read_json(out / "summary.json")["verdicts"] == res["verdicts"]
+
+
+def test_smaller_steps_without_a_fall_give_a_bound_not_a_negative_threshold():
+    """The paper preset's finding, planted: GD with η = 1 falls at N = 260 while the
+    smaller steps succeed at every n of the grid. Their logistic crossings then lie off
+    the grid (negative), which must not be extrapolated: the verdict states N > n_max
+    for them and a bound on the effect of η = 1, 1 − hi(N(1))/n_max."""
+    runs = _planted(lambda eta: 260.0 if eta == 1 else 5000.0)
+    table, summary = study.summarise(runs, DESIGN)
+    assert summary["extrapolation"]["best"] is None
+    lines, numbers = study.verdict(table, summary)
+    n1 = study._get(table, "threshold", "gd eta=1")
+    assert n1 is not None and n1["ci_low"] <= 260 <= n1["ci_high"]
+    assert (
+        lines[0].startswith("N(1) = ")
+        and "against N > 500 for η = 1/2, η = 1/4, η = 1/8" in lines[0]
+    )
+    assert numbers["beyond"] == 500
+    assert numbers["effect_below"] == pytest.approx(-(1 - n1["ci_high"] / 500))
+    assert not any("-" in w and w[1:2].isdigit() for w in lines[0].split() if w.startswith("-"))

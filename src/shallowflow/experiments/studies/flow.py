@@ -106,6 +106,11 @@ def _tag(eta: float) -> str:
     return f"gd eta={eta:g}"
 
 
+def _step_of(tag: str) -> float:
+    """η from a GD tag (the inverse of :func:`_tag`)."""
+    return float(tag.removeprefix("gd eta="))
+
+
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """Every cell: the threshold grid per η, the exact flow on the same draws, and the
     Fig. 6 grid per η; the horizon is T(n, p) units of time for every step (equal time)."""
@@ -185,7 +190,9 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
         fit = _threshold(where(gd, gd["lr"] == eta))
         rows.append({"part": "threshold", "variant": _tag(eta), "eta": eta} | _row(fit))
     thr = pd.DataFrame(rows)
-    ex = extrapolate_to_zero(thr["eta"], thr["value"], thr["se"])
+    # a crossing off the n grid is no threshold (no fall there): nothing to extrapolate
+    on_grid = bool(thr["inside_grid"].all())
+    ex = extrapolate_to_zero(thr["eta"], thr["value"], thr["se"]) if on_grid else {"best": None}
     summary: dict[str, Any] = {"design": design.__dict__, "extrapolation": ex}
     if ex["best"] is not None:
         law = ex["best"]
@@ -217,7 +224,8 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
 
 
 def _row(fit: dict[str, Any]) -> dict[str, Any]:
-    return {"value": fit["N"], "ci_low": fit["ci_low"], "ci_high": fit["ci_high"], "se": fit["se"]}
+    row = {"value": fit["N"], "ci_low": fit["ci_low"], "ci_high": fit["ci_high"], "se": fit["se"]}
+    return row | {"inside_grid": bool(fit["inside_grid"])}
 
 
 def _point(part: str, variant: str, eta: float, value, lo, hi) -> dict[str, Any]:
@@ -241,6 +249,69 @@ def _eta(eta: float) -> str:
     return "1" if eta == 1 else f"1/{round(1 / eta)}"
 
 
+def _rate_lines(table: pd.DataFrame, design: dict[str, Any], numbers: dict[str, Any]) -> list[str]:
+    """The Fig. 6 exponent per step, as a line (and into ``numbers``)."""
+    rates = [(e, _get(table, "rate", _tag(e))) for e in design["etas"]]
+    rates = [(e, r) for e, r in rates if r is not None]
+    if not rates:
+        return []
+    numbers["rate"] = {_eta(e): r for e, r in rates}
+    return [
+        f"The Fig. 6 exponent of μ(t_∞) in n (orthogonal data, d = {design['d6']}, n = "
+        f"{min(design['ns6'])}–{max(design['ns6'])}, {design['runs6']} runs per n): "
+        + "; ".join(f"η = {_eta(e)}: {_ci(r, 3)}" for e, r in rates)
+        + "."
+    ]
+
+
+def _beyond_grid(
+    table: pd.DataFrame, summary: dict[str, Any], proto: str
+) -> tuple[list[str], dict[str, Any]] | None:
+    """The answer when N(1) is on the grid but the smaller steps (and the flow) do not
+    fall on it: success at the largest n has its 95% Hoeffding bar above 1/2, so under
+    a success curve that falls with n their N lies beyond the grid, and GD with η = 1
+    lowers the threshold by more than 1 − hi(N(1))/n_max. None when that is not so."""
+    design = summary["design"]
+    n1 = _get(table, "threshold", _tag(1.0))
+    if n1 is None or not n1["inside_grid"]:
+        return None
+    points = pd.DataFrame(summary["points"])
+    n_max = int(points["n"].max())
+    last = where(points, points["n"] == points.groupby("tag")["n"].transform("max"))
+    beyond, falls = [], []
+    for row in last.to_dict("records"):
+        fit = _get(table, "flow" if row["tag"] == "flow" else "threshold", row["tag"])
+        if row["tag"] == _tag(1.0) or (fit is not None and fit["inside_grid"]):
+            continue
+        (beyond if row["bar_low"] > 0.5 else falls).append(row)
+    if not beyond or falls:
+        return None
+    beyond.sort(
+        key=lambda r: (r["tag"] == "flow", -_step_of(r["tag"]) if r["tag"] != "flow" else 0)
+    )
+    steps = [r for r in beyond if r["tag"] != "flow"]
+    names = ", ".join(f"η = {_eta(_step_of(r['tag']))}" for r in steps)
+    flow = [f"N > {r['n']} under the exact flow" for r in beyond if r["tag"] == "flow"]
+    least = min(steps or beyond, key=lambda r: r["bar_low"])
+    top = int(max(r["n"] for r in steps)) if steps else n_max
+    bound = 1.0 - n1["ci_high"] / top
+    lines = [
+        f"N(1) = {_ci(n1)} at η = 1, against N > {top} for {names or 'no smaller step'}"
+        f"{''.join(' and ' + f for f in flow)}: no fall on the grid (success ≥ "
+        f"{fmt(least['bar_low'], 2)} at n = {least['n']} with 95% confidence), so GD with "
+        f"η = 1 lowers the threshold by more than {fmt(100 * bound, 2)}% under {proto}.",
+        "Per step: "
+        + "; ".join(
+            f"η = {_eta(_step_of(r['tag']))}: success {fmt(r['fraction'], 2)} at n = {r['n']}"
+            for r in beyond
+            if r["tag"] != "flow"
+        )
+        + f". To measure N₀ itself, extend the n grid beyond {n_max} for the smaller steps.",
+    ]
+    numbers = {"located": False, "N1": n1, "beyond": top, "effect_below": -bound}
+    return lines + _rate_lines(table, design, numbers), numbers
+
+
 def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """The answer in lines (the first: N(η → 0) against N(1) and the effect of η = 1)
     and the numbers it rests on."""
@@ -253,6 +324,8 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     per_eta = [_get(table, "threshold", _tag(eta)) for eta in design["etas"]]
     located = [r for r in per_eta if r is not None]
     n1, n0, eff = per_eta[0], _get(table, "extrapolation"), _get(table, "effect")
+    if ex["best"] is None and (beyond := _beyond_grid(table, summary, proto)) is not None:
+        return beyond
     if ex["best"] is None or n0 is None or eff is None or n1 is None or len(located) < len(per_eta):
         missing = [_eta(e) for e, r in zip(design["etas"], per_eta, strict=True) if r is None]
         lines = [
@@ -282,16 +355,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
             f"{'agrees with it (the intervals overlap)' if overlap else 'does not agree'}."
         )
         numbers["flow"] = flow | {"agrees": bool(overlap)}
-    rates = [(e, _get(table, "rate", _tag(e))) for e in design["etas"]]
-    rates = [(e, r) for e, r in rates if r is not None]
-    if rates:
-        lines.append(
-            f"The Fig. 6 exponent of μ(t_∞) in n (orthogonal data, d = {design['d6']}, n = "
-            f"{min(design['ns6'])}–{max(design['ns6'])}, {design['runs6']} runs per n): "
-            + "; ".join(f"η = {_eta(e)}: {_ci(r, 3)}" for e, r in rates)
-            + "."
-        )
-        numbers["rate"] = {_eta(e): r for e, r in rates}
+    lines += _rate_lines(table, design, numbers)
     half = 50 * (eff["ci_high"] - eff["ci_low"])
     if resolved:
         lines.append(f"The effect is resolved: its interval excludes 0 (half-width {half:.1f}%).")
@@ -317,9 +381,15 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         a.plot(pts["n"], pts["fraction"], "o-" if tag != "flow" else "ks--", ms=4, label=tag)
     a.set(xlabel="n", ylabel="success fraction", title="Fig. 3 protocol per step")
     a.legend(fontsize=7)
-    thr = table[table["part"] == "threshold"]
+    on = table["inside_grid"].fillna(True).astype(bool) if "inside_grid" in table else True
+    thr = where(table, (table["part"] == "threshold") & on)  # off the grid: no threshold
     err = np.array([thr["value"] - thr["ci_low"], thr["ci_high"] - thr["value"]])
     b.errorbar(thr["eta"], thr["value"], yerr=np.abs(err), fmt="o", label="GD N(η)")
+    off = where(table, (table["part"] == "threshold") & ~on) if "inside_grid" in table else []
+    if len(off):  # no fall on the grid: N lies beyond its largest n
+        top = points.groupby("tag")["n"].max()
+        ns = [top[_tag(e)] for e in off["eta"]]
+        b.plot(off["eta"], ns, "^", color="C2", ms=8, label="N beyond the grid (no fall)")
     ex = summary["extrapolation"]
     if ex["best"] is not None:
         fit, k = ex[ex["best"]], STEP_LAWS[ex["best"]]
@@ -330,10 +400,10 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         ("flow", "ks", "exact flow"),
     ):
         row = _get(table, part)
-        if row is not None:
+        if row is not None and row.get("inside_grid", True) is not False:
             yerr = [[row["value"] - row["ci_low"]], [row["ci_high"] - row["value"]]]
             b.errorbar([0.0], [row["value"]], yerr=np.abs(yerr), fmt=style, label=label)
-    b.set(xlabel="step η", ylabel="threshold N", title="N(η) and its limit")
+    b.set(xlabel="step η", ylabel="threshold N", title="N(η) and its limit", xlim=(-0.05, 1.05))
     b.legend(fontsize=7)
     rate = table[table["part"] == "rate"]
     if len(rate):
