@@ -192,7 +192,9 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     thr = pd.DataFrame(rows)
     # a crossing off the n grid is no threshold (no fall there): nothing to extrapolate
     on_grid = bool(thr["inside_grid"].all())
-    ex = extrapolate_to_zero(thr["eta"], thr["value"], thr["se"]) if on_grid else {"best": None}
+    ex: dict[str, Any] = (
+        extrapolate_to_zero(thr["eta"], thr["value"], thr["se"]) if on_grid else {"best": None}
+    )
     summary: dict[str, Any] = {"design": design.__dict__, "extrapolation": ex}
     if ex["best"] is not None:
         law = ex["best"]
@@ -276,7 +278,7 @@ def _beyond_grid(
     if n1 is None or not n1["inside_grid"]:
         return None
     points = pd.DataFrame(summary["points"])
-    n_max = int(points["n"].max())
+    n_max = int(points["n"].to_numpy().max())
     last = where(points, points["n"] == points.groupby("tag")["n"].transform("max"))
     beyond, falls = [], []
     for row in last.to_dict("records"):
@@ -381,15 +383,20 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         a.plot(pts["n"], pts["fraction"], "o-" if tag != "flow" else "ks--", ms=4, label=tag)
     a.set(xlabel="n", ylabel="success fraction", title="Fig. 3 protocol per step")
     a.legend(fontsize=7)
-    on = table["inside_grid"].fillna(True).astype(bool) if "inside_grid" in table else True
+    on = (
+        table["inside_grid"].fillna(True).astype(bool)
+        if "inside_grid" in table
+        else pd.Series(True, index=table.index)
+    )
     thr = where(table, (table["part"] == "threshold") & on)  # off the grid: no threshold
     err = np.array([thr["value"] - thr["ci_low"], thr["ci_high"] - thr["value"]])
     b.errorbar(thr["eta"], thr["value"], yerr=np.abs(err), fmt="o", label="GD N(η)")
-    off = where(table, (table["part"] == "threshold") & ~on) if "inside_grid" in table else []
+    off = where(table, (table["part"] == "threshold") & ~on)
     if len(off):  # no fall on the grid: N lies beyond its largest n
-        top = points.groupby("tag")["n"].max()
-        ns = [top[_tag(e)] for e in off["eta"]]
-        b.plot(off["eta"], ns, "^", color="C2", ms=8, label="N beyond the grid (no fall)")
+        top = {tag: int(g["n"].to_numpy().max()) for tag, g in points.groupby("tag")}
+        etas = off["eta"].to_numpy(float)
+        ns = [top[_tag(e)] for e in etas]
+        b.plot(etas, ns, "^", color="C2", ms=8, label="N beyond the grid (no fall)")
     ex = summary["extrapolation"]
     if ex["best"] is not None:
         fit, k = ex[ex["best"]], STEP_LAWS[ex["best"]]
