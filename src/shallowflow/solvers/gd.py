@@ -24,6 +24,9 @@ the record interval (or the one before), with the same step function.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
 import jax
 import jax.numpy as jnp
 
@@ -31,6 +34,7 @@ from shallowflow.activations import Activation, relu
 from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
+from shallowflow.solvers.base import Solver
 from shallowflow.solvers.common import (
     Outcome,
     Trajectory,
@@ -161,3 +165,69 @@ def solve(
     lev = None if lev is None else finish_levels(lev)
     rate = tail_rate(buf, k, tail) / lr
     return Trajectory(times, states, valid, state, t_final, k, status, rate, lev)
+
+
+# Largest GD horizon in steps: step counters and record grids are int32 on device.
+MAX_STEPS = 2**30
+
+
+@dataclass(frozen=True)
+class GD(Solver):
+    """Gradient descent with step ``lr`` = η (traced per run) under ``stop_rule``
+    (compiled in; module doc): grid in steps, step k at time kη."""
+
+    lr: float
+    stop_rule: Literal["inclusive", "authors"] = "inclusive"
+
+    static: ClassVar[tuple[str, ...]] = ("stop_rule",)
+    discrete: ClassVar[bool] = True
+
+    @property
+    def unit(self) -> float:
+        """One step lasts η."""
+        return self.lr
+
+    def check(self, horizon: float, tail: float) -> None:
+        """The horizon and μ(t_∞)'s window must fit the int32 step counter."""
+        if horizon / self.lr > MAX_STEPS:
+            raise ValueError(
+                f"horizon: {horizon / self.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
+                "(the step counter is 32-bit)"
+            )
+        if tail / self.lr > MAX_STEPS:
+            raise ValueError(
+                f"lr: μ(t_∞)'s window of {tail} units of time is {tail / self.lr:.3g} GD "
+                f"steps at lr = {self.lr:g}; at most 2^30 = {MAX_STEPS} (the step counter "
+                "is 32-bit)"
+            )
+
+    def solve(
+        self,
+        geom,
+        prob,
+        state0,
+        grid,
+        *,
+        stop_loss,
+        diverge_factor,
+        act,
+        tail,
+        max_steps,
+        size,
+        levels,
+    ) -> Trajectory:
+        """:func:`solve` (GD needs no step cap and no size)."""
+        del max_steps, size
+        return solve(
+            geom,
+            prob,
+            state0,
+            grid,
+            lr=self.lr,
+            stop_loss=stop_loss,
+            diverge_factor=diverge_factor,
+            act=act,
+            tail=tail,
+            levels=levels,
+            rule=self.stop_rule,
+        )
