@@ -9,6 +9,7 @@ cells through :mod:`shallowflow.experiments.batch`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -134,8 +135,15 @@ def cell_seed(sweep_seed: int, cell: Cell | Mapping[str, Any] | str) -> int:
 def cell_config(knobs: Mapping[str, Any]) -> SimConfig:
     """The :class:`SimConfig` of a cell: its knobs without tags, seed = ``cell_seed`` of
     the cell, or of its ``draws`` group when it names one (then the cells of the group
-    start from the same draws)."""
-    cell = Cell(knobs)
+    start from the same draws). Resolved once per cell and process: the sweep's plan,
+    its work estimate and its batches ask again for the same cells."""
+    return _resolved(Cell(knobs))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _resolved(cell: Cell) -> SimConfig:
+    """:func:`cell_config` of a cell, validated (:func:`make_config`) on first use; a
+    cell that fails validation raises every time (exceptions are not cached)."""
     conf: dict[str, Any] = {
         k: (list(v) if isinstance(v, tuple) else v) for k, v in cell.items() if k not in TAGS
     }
