@@ -154,8 +154,8 @@ def test_register_takes_only_solver_specs():
         (GD(lr=0.5, stop_rule="authors"), GD(lr=0.0, stop_rule="authors"), (0.5,)),
         (ExactFlow(rtol=1e-5, atol=1e-7), ExactFlow(rtol=0.0, atol=0.0), (1e-5, 1e-7)),
         (
-            FloorFlow(rtol=1e-5, atol=1e-7, step_floor=1e-2, method="dopri5"),
-            FloorFlow(rtol=0.0, atol=0.0, step_floor=0.0, method="dopri5"),
+            FloorFlow(rtol=1e-5, atol=1e-7, dtmin=1e-2, method="dopri5"),
+            FloorFlow(rtol=0.0, atol=0.0, dtmin=0.0, method="dopri5"),
             (1e-5, 1e-7, 1e-2),
         ),
     ],
@@ -183,3 +183,37 @@ def test_the_clock_converts_steps_and_times_one_way_for_each_solver():
     assert gd.tail_window(100) == 400  # μ(t_∞)'s 100 units of time: 400 steps of 1/4
     cfg = make_config(n=10, d=5, lr=0.25)
     assert cfg.solver.spec == GD(lr=0.25) and cfg.solver.steps(cfg.solver.horizon) > 0
+
+
+# config.json of `shallowflow simulate --n 10 --d 5 --solver flow-floor --record 7
+# --dtmin 0.01 --runs 2`, written by main before the solvers became specs (1d2a9dd).
+OLD_CONFIG_JSON = {
+    "data": "sphere", "n": 10, "d": 5, "rho": 0.0, "labels": "paper", "teacher_width": 4,
+    "data_file": None, "test_n": 0, "test_data": None, "p": 19, "init": "asymmetric",
+    "w_law": "uniform", "sigma": 1.0, "w_scale": 1.0, "a_scale": 1.0,
+    "require_coverage": False, "activation": "relu", "state_file": None, "state_run": None,
+    "solver": "flow-floor", "lr": 1.0, "rtol": 1e-05, "atol": 1e-07, "dtmin": 0.01,
+    "method": "tsit5", "horizon": 28.0, "stop_loss": 0.05, "diverge_factor": 1000000.0,
+    "stop_rule": "inclusive", "record": 7, "grid": "linear", "tail": 100,
+    "keep_state": False, "kernel": False, "levels": [], "runs": 2, "seed": 0,
+    "geometry": "dense", "x64": False, "precision": "highest", "memory_gb": 2.0,
+}  # fmt: skip
+
+
+def test_a_config_json_written_before_the_renames_loads_to_the_same_config():
+    """Spec fields now carry their knobs' names (dtmin, record, solver); config.json
+    stores knobs by name, so an old one loads and writes back unchanged."""
+    cfg = make_config(**OLD_CONFIG_JSON)
+    assert cfg.knobs() == {**OLD_CONFIG_JSON, "levels": ()}
+    assert cfg.solver.spec == FloorFlow(rtol=1e-5, atol=1e-7, dtmin=0.01, method="tsit5")
+    assert cfg.record.record == 7 and cfg.solver.solver == "flow-floor"
+
+
+def test_sweep_cell_ids_and_seeds_are_those_main_computed():
+    """Stored sweeps resume: a cell's id and engine seed, computed on main before this
+    change (1d2a9dd) and hard-coded here, are unchanged."""
+    from shallowflow.experiments.cells import Cell, cell_config
+
+    cell = dict(n=10, d=5, solver="flow-floor", dtmin=0.01, record=7, runs=2, seed=3)
+    assert Cell(cell).cell_id == "bd40a9e9a9253a50"
+    assert cell_config(cell).run.seed == 2955982984

@@ -16,9 +16,12 @@ returns a :class:`SimConfig` made of
 - :class:`RecordSpec`: what is recorded (the time grid, the tail window, states);
 - :class:`RunSpec`: how it runs (runs, seed, geometry, precision, memory).
 
-Each knob is a field of one spec, named there for what it is, with the knob's name as
-its alias (``DataSpec.law`` is the knob ``data``); :data:`KNOBS` lists them all, with
-the two that only choose automatic values (``eps``, ``horizon_factor``).
+Each knob is a field of one spec, named as the knob (``SolverSpec.dtmin`` is the knob
+``dtmin``; the laws and the file paths still carry the knob's name as an alias:
+``DataSpec.law`` is the knob ``data``); :data:`KNOBS` lists them all, with the two that
+only choose automatic values (``eps``, ``horizon_factor``). ``config.json`` stores the
+knobs by their names, so renaming a field to its knob changes neither the files nor
+the sweeps' cell ids.
 """
 
 from __future__ import annotations
@@ -132,13 +135,12 @@ class SolverSpec(_Spec):
     (step k is time kη). The solver's :attr:`spec` converts between the two
     (:meth:`steps` and :meth:`times` ask it)."""
 
-    name: SolverName = Field("gd", alias="solver", description="gd | flow | flow-floor")
+    solver: SolverName = Field("gd", description="gd | flow | flow-floor (solvers.SOLVERS)")
     lr: float = Field(1.0, gt=0, description="GD step η")
     rtol: float = Field(1e-5, gt=0, lt=1, description="flow: relative tolerance")
     atol: float = Field(1e-7, gt=0, description="flow: absolute tolerance")
-    step_floor: float = Field(
+    dtmin: float = Field(
         gt=0,
-        alias="dtmin",
         description="flow-floor: step floor",
         json_schema_extra=_auto("1e-6 on orthogonal data, else 1e-2"),
     )
@@ -162,7 +164,7 @@ class SolverSpec(_Spec):
     @property
     def spec(self) -> Solver:
         """The solver's spec (:mod:`shallowflow.solvers`), from the knobs it reads."""
-        return solver_class(self.name).from_knobs(self.model_dump())
+        return solver_class(self.solver).from_knobs(self.model_dump())
 
     def steps(self, t: float) -> int:
         """The solver's units of grid in time ``t`` (GD: steps of η; at least one)."""
@@ -177,7 +179,7 @@ class RecordSpec(_Spec):
     """What a run records (SPEC §2, §5): the time grid, the tail window, the states, the
     tangent kernel's rate, and the end-of-run measures taken again at loss levels."""
 
-    points: int = Field(50, ge=2, alias="record", description="number of recorded times")
+    record: int = Field(50, ge=2, description="number of recorded times")
     grid: GridName = Field("linear", description="recorded times: linear | log")
     tail: int = Field(
         100,
@@ -325,7 +327,7 @@ class SimConfig(_Spec):
                     raise ValueError(f"{name}: {value:g} exceeds float32's range; use x64")
         _check_memory(self)
         if self.record.levels and not spec.measures_levels:
-            raise ValueError(f"levels: measured by the gd and flow solvers, not {solver.name}")
+            raise ValueError(f"levels: measured by the gd and flow solvers, not {solver.solver}")
         if any(level <= solver.stop_loss for level in self.record.levels):
             raise ValueError(
                 f"levels: each must lie above the stop loss {solver.stop_loss:g} (the run "
@@ -421,7 +423,7 @@ def _check_memory(cfg: SimConfig) -> None:
 
     gib = 2**30
     n, d, p = cfg.data.n, cfg.data.d, cfg.init.p
-    points = cfg.record.points
+    points = cfg.record.record
     limit = device_memory_bytes()
     need = run_bytes(cfg.run.geometry, n, d, p, points, cfg.run.x64)
     if limit is not None and need > limit:

@@ -97,7 +97,7 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
         spec.split()[0],
         parse_activation(cfg.init.activation),
         spec.tail_window(cfg.record.tail),
-        int(cfg.record.points),
+        int(cfg.record.record),
         cfg.run.precision,
         bool(cfg.record.keep_state),
         bool(cfg.record.kernel),
@@ -107,10 +107,10 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
 
 
 def record_grid(cfg: SimConfig) -> np.ndarray:
-    """Recorded times: ``cfg.record.points`` points on [0, horizon], linear or
+    """Recorded times: ``cfg.record.record`` points on [0, horizon], linear or
     log-spaced, in the solver's units (:meth:`~shallowflow.solvers.Solver.record_grid`:
     integer steps for GD, unique, so possibly fewer points)."""
-    return cfg.solver.spec.record_grid(cfg.solver.horizon, cfg.record.points, cfg.record.grid)
+    return cfg.solver.spec.record_grid(cfg.solver.horizon, cfg.record.record, cfg.record.grid)
 
 
 def _key_data(seed: int) -> np.ndarray:

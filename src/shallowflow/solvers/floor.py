@@ -125,13 +125,13 @@ FLOW_MAX_STEPS = 2_000_000
 
 @dataclass(frozen=True)
 class FloorFlow(Solver):
-    """The flow at tolerances ``rtol``, ``atol`` with its step floored at ``step_floor``
+    """The flow at tolerances ``rtol``, ``atol`` with its step floored at ``dtmin``
     (all three traced per run), integrated by the Runge–Kutta ``method`` (compiled in);
     the grid is in time. It does not measure the run at loss levels."""
 
     rtol: float
     atol: float
-    step_floor: float
+    dtmin: float
     method: Literal["tsit5", "dopri5", "dopri8"] = "tsit5"
 
     static: ClassVar[tuple[str, ...]] = ("method",)
@@ -139,7 +139,7 @@ class FloorFlow(Solver):
 
     def max_steps(self, horizon: float) -> int:
         """horizon/floor steps (at most :data:`FLOW_MAX_STEPS`), plus 10 000 rejected."""
-        return min(int(horizon / self.step_floor), FLOW_MAX_STEPS) + 10_000
+        return min(int(horizon / self.dtmin), FLOW_MAX_STEPS) + 10_000
 
     def solve(
         self,
@@ -168,7 +168,7 @@ class FloorFlow(Solver):
             stop_loss=stop_loss,
             diverge_factor=diverge_factor,
             act=act,
-            dtmin=self.step_floor,
+            dtmin=self.dtmin,
             method=self.method,
             max_steps=max_steps,
             size=size,
