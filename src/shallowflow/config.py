@@ -19,9 +19,8 @@ returns a :class:`SimConfig` made of
 Each knob is a field of one spec, named as the knob (``SolverSpec.dtmin`` is the knob
 ``dtmin``; the laws and the file paths still carry the knob's name as an alias:
 ``DataSpec.law`` is the knob ``data``); :data:`KNOBS` lists them all, with the two that
-only choose automatic values (``eps``, ``horizon_factor``). ``config.json`` stores the
-knobs by their names, so renaming a field to its knob changes neither the files nor
-the sweeps' cell ids.
+only choose automatic values (``eps``, ``horizon_factor``). ``config.json`` stores
+knobs by name: renaming a field to its knob changes no file and no cell id.
 """
 
 from __future__ import annotations
@@ -29,16 +28,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    create_model,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
+from pydantic.functional_validators import AfterValidator
 
 from shallowflow import heldout
 from shallowflow.activations import ALLOWED, ActivationName, from_knobs, parse_activation
