@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shallowflow.config import make_config
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.cells import TAGS, cell_config
@@ -96,8 +97,12 @@ def sweep_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     cells = [
         base | dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())
     ]
-    for cell in cells:  # make_config's rules and messages (CLI, API), once per cell: the
-        cell_config(cell)  # sweep's plan and batches reuse it
+    for cell in cells:  # once per cell: the sweep's plan and batches reuse it
+        try:
+            cell_config(cell)
+        except ShallowflowInputError:  # make_config's message, as the CLI and API give it
+            make_config(**{k: v for k, v in cell.items() if k not in TAGS})
+            raise
     return cells
 
 
