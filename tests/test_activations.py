@@ -29,7 +29,7 @@ from shallowflow.engine import plan, simulate, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.geometry import Geometry, to_working
-from shallowflow.solvers import SolveValues, gd, smooth, solve
+from shallowflow.solvers import ExactFlow, gd, smooth
 from shallowflow.start import geometry_of, make_run
 
 NAMES = [
@@ -108,10 +108,6 @@ def test_field_is_minus_p_times_jax_grad_of_the_loss(name):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=64 * EPS * scale)
 
 
-def _values(rtol: float, atol: float) -> SolveValues:
-    return SolveValues(*(jnp.asarray(x) for x in (1.0, 0.0, 1e6, rtol, atol, 1e-2)))
-
-
 @pytest.mark.parametrize("name", ["leaky:0.1", "relu_power:2", "monomial:3"])
 def test_generalised_lemma1_holds_along_the_exact_flow(name):
     """k a_j² − ‖w_j‖² is constant along the flow (SPEC §6) to the solver's tolerance;
@@ -122,18 +118,18 @@ def test_generalised_lemma1_holds_along_the_exact_flow(name):
         start = make_run(jax.random.key(2), cfg)
         s0 = start.state
         grid = jnp.asarray([0.0, 3.0])
-        run = solve(
-            "flow",
+        run = ExactFlow(rtol=1e-11, atol=1e-13).solve(
             geometry_of(cfg),
             start.prob,
             s0,
             grid,
-            _values(1e-11, 1e-13),
+            stop_loss=jnp.asarray(0.0),
+            diverge_factor=jnp.asarray(1e6),
             act=act,
             tail=1,
-            method="tsit5",
             max_steps=200_000,
-            size=s0.a.size + s0.v.size,
+            size=jnp.asarray(s0.a.size + s0.v.size),
+            levels=None,
         )
         end = run.final
         b0, b1 = observables.balance(s0, act), observables.balance(end, act)

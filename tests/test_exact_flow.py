@@ -306,9 +306,9 @@ def test_float32_flow_lands_its_events_without_looping(monkeypatch):
     default `simulate --solver flow` on n = 10 looped (19858 rejected attempts for 142
     steps, then on to the 5·10⁷ cap: minutes). Now it reaches the stop like float64,
     with about one rejection a step."""
-    import shallowflow.engine as engine
+    import shallowflow.solvers.flow as flow
 
-    monkeypatch.setattr(engine, "EXACT_MAX_STEPS", 20_000)  # the old loop hits this
+    monkeypatch.setattr(flow, "EXACT_MAX_STEPS", 20_000)  # the old loop hits this
     knobs = dict(n=10, d=20, runs=2, record=5, solver="flow")
     cfg = make_config(**knobs)
     res = simulate(cfg)

@@ -23,7 +23,7 @@ def assert_common(cell: dict, cfg) -> None:
     assert (
         cfg.data.labels == "paper" and cfg.init.law == "asymmetric" and cfg.init.w_law == "uniform"
     )
-    assert cfg.solver.name == "gd" and cfg.solver.lr == 1.0
+    assert cfg.solver.solver == "gd" and cfg.solver.lr == 1.0
     assert cell["seed"] == 0
 
 
@@ -98,7 +98,7 @@ def test_quick_keeps_the_protocol_and_few_shapes(figure):
     assert quick.shapes <= 15 and quick.total_runs < paper.total_runs
     for cell in quick.cells:
         cfg = cell_config(cell)
-        assert cfg.solver.name == "gd" and cfg.init.law == "asymmetric"
+        assert cfg.solver.solver == "gd" and cfg.init.law == "asymmetric"
         # the same knobs but the sizes and the stop (the paper preset's stop rule: below)
         sizes = ("n", "d", "p", "runs", "stop_loss", "stop_rule")
         assert {k: v for k, v in cell.items() if k not in sizes} == {
@@ -118,7 +118,7 @@ def test_cells_are_distinct_and_seeded_per_cell():
 
 
 def test_flow_solver_and_bad_names():
-    assert all(cfg.solver.name == "flow" for _, cfg in configs("fig3", "quick", "flow"))
+    assert all(cfg.solver.solver == "flow" for _, cfg in configs("fig3", "quick", "flow"))
     with pytest.raises(ShallowflowInputError, match="figure"):
         protocol("fig7")
     with pytest.raises(ShallowflowInputError, match="preset"):

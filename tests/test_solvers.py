@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from shallowflow import model, observables
-from shallowflow.activations import relu
 from shallowflow.config import make_config
 from shallowflow.engine import simulate
 from shallowflow.solvers import exact, gd
@@ -236,17 +235,15 @@ def test_gd_tail_rate_is_a_window_in_time_whatever_the_step():
 
 
 def test_an_unknown_solver_name_is_an_error():
-    """solvers.solve ran flow-floor for any name it did not know."""
+    """solvers.solve ran flow-floor for any name it did not know; now a name is looked
+    up once, in the registry, and the configuration refuses an unknown one."""
     from shallowflow.errors import ShallowflowInputError
-    from shallowflow.solvers import SolveValues, solve
+    from shallowflow.solvers import solver_class
 
-    cfg = make_config(x64=True, **ORTH)
-    start = make_run(jax.random.key(0), cfg)
-    values = SolveValues(*(jnp.asarray(x) for x in (1.0, 0.0, 1e6, 1e-5, 1e-7, 1e-2)))
-    grid = jnp.arange(3)
-    kw = dict(act=relu, tail=2, method="tsit5", max_steps=10, size=jnp.asarray(90))
     with pytest.raises(ShallowflowInputError, match=r"solver: unknown 'flow-flor'; allowed"):
-        solve("flow-flor", geometry_of(cfg), start.prob, start.state, grid, values, **kw)
+        solver_class("flow-flor")
+    with pytest.raises(ShallowflowInputError, match=r"solver: unknown 'flow-flor'; allowed"):
+        make_config(solver="flow-flor", **ORTH)
 
 
 def test_the_authors_stop_rule_never_tests_the_loss_at_step_T():

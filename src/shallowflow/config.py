@@ -10,14 +10,17 @@ returns a :class:`SimConfig` made of
 
 - :class:`DataSpec`: the examples (law, n, d, labels);
 - :class:`InitSpec`: the network and θ(0) (width p, activation, initialisation);
-- :class:`SolverSpec`: the dynamics (GD or a flow, horizon, stop, tolerances); it is the
-  one place that converts GD steps to time and back;
+- :class:`SolverSpec`: the dynamics (GD or a flow, horizon, stop, tolerances); its
+  :attr:`SolverSpec.spec` is the solver's own spec (:mod:`shallowflow.solvers`), the one
+  place that converts GD steps to time and back;
 - :class:`RecordSpec`: what is recorded (the time grid, the tail window, states);
 - :class:`RunSpec`: how it runs (runs, seed, geometry, precision, memory).
 
-Each knob is a field of one spec, named there for what it is, with the knob's name as
-its alias (``DataSpec.law`` is the knob ``data``); :data:`KNOBS` lists them all, with
-the two that only choose automatic values (``eps``, ``horizon_factor``).
+Each knob is a field of one spec, named as the knob (``SolverSpec.dtmin`` is the knob
+``dtmin``; the laws and the file paths still carry the knob's name as an alias:
+``DataSpec.law`` is the knob ``data``); :data:`KNOBS` lists them all, with the two that
+only choose automatic values (``eps``, ``horizon_factor``). ``config.json`` stores
+knobs by name: renaming a field to its knob changes no file and no cell id.
 """
 
 from __future__ import annotations
@@ -28,24 +31,33 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
+from pydantic.functional_validators import AfterValidator
 
 from shallowflow import heldout
 from shallowflow.activations import ALLOWED, ActivationName, from_knobs, parse_activation
 from shallowflow.data import PAPER_RANGE, check_range, check_ranges
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.solvers import SOLVERS, Solver, solver_class
 from shallowflow.theory.width import horizon_steps, width
 
 DataName = Literal["sphere", "orthogonal", "gaussian", "correlated", "file"]
 LabelName = Literal["paper", "teacher", "file"]
 InitName = Literal["asymmetric", "balanced", "gaussian", "group", "standard", "file"]
-SolverName = Literal["gd", "flow", "flow-floor"]
 GeometryName = Literal["dense", "reduced", "diagonal", "implicit"]
 GridName = Literal["linear", "log"]
 StopRule = Literal["inclusive", "authors"]  # solvers.gd.solve states both
 Range = Annotated[tuple[float, float], pydantic.AfterValidator(check_range)]  # lo,hi: 0 < lo <= hi
 
-# Largest GD horizon in steps: step counters and record grids are int32 on device.
-MAX_STEPS = 2**30
+
+def _known_solver(name: str) -> str:
+    if name not in SOLVERS:
+        raise ValueError(f"unknown {name!r}; allowed: {tuple(SOLVERS)}")
+    return name
+
+
+# A solver's name: a key of shallowflow.solvers.SOLVERS (checked when validated, so a
+# solver registered later is known).
+SolverName = Annotated[str, AfterValidator(_known_solver)]
 # Seeds are 32-bit: jax.random.key(2**32) is the key of seed 0.
 MAX_SEED = 2**32 - 1
 # Loss levels a run measures itself at, at most (RecordSpec.levels).
@@ -120,16 +132,15 @@ class SolverSpec(_Spec):
     """The dynamics (SPEC §1, §3b): GD with step η, or a flow; the horizon and the stop.
 
     The horizon is in units of time; a GD run takes ``steps(horizon)`` steps of η
-    (step k is time kη). :meth:`steps` and :meth:`times` are the only conversions
-    between the two."""
+    (step k is time kη). The solver's :attr:`spec` converts between the two
+    (:meth:`steps` and :meth:`times` ask it)."""
 
-    name: SolverName = Field("gd", alias="solver", description="gd | flow | flow-floor")
+    solver: SolverName = Field("gd", description="gd | flow | flow-floor (solvers.SOLVERS)")
     lr: float = Field(1.0, gt=0, description="GD step η")
     rtol: float = Field(1e-5, gt=0, lt=1, description="flow: relative tolerance")
     atol: float = Field(1e-7, gt=0, description="flow: absolute tolerance")
-    step_floor: float = Field(
+    dtmin: float = Field(
         gt=0,
-        alias="dtmin",
         description="flow-floor: step floor",
         json_schema_extra=_auto("1e-6 on orthogonal data, else 1e-2"),
     )
@@ -151,24 +162,24 @@ class SolverSpec(_Spec):
     )
 
     @property
-    def gd(self) -> bool:
-        """Whether the dynamics is gradient descent (else a flow)."""
-        return self.name == "gd"
+    def spec(self) -> Solver:
+        """The solver's spec (:mod:`shallowflow.solvers`), from the knobs it reads."""
+        return solver_class(self.solver).from_knobs(self.model_dump())
 
     def steps(self, t: float) -> int:
-        """GD steps in time ``t`` (at least one)."""
-        return max(1, int(round(t / self.lr)))
+        """The solver's units of grid in time ``t`` (GD: steps of η; at least one)."""
+        return self.spec.steps(t)
 
     def times(self, grid: np.ndarray) -> np.ndarray:
         """Times of a record grid: GD steps × η, or the flow's times as they are."""
-        return np.asarray(grid, np.float64) * (self.lr if self.gd else 1.0)
+        return self.spec.times(grid)
 
 
 class RecordSpec(_Spec):
     """What a run records (SPEC §2, §5): the time grid, the tail window, the states, the
     tangent kernel's rate, and the end-of-run measures taken again at loss levels."""
 
-    points: int = Field(50, ge=2, alias="record", description="number of recorded times")
+    record: int = Field(50, ge=2, description="number of recorded times")
     grid: GridName = Field("linear", description="recorded times: linear | log")
     tail: int = Field(
         100,
@@ -303,21 +314,12 @@ class SimConfig(_Spec):
             raise ValueError(f"rho: only data='correlated' uses rho; got data={data.law!r}")
         if data.labels == "file" and data.law != "file":
             raise ValueError("labels: 'file' takes y from a data file (--data FILE with y)")
-        if solver.gd and solver.horizon / solver.lr > MAX_STEPS:
-            raise ValueError(
-                f"horizon: {solver.horizon / solver.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
-                "(the step counter is 32-bit)"
-            )
-        if solver.stop_rule != "inclusive" and not solver.gd:
+        spec = solver.spec
+        spec.check(solver.horizon, self.record.tail)
+        if solver.stop_rule != "inclusive" and "stop_rule" not in spec.knobs():
             raise ValueError(
                 f"stop_rule: {solver.stop_rule!r} is a rule of GD's step loop; the flows stop "
                 "when the loss reaches stop_loss (use 'inclusive')"
-            )
-        if solver.gd and self.record.tail / solver.lr > MAX_STEPS:
-            raise ValueError(
-                f"lr: μ(t_∞)'s window of {self.record.tail} units of time is "
-                f"{self.record.tail / solver.lr:.3g} GD steps at lr = {solver.lr:g}; at most "
-                f"2^30 = {MAX_STEPS} (the step counter is 32-bit)"
             )
         if not run.x64:  # the run's values are float32 on device: no silent inf
             for name, value in self.knobs().items():
@@ -325,9 +327,9 @@ class SimConfig(_Spec):
                     raise ValueError(f"{name}: {value:g} exceeds float32's range; use x64")
         from shallowflow.devices import check_memory  # imports JAX: only when checking
 
-        check_memory(run.geometry, data.n, data.d, init.p, self.record.points, run.x64, run.runs)
-        if self.record.levels and solver.name == "flow-floor":
-            raise ValueError("levels: measured by the gd and flow solvers, not flow-floor")
+        check_memory(run.geometry, data.n, data.d, init.p, self.record.record, run.x64, run.runs)
+        if self.record.levels and not spec.measures_levels:
+            raise ValueError(f"levels: measured by the gd and flow solvers, not {solver.solver}")
         if any(level <= solver.stop_loss for level in self.record.levels):
             raise ValueError(
                 f"levels: each must lie above the stop loss {solver.stop_loss:g} (the run "
@@ -394,13 +396,14 @@ def _resolve(flat: dict[str, Any]) -> SimConfig:
     if auto["p"] is None:
         auto["p"] = width(n, flat["eps"])
     sol = parts["solver"]
-    if sol["horizon"] is None:
-        steps = flat["horizon_factor"] * horizon_steps(n, auto["p"])
-        sol["horizon"] = steps * (sol["lr"] if sol["solver"] == "gd" else 1.0)
     if sol["stop_loss"] is None:
         sol["stop_loss"] = 1.0 / (2 * n)
     if sol["dtmin"] is None:
         sol["dtmin"] = 1e-6 if data.law == "orthogonal" else 1e-2
+    if sol["horizon"] is None:  # T(n, p) paper steps, in the solver's time
+        fields = {KNOBS[knob][1]: value for knob, value in sol.items()}
+        spec = solver_class(sol["solver"]).from_knobs(fields)
+        sol["horizon"] = spec.default_horizon(flat["horizon_factor"] * horizon_steps(n, auto["p"]))
     auto["activation"] = from_knobs(auto["activation"], flat["activation_slope"])
     init = InitSpec(**auto)
     if parts["run"]["geometry"] in (None, "auto"):

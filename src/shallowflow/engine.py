@@ -64,8 +64,6 @@ from shallowflow.trajectory import (
 )
 
 MAX_WASTE = 2.0  # a bucket's padded work over its cells' own work, at most
-FLOW_MAX_STEPS = 2_000_000  # cap on the floored flow's steps (plus 10 000), as before
-EXACT_MAX_STEPS = 50_000_000  # cap on the exact flow's step attempts (then "stalled")
 
 
 @dataclass(frozen=True)
@@ -126,12 +124,8 @@ def padding_waste(cfgs: Sequence[SimConfig], buckets: Sequence[Bucket]) -> float
 
 
 def _max_steps(cfgs: Sequence[SimConfig]) -> int:
-    """The static step cap of a bucket's solver (GD needs none)."""
-    if cfgs[0].solver.name == "flow-floor":
-        return max(
-            min(int(c.solver.horizon / c.solver.step_floor), FLOW_MAX_STEPS) + 10_000 for c in cfgs
-        )
-    return EXACT_MAX_STEPS if cfgs[0].solver.name == "flow" else 0
+    """The static step cap of a bucket's solver: the largest of its cells' caps."""
+    return max(c.solver.spec.max_steps(c.solver.horizon) for c in cfgs)
 
 
 def plan(

@@ -11,7 +11,8 @@ import pandas as pd
 from shallowflow.config import SimConfig
 from shallowflow.solvers.common import Outcome, StallReason
 
-KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
+# The knobs copied into every row of a result table (a few of config.KNOBS).
+TABLE_KNOBS = ("n", "d", "data", "init", "solver", "lr", "seed")
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def runs_table(res: SimResult) -> pd.DataFrame:
     df["p"] = cfg.init.p
     df["geometry"] = cfg.run.geometry
     knobs = cfg.knobs()
-    for k in KNOBS:
+    for k in TABLE_KNOBS:
         df[k] = knobs[k]
     return df
 
@@ -100,7 +101,7 @@ def trajectory_table(res: SimResult) -> pd.DataFrame:
     out = pd.concat([df, fin], ignore_index=True).sort_values(["run", "t", "final"])
     out["p"] = res.cfg.init.p
     knobs = res.cfg.knobs()
-    for kn in KNOBS:
+    for kn in TABLE_KNOBS:
         out[kn] = knobs[kn]
     return out.reset_index(drop=True)
 
@@ -113,7 +114,7 @@ def summary(res: SimResult) -> dict:
         "n": res.cfg.data.n,
         "d": res.cfg.data.d,
         "p": res.cfg.init.p,
-        "solver": res.cfg.solver.name,
+        "solver": res.cfg.solver.solver,
         "geometry": res.cfg.run.geometry,
         "success_fraction": float(np.mean(runs["success"].to_numpy())),
         "interpolated_fraction": float(np.mean(runs["interpolated"].to_numpy())),

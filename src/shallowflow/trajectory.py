@@ -5,7 +5,7 @@ solver, activation, records, precision); everything that may differ between the 
 of one call is a :class:`RunValues` row (key, sizes, value knobs, record grid).
 :func:`run_one` is pure and jit/vmap-able: it draws the run's start
 (:mod:`shallowflow.start`) into the padded ``shape``, solves it
-(:func:`shallowflow.solvers.solve`) and measures it at the recorded times
+(the cell's solver spec, :mod:`shallowflow.solvers`) and measures it at the recorded times
 (:mod:`shallowflow.observables`), with the rate μ of the trajectory actually followed
 (SPEC §2: the Filippov rate for the exact flow, the realised rate for GD) beside the
 state's p‖∇L‖²/L (``mu_state``). The engine (:mod:`shallowflow.engine`) batches it.
@@ -36,8 +36,8 @@ from shallowflow.observables import (
     neuron_norms2,
     norms,
 )
-from shallowflow.solvers import SolveValues, solve
-from shallowflow.solvers.common import Levels, Outcome
+from shallowflow.solvers import Solver
+from shallowflow.solvers.common import Levels, Outcome, Trajectory
 from shallowflow.solvers.exact import Flow
 from shallowflow.start import (
     DrawSpec,
@@ -55,17 +55,23 @@ class Signature:
     """What one compiled program bakes in: every knob but the sizes and the values."""
 
     draw: DrawSpec
-    solver: str
+    solver: Solver  # its compiled-in part (Solver.split)
     activation: Activation
-    method: str
-    tail: int  # mu(t_inf)'s window: GD steps, or units of time for the flows
+    tail: int  # mu(t_inf)'s window in the solver's units (Solver.tail_window)
     records: int
     precision: str
     keep_state: bool
     kernel: bool = False  # measure mu_inf_kernel
     levels: int = 0  # loss levels measured on the way
     user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
-    stop_rule: str = "inclusive"  # GD's (SolverSpec.stop_rule)
+
+
+class StopValues(NamedTuple):
+    """When every solver stops a run (traced): below ``stop_loss``, or above
+    ``diverge_factor``·L(0)."""
+
+    stop_loss: np.ndarray | jax.Array
+    diverge_factor: np.ndarray | jax.Array
 
 
 class RunValues(NamedTuple):
@@ -76,43 +82,35 @@ class RunValues(NamedTuple):
     index: np.ndarray | jax.Array  # the run's index in its cell
     draw: DrawValues
     grid: np.ndarray | jax.Array  # (K,) recorded steps (GD) or times (flow)
-    times: np.ndarray | jax.Array  # (K,) the recorded times (SolverSpec.times of the grid)
-    solve: SolveValues
+    times: np.ndarray | jax.Array  # (K,) the recorded times (Solver.times of the grid)
+    stop: StopValues
+    solver: tuple[np.ndarray | jax.Array, ...]  # the solver's traced fields (Solver.split)
     levels: np.ndarray | jax.Array  # (L,) loss levels (RecordSpec.levels)
 
 
 def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
     """The compiled signature of a cell (:class:`Signature`)."""
     given = tuple(u is not None for u in (user or UserArrays()))
+    spec = cfg.solver.spec
     return Signature(
         draw_spec(cfg),
-        cfg.solver.name,
+        spec.split()[0],
         parse_activation(cfg.init.activation),
-        cfg.solver.method,
-        cfg.solver.steps(cfg.record.tail) if cfg.solver.gd else int(cfg.record.tail),
-        int(cfg.record.points),
+        spec.tail_window(cfg.record.tail),
+        int(cfg.record.record),
         cfg.run.precision,
         bool(cfg.record.keep_state),
         bool(cfg.record.kernel),
         len(cfg.record.levels),
         given,
-        cfg.solver.stop_rule,
     )
 
 
 def record_grid(cfg: SimConfig) -> np.ndarray:
-    """Recorded times: ``cfg.record.points`` points on [0, horizon], linear or
-    log-spaced; integer steps for GD (unique, so possibly fewer points)."""
-    solver, k = cfg.solver, cfg.record.points
-    if solver.gd:
-        steps = solver.steps(solver.horizon)
-        if cfg.record.grid == "log":
-            g = np.unique(np.round(np.geomspace(1, steps, k - 1)).astype(np.int64))
-            return np.concatenate([[0], g])
-        return np.unique(np.round(np.linspace(0, steps, k)).astype(np.int64))
-    if cfg.record.grid == "log":
-        return np.concatenate([[0.0], np.geomspace(solver.horizon * 1e-4, solver.horizon, k - 1)])
-    return np.linspace(0.0, solver.horizon, k)
+    """Recorded times: ``cfg.record.record`` points on [0, horizon], linear or
+    log-spaced, in the solver's units (:meth:`~shallowflow.solvers.Solver.record_grid`:
+    integer steps for GD, unique, so possibly fewer points)."""
+    return cfg.solver.spec.record_grid(cfg.solver.horizon, cfg.record.record, cfg.record.grid)
 
 
 def _key_data(seed: int) -> np.ndarray:
@@ -131,15 +129,15 @@ def run_values(cfg: SimConfig, records: int, dtype) -> RunValues:
 
     types = (np.int32, np.int32, np.int32, dtype, dtype, dtype, dtype, np.int32) + (dtype,) * 4
     draw = DrawValues(*(full(x, t) for x, t in zip(draw_values(cfg), types, strict=True)))
-    s = cfg.solver
-    knobs = (s.lr, s.stop_loss, s.diverge_factor, s.rtol, s.atol, s.step_floor)
+    spec = cfg.solver.spec
     return RunValues(
         key=np.tile(_key_data(cfg.run.seed), (r, 1)),
         index=np.arange(r, dtype=np.int32),
         draw=draw,
-        grid=np.tile(padded.astype(np.int32 if s.gd else dtype), (r, 1)),
-        times=np.tile(s.times(padded).astype(dtype), (r, 1)),
-        solve=SolveValues(*(full(x) for x in knobs)),
+        grid=np.tile(padded.astype(np.int32 if spec.discrete else dtype), (r, 1)),
+        times=np.tile(spec.times(padded).astype(dtype), (r, 1)),
+        stop=StopValues(full(cfg.solver.stop_loss), full(cfg.solver.diverge_factor)),
+        solver=tuple(full(x) for x in spec.split()[1]),
         levels=np.tile(np.asarray(cfg.record.levels, dtype), (r, 1)),
     )
 
@@ -180,6 +178,51 @@ def _at_levels(geom, prob, lev: Levels, loss0, act, kernel: bool) -> dict[str, j
     return {k: jnp.where(reached, v, jnp.nan) for k, v in out.items()}
 
 
+def _solve(
+    sig: Signature, geom: Geometry, start, max_steps: int, v: RunValues
+) -> Trajectory | Flow:
+    """Solve the run with the cell's solver: its compiled-in spec bound to the run's
+    traced values."""
+    grid, levels = jnp.asarray(v.grid), jnp.asarray(v.levels)
+    size = v.draw.p * (working_dim(sig.draw.geometry, v.draw.n, v.draw.d, jnp.minimum) + 1)
+    return sig.solver.bind(v.solver).solve(
+        geom,
+        start.prob,
+        start.state,
+        grid,
+        stop_loss=v.stop.stop_loss,
+        diverge_factor=v.stop.diverge_factor,
+        act=sig.activation,
+        tail=sig.tail,
+        max_steps=max_steps,
+        size=size,
+        levels=levels if sig.levels else None,
+    )
+
+
+def _solution_rates(
+    sig: Signature, traj: Trajectory | Flow, records: dict, final: dict, times: jax.Array
+) -> dict[str, jax.Array]:
+    """Replace the state's μ by the rate of the solution actually followed (SPEC §2):
+    the exact flow's Filippov rate, or a discrete solver's realised rate
+    log(L_k/L_{k+1})/η averaged; return the run's solver statistics (steps, and the
+    exact flow's event counts)."""
+    records["mu_state"] = records["mu"]
+    final["mu_state"] = final["mu"]
+    if isinstance(traj, Flow):
+        records["mu"] = traj.rates
+        records["mu_integral"] = traj.integral
+        final["mu"] = traj.rate_final
+        final["mu_integral"] = traj.integral_final
+        return dict(traj.stats._asdict())
+    if sig.solver.discrete:
+        records["mu"] = _gd_rates(records["loss"], times)
+        final["mu"] = _gd_final_rate(
+            records["loss"], times, traj.valid, final["loss"], traj.t_final, final["mu"]
+        )
+    return {"steps": traj.steps}
+
+
 def run_one(
     sig: Signature, shape: Shape, max_steps: int, v: RunValues, user: UserArrays
 ) -> dict[str, dict[str, jax.Array] | jax.Array]:
@@ -188,7 +231,6 @@ def run_one(
     with ``sig.keep_state``)."""
     geom = Geometry(sig.draw.geometry, sig.precision)
     # The program's values are traced (asarray is then the identity); host ones work too.
-    grid, times, levels = jnp.asarray(v.grid), jnp.asarray(v.times), jnp.asarray(v.levels)
     key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(v.key)), v.index)
     if user.W is not None and user.W.ndim == 3:  # one saved state per run
         a = None if user.a is None else user.a[v.index]
@@ -196,67 +238,34 @@ def run_one(
     start = make_padded_run(key, sig.draw, shape, v.draw, user, keep=sig.keep_state)
     prob, s0 = start.prob, start.state
     act = sig.activation
-    size = v.draw.p * (working_dim(sig.draw.geometry, v.draw.n, v.draw.d, jnp.minimum) + 1)
-    traj = solve(
-        sig.solver,
-        geom,
-        prob,
-        s0,
-        grid,
-        v.solve,
-        act=act,
-        tail=sig.tail,
-        method=sig.method,
-        max_steps=max_steps,
-        size=size,
-        levels=levels if sig.levels else None,
-        stop_rule=sig.stop_rule,
-    )
+    traj = _solve(sig, geom, start, max_steps, v)
     meas = _measures(geom, start, act)
     if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
         records = jax.lax.map(meas, traj.states)
     else:
         records = jax.vmap(meas)(traj.states)
-    end = meas(traj.final)
+    final = dict(meas(traj.final))
     loss0 = records["loss"][0]
-    records["mu_state"] = records["mu"]
-    final = dict(end)
-    final["mu_state"] = end["mu"]
-    stats: dict[str, jax.Array] = {}
-    if isinstance(traj, Flow):  # the rate of the Filippov solution actually followed
-        records["mu"] = traj.rates
-        records["mu_integral"] = traj.integral
-        final["mu"] = traj.rate_final
-        final["mu_integral"] = traj.integral_final
-        stats = dict(traj.stats._asdict())
-        steps = stats.pop("steps")
-    else:
-        steps = traj.steps
-    if sig.solver == "gd":  # the realised rate, log(L_k/L_{k+1})/η averaged
-        records["mu"] = _gd_rates(records["loss"], times)
-        final["mu"] = _gd_final_rate(
-            records["loss"], times, traj.valid, end["loss"], traj.t_final, end["mu"]
-        )
+    stats = _solution_rates(sig, traj, records, final, jnp.asarray(v.times))
     final.update(
         t_final=traj.t_final,
-        steps=steps,
+        steps=stats.pop("steps"),
         status=traj.status,
         # a diverged run's window holds no rate of convergence: null, not a number
         mu_tail=jnp.where(traj.status == Outcome.DIVERGED, jnp.nan, traj.tail_rate),
-        mu_mean=jnp.log(loss0 / end["loss"]) / jnp.maximum(traj.t_final, 1e-30),
+        mu_mean=jnp.log(loss0 / final["loss"]) / jnp.maximum(traj.t_final, 1e-30),
         a_sign_changes=a_sign_changes(s0, traj.final),
     )
     final.update(stats)
-    if (
-        stats and act.piecewise_linear
-    ):  # the exact flow's cost per event: evaluations / (crossings + slide entries)
+    if "crossings" in stats and act.piecewise_linear:
+        # the exact flow's cost per event: evaluations / (crossings + slide entries)
         events = jnp.maximum(stats["crossings"] + stats["slides"], 1)
         final["evals_per_event"] = stats["evals"] / events
     if sig.kernel:
         final["mu_inf_kernel"] = mu_inf_kernel(geom, traj.final, prob, act)
     if sig.levels:
-        if traj.levels is None:  # the config allows levels with gd and flow only
-            raise ValueError(f"levels: the {sig.solver} solver does not measure them")
+        if traj.levels is None:  # the config allows levels with solvers that measure them
+            raise ValueError(f"levels: {type(sig.solver).__name__} does not measure them")
         final.update(_at_levels(geom, prob, traj.levels, loss0, act, sig.kernel))
     init = {
         "loss0": loss0,

@@ -9,6 +9,7 @@ cells through :mod:`shallowflow.experiments.batch`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from shallowflow.config import SimConfig, make_config
+from shallowflow.config import MAX_SEED, SimConfig, make_config
 from shallowflow.errors import ShallowflowInputError
 
 __all__ = ["ID_COLUMN", "TAGS", "Cell", "cell_config", "cell_seed"]
@@ -134,11 +135,21 @@ def cell_seed(sweep_seed: int, cell: Cell | Mapping[str, Any] | str) -> int:
 def cell_config(knobs: Mapping[str, Any]) -> SimConfig:
     """The :class:`SimConfig` of a cell: its knobs without tags, seed = ``cell_seed`` of
     the cell, or of its ``draws`` group when it names one (then the cells of the group
-    start from the same draws)."""
-    cell = Cell(knobs)
+    start from the same draws). Resolved once per cell and process: the sweep's plan,
+    its work estimate and its batches ask again for the same cells."""
+    return _resolved(Cell(knobs))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _resolved(cell: Cell) -> SimConfig:
+    """:func:`cell_config` of a cell, validated (:func:`make_config`) on first use; a
+    cell that fails validation raises every time (exceptions are not cached)."""
     conf: dict[str, Any] = {
         k: (list(v) if isinstance(v, tuple) else v) for k, v in cell.items() if k not in TAGS
     }
+    sweep_seed = int(conf.get("seed", 0))  # the engine's is derived: check the sweep's
+    if not 0 <= sweep_seed <= MAX_SEED:
+        raise ShallowflowInputError("seed", f"must lie in [0, 2^32 - 1], got {sweep_seed}")
     source = f"draws:{cell['draws']}" if "draws" in cell else cell
-    conf["seed"] = cell_seed(int(conf.get("seed", 0)), source)
+    conf["seed"] = cell_seed(sweep_seed, source)
     return make_config(**conf)

@@ -17,16 +17,15 @@ Presets, one vocabulary for ``reproduce``, ``verify`` and the studies:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from shallowflow.config import SolverName
 from shallowflow.errors import ShallowflowInputError
+from shallowflow.solvers import SOLVERS
 
 __all__ = ["EPS", "PRESETS", "Protocol", "paper_cell", "preset_name", "solver_name", "study_cell"]
 
 PRESETS = ("quick", "paper")
 PRESET_ALIASES = {"full": "paper"}
-SOLVERS = get_args(SolverName)
 EPS = 0.05  # failure probability of the width p(n, ε) (SPEC §2, §5)
 
 
@@ -42,7 +41,7 @@ def preset_name(preset: str) -> str:
 def solver_name(solver: str) -> str:
     """The solver, checked against the configuration's solvers."""
     if solver not in SOLVERS:
-        raise ShallowflowInputError("solver", f"must be one of {SOLVERS}, got {solver!r}")
+        raise ShallowflowInputError("solver", f"must be one of {tuple(SOLVERS)}, got {solver!r}")
     return solver
 
 

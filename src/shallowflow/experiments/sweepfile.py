@@ -97,9 +97,12 @@ def sweep_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     cells = [
         base | dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())
     ]
-    for cell in cells:  # the rules and messages of make_config (CLI, API), then the cell's
-        make_config(**{k: v for k, v in cell.items() if k not in TAGS})
-        cell_config(cell)
+    for cell in cells:  # once per cell: the sweep's plan and batches reuse it
+        try:
+            cell_config(cell)
+        except ShallowflowInputError:  # make_config's message, as the CLI and API give it
+            make_config(**{k: v for k, v in cell.items() if k not in TAGS})
+            raise
     return cells
 
 

@@ -1,103 +1,54 @@
-"""The solvers of the flow dθ/dt = −p∇L (SPEC §1, §3b), one module each:
+"""The solvers of the flow dθ/dt = −p∇L (SPEC §1, §3b), one module each, each a small
+frozen spec (:class:`~.base.Solver`, in the manner of diffrax's solver objects):
 
-- :mod:`.gd`: gradient descent with step η (the paper's protocol, η = 1);
-- :mod:`.exact`: the exact flow through the ReLU kinks, event-driven and Filippov
-  (piecewise-linear activations);
-- :mod:`.smooth`: the exact flow of a C¹ activation, an error-controlled Runge–Kutta
-  loop with no events;
-- :mod:`.floor`: the older diffrax flow with a step floor (kept for comparison);
+- :class:`~.gd.GD` (:mod:`.gd`): gradient descent with step η (the paper's protocol,
+  η = 1);
+- :class:`~.flow.ExactFlow` (:mod:`.flow`): the exact flow, event-driven and Filippov
+  through the kinks of a piecewise-linear activation (:mod:`.exact`), an
+  error-controlled Runge–Kutta loop with no events for a C¹ one (:mod:`.smooth`);
+- :class:`~.floor.FloorFlow` (:mod:`.floor`): the older diffrax flow with a step floor
+  (kept for comparison);
 - :mod:`.common`: what they return (:class:`~.common.Trajectory`) and how a run ends
   (:class:`~.common.Outcome`).
 
-:func:`solve` picks one by name; every solver reads the same per-run values.
+:data:`SOLVERS` maps the configuration's name of a solver (``solver="gd"``) to its
+spec's class: the one place a solver is chosen by name. A new solver is one module
+with one :class:`~.base.Solver` subclass, made known by :func:`register`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, get_args
-
-import jax
-import numpy as np
-
-from shallowflow.activations import Activation
-from shallowflow.config import SolverName
-from shallowflow.data import Size
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.geometry import Geometry
-from shallowflow.model import Problem, State
-from shallowflow.solvers import exact, floor, gd, smooth
+from shallowflow.solvers.base import Solver
 from shallowflow.solvers.common import Trajectory
+from shallowflow.solvers.floor import FloorFlow
+from shallowflow.solvers.flow import ExactFlow
+from shallowflow.solvers.gd import GD
 
-SOLVERS = get_args(SolverName)  # one vocabulary: the configuration's
-
-
-class SolveValues(NamedTuple):
-    """A run's solver knobs (traced; each solver reads those it uses): host arrays,
-    stacked over the runs of a call, that the program sees traced."""
-
-    lr: np.ndarray | jax.Array
-    stop_loss: np.ndarray | jax.Array
-    diverge_factor: np.ndarray | jax.Array
-    rtol: np.ndarray | jax.Array
-    atol: np.ndarray | jax.Array
-    dtmin: np.ndarray | jax.Array
+SOLVERS: dict[str, type[Solver]] = {"gd": GD, "flow": ExactFlow, "flow-floor": FloorFlow}
 
 
-def solve(
-    name: str,
-    geom: Geometry,
-    prob: Problem,
-    state0: State,
-    grid: jax.Array,
-    values: SolveValues,
-    *,
-    act: Activation,
-    tail: int,
-    method: str,
-    max_steps: int,
-    size: Size,
-    levels: jax.Array | None = None,
-    stop_rule: str = "inclusive",
-) -> Trajectory | exact.Flow:
-    """Solve one run with the solver ``name`` (gd | flow | flow-floor), recording θ at
-    ``grid`` (GD: steps; flows: times). ``size``: the run's number of real entries of θ
-    (the flows' error norm); ``max_steps``: the flows' step cap; ``levels``: losses at
-    which the run is measured again (GD and the exact flow); ``stop_rule``: GD's
-    (:func:`.gd.solve`; the config refuses another than 'inclusive' for the flows). The
-    exact flow returns its
-    :class:`~.exact.Flow` (a trajectory with its event statistics and rates): event-driven
-    for a piecewise-linear ``act`` (:mod:`.exact`), a plain adaptive Runge–Kutta loop for
-    a C¹ one (:mod:`.smooth`)."""
+def register(name: str, cls: type[Solver]) -> None:
+    """Make the solver ``cls`` known to the configuration as ``solver=name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Solver)):
+        raise TypeError(f"register: {cls!r} is not a Solver subclass")
+    SOLVERS[name] = cls
+
+
+def solver_class(name: str) -> type[Solver]:
+    """The spec class of the solver named ``name``."""
     if name not in SOLVERS:
-        raise ShallowflowInputError("solver", f"unknown {name!r}; allowed: {SOLVERS}")
-    if name == "gd":
-        return gd.solve(
-            geom,
-            prob,
-            state0,
-            grid,
-            lr=values.lr,
-            stop_loss=values.stop_loss,
-            diverge_factor=values.diverge_factor,
-            act=act,
-            tail=tail,
-            levels=levels,
-            rule=stop_rule,
-        )
-    flows: dict[str, Any] = dict(
-        rtol=values.rtol,
-        atol=values.atol,
-        stop_loss=values.stop_loss,
-        diverge_factor=values.diverge_factor,
-        act=act,
-        max_steps=max_steps,
-        size=size,
-    )
-    if name == "flow" and act.piecewise_linear:  # kinks: events
-        return exact.solve(geom, prob, state0, grid, tail=float(tail), levels=levels, **flows)
-    if name == "flow":  # C¹: no events
-        return smooth.solve(geom, prob, state0, grid, tail=float(tail), levels=levels, **flows)
-    return floor.solve(geom, prob, state0, grid, dtmin=values.dtmin, method=method, **flows)
+        raise ShallowflowInputError("solver", f"unknown {name!r}; allowed: {tuple(SOLVERS)}")
+    return SOLVERS[name]
 
 
-__all__ = ["SolveValues", "Trajectory", "solve"]
+__all__ = [
+    "GD",
+    "SOLVERS",
+    "ExactFlow",
+    "FloorFlow",
+    "Solver",
+    "Trajectory",
+    "register",
+    "solver_class",
+]

@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow.activations import Activation, Leaky, relu
+from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
 from shallowflow.solvers.common import (
@@ -132,7 +133,7 @@ def solve(
     rtol,
     atol,
     stop_loss,
-    diverge_factor=1e6,
+    diverge_factor: Real = 1e6,
     act: Activation = relu,
     tail=100.0,
     max_steps: int = 10_000_000,

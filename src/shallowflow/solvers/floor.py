@@ -27,6 +27,9 @@ with GD.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -36,6 +39,7 @@ from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, forward, vector_field
 from shallowflow.observables import mu
+from shallowflow.solvers.base import Solver
 from shallowflow.solvers.common import Outcome, Trajectory, exploded
 
 METHODS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
@@ -113,3 +117,59 @@ def solve(
     # For the flow, μ(t_∞) is μ at the final state: −d/dt log L exactly (SPEC §2).
     rate = mu(geom, final, prob, act)
     return Trajectory(grid, states, valid, final, t_final, steps, status, rate)
+
+
+# Cap on the floored flow's steps: horizon/floor, at most this, plus 10 000.
+FLOW_MAX_STEPS = 2_000_000
+
+
+@dataclass(frozen=True)
+class FloorFlow(Solver):
+    """The flow at tolerances ``rtol``, ``atol`` with its step floored at ``dtmin``
+    (all three traced per run), integrated by the Runge–Kutta ``method`` (compiled in);
+    the grid is in time. It does not measure the run at loss levels."""
+
+    rtol: float
+    atol: float
+    dtmin: float
+    method: Literal["tsit5", "dopri5", "dopri8"] = "tsit5"
+
+    static: ClassVar[tuple[str, ...]] = ("method",)
+    measures_levels: ClassVar[bool] = False
+
+    def max_steps(self, horizon: float) -> int:
+        """horizon/floor steps (at most :data:`FLOW_MAX_STEPS`), plus 10 000 rejected."""
+        return min(int(horizon / self.dtmin), FLOW_MAX_STEPS) + 10_000
+
+    def solve(
+        self,
+        geom,
+        prob,
+        state0,
+        grid,
+        *,
+        stop_loss,
+        diverge_factor,
+        act,
+        tail,
+        max_steps,
+        size,
+        levels,
+    ) -> Trajectory:
+        """:func:`solve` (no μ(t_∞) window, no levels: the tail rate is the state's μ)."""
+        del tail, levels
+        return solve(
+            geom,
+            prob,
+            state0,
+            grid,
+            rtol=self.rtol,
+            atol=self.atol,
+            stop_loss=stop_loss,
+            diverge_factor=diverge_factor,
+            act=act,
+            dtmin=self.dtmin,
+            method=self.method,
+            max_steps=max_steps,
+            size=size,
+        )

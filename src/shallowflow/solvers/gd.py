@@ -24,6 +24,10 @@ the record interval (or the one before), with the same step function.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
 import jax
 import jax.numpy as jnp
 
@@ -31,6 +35,7 @@ from shallowflow.activations import Activation, relu
 from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
+from shallowflow.solvers.base import Solver
 from shallowflow.solvers.common import (
     Outcome,
     Trajectory,
@@ -50,6 +55,41 @@ def tail_rate(buf: jax.Array, k: jax.Array, tail: int) -> jax.Array:
     rate = 2.0 * (ls[:-1] - ls[1:]) / (ls[:-1] + ls[1:])
     ok = (k - jnp.arange(tail, 0, -1)) >= 0
     return jnp.sum(jnp.where(ok, rate, 0.0)) / jnp.maximum(jnp.sum(ok), 1)
+
+
+def _move(geom: Geometry, prob: Problem, act: Activation, state: State, fw, eta) -> State:
+    """θ + η F(θ), with F from the forward pass ``fw`` at θ."""
+    field = field_from_forward(geom, state, prob, fw, act)
+    return jax.tree_util.tree_map(lambda x, f: x + eta * f, state, field)
+
+
+def _roll_back(geom, prob, act, lr, state, k, anchors) -> tuple[State, jax.Array]:
+    """θ_{k−1} for a run whose state at step k is bad (θ_0 stays if k = 0), replayed
+    from the later of the two ``anchors`` (state, step) that precedes it."""
+    del state  # bad: never stepped from
+    (s_old, k_old), (s_new, k_new) = anchors
+    target = jnp.maximum(k - 1, 0)
+    use_new = target >= k_new
+    base = jax.tree_util.tree_map(lambda a, b: jnp.where(use_new, a, b), s_new, s_old)
+    steps = target - jnp.where(use_new, k_new, k_old)
+    replayed = jax.lax.fori_loop(
+        0, steps, lambda _, s: _move(geom, prob, act, s, forward(geom, s, prob, act), lr), base
+    )
+    return replayed, target
+
+
+def _outcome(bad: jax.Array, done: jax.Array, otherwise: Outcome) -> jax.Array:
+    """Diverged where ``bad``, else converged where ``done``, else ``otherwise``."""
+    return jnp.where(bad, Outcome.DIVERGED, jnp.where(done, Outcome.CONVERGED, otherwise))
+
+
+def _at_horizon(end, loss0, status, stop_loss, diverge_factor, authors: bool):
+    """A run still running at the horizon is checked once more, on its last loss
+    ``end`` (under the authors' rule only for divergence): (status, running, bad)."""
+    bad = exploded(end, loss0, diverge_factor)
+    running = status == Outcome.RUNNING
+    reached = (end <= stop_loss) & (not authors)
+    return jnp.where(running, _outcome(bad, reached, Outcome.HORIZON), status), running, bad
 
 
 def solve(
@@ -81,9 +121,8 @@ def solve(
     loss0 = forward(geom, state0, prob, act).loss
     dtype = loss0.dtype
 
-    def move(state, fw, eta):
-        field = field_from_forward(geom, state, prob, fw, act)
-        return jax.tree_util.tree_map(lambda x, f: x + eta * f, state, field)
+    move = functools.partial(_move, geom, prob, act)
+    roll_back = functools.partial(_roll_back, geom, prob, act, lr)
 
     def at_levels(lev, loss, k, buf, state, ok):
         if lev is None or levels is None:  # both None, or neither
@@ -97,29 +136,13 @@ def solve(
         bad = exploded(fw.loss, loss0, diverge_factor)
         done = (fw.loss < stop_loss) | ((k == last) & (fw.loss <= stop_loss))
         done = done if authors else fw.loss <= stop_loss
-        status = jnp.where(
-            bad, Outcome.DIVERGED, jnp.where(done, Outcome.CONVERGED, Outcome.RUNNING)
-        ).astype(jnp.int32)
+        status = _outcome(bad, done, Outcome.RUNNING).astype(jnp.int32)
         go = status == Outcome.RUNNING
         # A stopped run does not move (η·0 = 0 exactly; a diverged one is replayed).
         new = move(state, fw, jnp.where(go, lr, 0.0).astype(dtype))
         buf = jnp.where(bad, buf, buf.at[k % (tail + 1)].set(fw.loss))
         lev = at_levels(lev, fw.loss, k, buf, state, ~bad)
         return new, k + go.astype(k.dtype), status, buf, lev
-
-    def replay(anchor, steps):
-        return jax.lax.fori_loop(
-            0, steps, lambda _, s: move(s, forward(geom, s, prob, act), lr), anchor
-        )
-
-    def roll_back(state, k, anchors):
-        """θ_{k−1} for a run whose state at step k is bad; θ_0 stays if k = 0."""
-        (s_old, k_old), (s_new, k_new) = anchors
-        target = jnp.maximum(k - 1, 0)
-        use_new = target >= k_new
-        base = jax.tree_util.tree_map(lambda a, b: jnp.where(use_new, a, b), s_new, s_old)
-        steps = target - jnp.where(use_new, k_new, k_old)
-        return replay(base, steps), target
 
     def upto(c, g):
         state, k, status, buf, lev, anchors = c
@@ -141,23 +164,78 @@ def solve(
     c0 = (state0, k0, jnp.zeros((), jnp.int32), buf0, lev0, ((state0, k0), (state0, k0)))
     c, states = jax.lax.scan(upto, c0, grid)
     state, k, status, buf, lev, anchors = c
-    # A run still running at the horizon is checked once more (its last loss); under the
-    # authors' rule only for divergence.
     end = forward(geom, state, prob, act).loss
-    bad = exploded(end, loss0, diverge_factor)
-    running = status == Outcome.RUNNING
-    reached = (end <= stop_loss) & (not authors)
-    status = jnp.where(
-        running,
-        jnp.where(bad, Outcome.DIVERGED, jnp.where(reached, Outcome.CONVERGED, Outcome.HORIZON)),
-        status,
-    )
+    status, running, bad = _at_horizon(end, loss0, status, stop_loss, diverge_factor, authors)
     state, k = jax.lax.cond(running & bad, lambda: roll_back(state, k, anchors), lambda: (state, k))
     buf = jnp.where(running & ~bad, buf.at[k % (tail + 1)].set(end), buf)
     lev = at_levels(lev, end, k, buf, state, running & ~bad)
-    t_final = k.astype(dtype) * lr
-    times = grid.astype(dtype) * lr
-    valid = grid <= k
     lev = None if lev is None else finish_levels(lev)
     rate = tail_rate(buf, k, tail) / lr
-    return Trajectory(times, states, valid, state, t_final, k, status, rate, lev)
+    times, t_final = grid.astype(dtype) * lr, k.astype(dtype) * lr
+    return Trajectory(times, states, grid <= k, state, t_final, k, status, rate, lev)
+
+
+# Largest GD horizon in steps: step counters and record grids are int32 on device.
+MAX_STEPS = 2**30
+
+
+@dataclass(frozen=True)
+class GD(Solver):
+    """Gradient descent with step ``lr`` = η (traced per run) under ``stop_rule``
+    (compiled in; module doc): grid in steps, step k at time kη."""
+
+    lr: float
+    stop_rule: Literal["inclusive", "authors"] = "inclusive"
+
+    static: ClassVar[tuple[str, ...]] = ("stop_rule",)
+    discrete: ClassVar[bool] = True
+
+    @property
+    def unit(self) -> float:
+        """One step lasts η."""
+        return self.lr
+
+    def check(self, horizon: float, tail: float) -> None:
+        """The horizon and μ(t_∞)'s window must fit the int32 step counter."""
+        if horizon / self.lr > MAX_STEPS:
+            raise ValueError(
+                f"horizon: {horizon / self.lr:.3g} GD steps; at most 2^30 = {MAX_STEPS} "
+                "(the step counter is 32-bit)"
+            )
+        if tail / self.lr > MAX_STEPS:
+            raise ValueError(
+                f"lr: μ(t_∞)'s window of {tail} units of time is {tail / self.lr:.3g} GD "
+                f"steps at lr = {self.lr:g}; at most 2^30 = {MAX_STEPS} (the step counter "
+                "is 32-bit)"
+            )
+
+    def solve(
+        self,
+        geom,
+        prob,
+        state0,
+        grid,
+        *,
+        stop_loss,
+        diverge_factor,
+        act,
+        tail,
+        max_steps,
+        size,
+        levels,
+    ) -> Trajectory:
+        """:func:`solve` (GD needs no step cap and no size)."""
+        del max_steps, size
+        return solve(
+            geom,
+            prob,
+            state0,
+            grid,
+            lr=self.lr,
+            stop_loss=stop_loss,
+            diverge_factor=diverge_factor,
+            act=act,
+            tail=tail,
+            levels=levels,
+            rule=self.stop_rule,
+        )

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow.activations import Activation
+from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
 from shallowflow.observables import mu_from
@@ -115,7 +116,7 @@ def solve(
     rtol,
     atol,
     stop_loss,
-    diverge_factor=1e6,
+    diverge_factor: Real = 1e6,
     tail=100.0,
     max_steps: int = 10_000_000,
     size=None,
