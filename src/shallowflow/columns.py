@@ -114,6 +114,13 @@ OBSERVABLES = [
         "SPEC §6",
     ),
     _c(
+        "fitted",
+        "examples fitted to half their label, |r_i| < |y_i|/2",
+        "examples",
+        "SPEC §6",
+        "not asked for (knob `fitted` off: column absent)",
+    ),
+    _c(
         "test_loss",
         "held-out loss (1/(2N)) Σ_k (y_k − h_θ(x_k))² (`test_n` drawn, or `test_data`)",
         "loss",

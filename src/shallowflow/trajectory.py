@@ -25,11 +25,13 @@ from shallowflow.config import SimConfig
 from shallowflow.geometry import Geometry, to_user, working_dim
 from shallowflow.heldout import test_loss
 from shallowflow.kernel import mu_inf_kernel
+from shallowflow.model import forward
 from shallowflow.observables import (
     assumption1,
     assumption1_margins,
     balance,
     coverage,
+    fitted,
     measure,
     neuron_norms2,
     norms,
@@ -64,6 +66,7 @@ class Signature:
     levels: int = 0  # loss levels measured on the way
     user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
     stop_rule: str = "inclusive"  # GD's (SolverSpec.stop_rule)
+    fitted: bool = False  # record the number of fitted examples (RecordSpec.fitted)
 
 
 class RunValues(NamedTuple):
@@ -95,6 +98,7 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
         len(cfg.record.levels),
         given,
         cfg.solver.stop_rule,
+        bool(cfg.record.fitted),
     )
 
 
@@ -210,7 +214,7 @@ def run_one(
         levels=levels if sig.levels else None,
         stop_rule=sig.stop_rule,
     )
-    meas = _measures(geom, start, slope)
+    meas = _measures(geom, start, slope, sig.fitted)
     if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
         records = jax.lax.map(meas, traj.states)
     else:
@@ -267,9 +271,10 @@ def run_one(
     return out
 
 
-def _measures(geom: Geometry, start, slope: float):
+def _measures(geom: Geometry, start, slope: float, count_fitted: bool = False):
     """The per-record observables of a run's states: :func:`measure`'s, the norms
-    (:func:`norms`) and, with held-out data, ``test_loss``."""
+    (:func:`norms`), with held-out data ``test_loss`` and with ``count_fitted`` the
+    examples fitted to half their label (:func:`fitted`)."""
     s0, prob = start.state, start.prob
     norms0 = neuron_norms2(s0, start.off2)
     meas = functools.partial(
@@ -280,6 +285,8 @@ def _measures(geom: Geometry, start, slope: float):
         out = meas(state) | norms(state, start.off2, norms0)
         if start.held is not None:
             out["test_loss"] = test_loss(state, start.held, prob.sizes(state)[1], slope)
+        if count_fitted:
+            out["fitted"] = fitted(forward(geom, state, prob, slope), prob)
         return out
 
     return one
