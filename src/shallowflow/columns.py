@@ -44,7 +44,8 @@ TABLES = {
     "runs": "one row per run: `simulate`'s `final.parquet`; the `runs.parquet` of "
     "`reproduce`, `sweep` and `study` (with the cell's knobs as leading columns)",
     "points": "`points.parquet` of `reproduce` (one row per point of a figure) and `sweep`",
-    "study": "`table.parquet` of `study conjecture1`: one row per fitted exponent",
+    "study": "`table.parquet` of a study: one row per fitted exponent (`conjecture1`) or "
+    "per measure (`smallinit`, `groupinit`: part, arm, measure, x, value, interval)",
 }
 
 _NOT_ORTHO = "null where undefined (non-ReLU activation)"
@@ -225,6 +226,38 @@ _RUN = [
         "draws of data and θ(0) until covered (require_coverage); in a study's "
         "tables the tag of the cells that share their draws (e.g. 'n=250')",
     ),
+    _c(
+        "plateau_time",
+        "study smallinit: the first plateau t₁, the first time L ≤ 0.9 L(0) (log-linear "
+        "between records)",
+        "time",
+        "SPEC §4, §6",
+        "the loss never fell by 10%",
+    ),
+    _c(
+        "fit_times",
+        "study smallinit: list, the first recorded time at which k examples are fitted "
+        "(|r_i| < |y_i|/2), k = 1 … n",
+        "time",
+        "SPEC §6",
+        "an entry is NaN for a k never reached",
+    ),
+    _c(
+        "grown_times",
+        "study smallinit: list, the first recorded time at which k neurons have grown "
+        "(`grown_neurons` ≥ k), k = 1 … p",
+        "time",
+        "SPEC §6",
+        "an entry is NaN for a k never reached",
+    ),
+    _c(
+        "min_norm2",
+        "study smallinit: the least ‖θ‖² of a width-p interpolator of the labels the final "
+        "state fits, 2p(‖D₊‖ + ‖D₋‖), D_i = h(x_i)/‖x_i‖ (theory.smallinit.min_norm2)",
+        "θ²",
+        "SPEC §6",
+        "not orthogonal data; no example fitted",
+    ),
     _c("cell_id", "content hash of the cell's knobs (runner)"),
     _c("cell_seed", "the seed the runner derived for the cell from its knobs"),
     _c("figure", "the figure or study that owns the cell"),
@@ -256,6 +289,9 @@ _STUDY = [
     _c("part", "the study's part: stop level, solver, init, range of n, mechanism"),
     _c("variant", "the variant's tag (gd, gd_eta_0.25, flow, w_0.1, w_1, balanced)"),
     _c("level", "stop level, × 1/(2n)", "loss × 2n"),
+    _c("arm", "the variant of a study's measures table (GD, the exact flow, an init …)"),
+    _c("x", "where a measure is taken: ε, σ or n", "—", "", "a fit over every x"),
+    _c("value", "the measure's value (the row's part, arm and measure say which)"),
     _c("measure", "mu_tail | mu_mean | mu_kernel | e_min | lambda_min"),
     _c("n_min", "smallest n of the fit", "examples"),
     _c("n_max", "largest n of the fit", "examples"),

@@ -566,6 +566,34 @@ def asymptotic_rate(
     return s_val**2 / n_val * 2.0 * (big_delta if aligned else lam_p)
 
 
+def fixed_point_rate(y: ArrayLike, norms: ArrayLike, delta: float, n: float) -> float:
+    """Late-time rate ``−d/dt log L`` of one group whose examples may differ in norm
+    (SPEC §4): ``2 λ_min(K)`` at the fixed point the group's flow reaches.
+
+    The group's ``(b, v)`` follows gradient flow on ``ℓ = (1/(2n)) Σ_i (y_i − b s_i v_i)²``
+    with ``δ = b² − ‖v‖²`` conserved; it converges to ``v_i = D_i/b``, ``D_i = y_i/s_i``,
+    where ``b⁴ − δ b² − ‖D‖² = 0``: ``b² = (δ + √(δ² + 4‖D‖²))/2``. There the residuals
+    follow ``dr/dt = −K r`` with the tangent kernel ``K = (q qᵀ + b² diag(s²))/n``,
+    ``q_i = y_i/b``. With one norm s this is :func:`asymptotic_rate` (``2Δ s²/n`` for one
+    example, ``2 b² s²/n = 2λ₊ s²/n`` for more); with unequal norms the slowest direction
+    weighs the smallest ``s_i`` most."""
+    y_arr = _vector(y, "y")
+    s = _vector(norms, "norms", y_arr.shape[0])
+    require(bool(np.all(s > 0)), "norms", "must be > 0")
+    require(bool(np.all(y_arr != 0)), "y", "labels must be non-zero")
+    require(math.isfinite(delta), "delta", "must be finite")
+    n_val = _positive(n, "n")
+    d2 = float(np.sum((y_arr / s) ** 2))
+    b2 = (
+        0.5 * (delta + math.sqrt(delta**2 + 4 * d2))
+        if delta >= 0
+        else 2 * d2 / (math.sqrt(delta**2 + 4 * d2) - delta)
+    )
+    q = y_arr / math.sqrt(b2)
+    kernel = (np.outer(q, q) + b2 * np.diag(s**2)) / n_val
+    return float(2.0 * np.linalg.eigvalsh(kernel)[0])
+
+
 def rate_exponent_prediction(beta: float) -> float:
     """Exponent e in ``rate ≍ n^e`` for groups of ``k_n ≍ n^β`` examples (SPEC §4).
 

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from shallowflow.errors import require
 
-__all__ = ["escape_rates", "min_norm2", "min_norm_interpolator"]
+__all__ = ["escape_draws", "escape_rates", "min_norm2", "min_norm_interpolator"]
 
 Array = NDArray[np.float64]
 
@@ -112,3 +112,31 @@ def escape_rates(y: ArrayLike, norms: ArrayLike, active: ArrayLike, signs: Array
     own = act & (sg[:, None] * y_arr[None, :] > 0)
     c = y_arr * s / y_arr.size
     return np.sqrt(own.astype(np.float64) @ (c * c))
+
+
+def escape_draws(n: int, p: int, draws: int, rng: np.random.Generator) -> dict[str, Array]:
+    """``draws`` independent draws, under SPEC §5's laws on orthogonal data, of the fastest
+    neuron's escape rate ``max_j λ_j`` (:func:`escape_rates`), the size of its set
+    ``|A_j*|`` and the share of the loss that set carries, ``Σ_{A_j*} y_i²/Σ_i y_i²``.
+
+    The laws: ``y_i = ±U[1, 2]``, ``s_i = ρ_i ~ U[1, 2]``, the signs of the coordinates
+    ``ω_ji`` of a first layer with i.i.d. symmetric coordinates (the paper's uniform one,
+    or a Gaussian) and of ``a_j`` independent and fair, redrawn together until every
+    example is covered (``require_coverage``, SPEC §2), as the engine draws them. Only
+    signs and ``y, ρ`` enter λ_j, so the scale ε and the magnitudes of θ₀ do not."""
+    require(isinstance(n, int) and n >= 1, "n", f"must be an integer ≥ 1; got {n!r}")
+    require(isinstance(p, int) and p >= 1, "p", f"must be an integer ≥ 1; got {p!r}")
+    rate, size, share = (np.empty(draws) for _ in range(3))
+    for k in range(draws):
+        while True:
+            y = rng.choice([-1.0, 1.0], n) * rng.uniform(1.0, 2.0, n)
+            active = rng.random((p, n)) < 0.5
+            signs = rng.choice([-1.0, 1.0], p)
+            own = active & (signs[:, None] * y[None, :] > 0)
+            if own.any(axis=0).all():
+                break
+        lam = escape_rates(y, rng.uniform(1.0, 2.0, n), active, signs)
+        j = int(np.argmax(lam))
+        rate[k], size[k] = lam[j], own[j].sum()
+        share[k] = float(y[own[j]] @ y[own[j]] / (y @ y))
+    return {"rate": rate, "size": size, "share": share}
