@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import brentq
 from scipy.special import expit
 
 from shallowflow.errors import ShallowflowInputError, require
@@ -589,9 +590,30 @@ def fixed_point_rate(y: ArrayLike, norms: ArrayLike, delta: float, n: float) -> 
         if delta >= 0
         else 2 * d2 / (math.sqrt(delta**2 + 4 * d2) - delta)
     )
-    q = y_arr / math.sqrt(b2)
-    kernel = (np.outer(q, q) + b2 * np.diag(s**2)) / n_val
-    return float(2.0 * np.linalg.eigvalsh(kernel)[0])
+    q2 = y_arr**2 / b2
+    return 2.0 * _min_eig_rank_one(b2 * s**2, q2) / n_val
+
+
+def _min_eig_rank_one(d: Array, q2: Array) -> float:
+    """λ_min(diag(d) + q qᵀ), q_i² = ``q2``: the root in [d₍₁₎, d₍₂₎] of the secular
+    equation 1 + Σ_i q_i²/(d_i − λ) = 0 (a rank-one update interlaces the d_i); d₍₁₎
+    itself when two d_i tie there. O(k) per evaluation, where eigvalsh is O(k³)."""
+    if d.size == 1:
+        return float(d[0] + q2[0])
+    order = np.argsort(d)
+    d, q2 = d[order], q2[order]
+    lo, hi = float(d[0]), float(d[1])
+    if hi - lo <= 1e-14 * hi or q2[0] == 0.0:
+        return lo
+
+    def secular(lam: float) -> float:
+        return 1.0 + float(np.sum(q2 / (d - lam)))
+
+    margin = 1e-15 * hi
+    a, b = lo + margin, hi - margin
+    if not (secular(a) < 0.0 < secular(b)):  # rounding at the ends: take the dense way
+        return float(np.linalg.eigvalsh(np.diag(d) + np.outer(np.sqrt(q2), np.sqrt(q2)))[0])
+    return float(brentq(secular, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps))
 
 
 def rate_exponent_prediction(beta: float) -> float:
