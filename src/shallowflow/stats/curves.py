@@ -44,7 +44,7 @@ def bootstrap_mean(values: Any, reps: int, rng: np.random.Generator) -> tuple[fl
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if v.size == 0:
-        return (math.nan,) * 3
+        return math.nan, math.nan, math.nan
     reps_ = v[rng.integers(0, v.size, (reps, v.size))].mean(axis=1)
     lo, hi = np.percentile(reps_, [2.5, 97.5])
     return float(v.mean()), float(lo), float(hi)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -613,7 +613,8 @@ def _min_eig_rank_one(d: Array, q2: Array) -> float:
     a, b = lo + margin, hi - margin
     if not (secular(a) < 0.0 < secular(b)):  # rounding at the ends: take the dense way
         return float(np.linalg.eigvalsh(np.diag(d) + np.outer(np.sqrt(q2), np.sqrt(q2)))[0])
-    return float(brentq(secular, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps))
+    root = brentq(secular, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    return float(cast(float, root))
 
 
 def rate_exponent_prediction(beta: float) -> float:

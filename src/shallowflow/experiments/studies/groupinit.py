@@ -197,7 +197,7 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     arms = [("gaussian", s) for s in design.sigmas] + [("group", b) for b in design.betas]
     rows, reps = [], {}
     for init, v in arms:
-        sub = runs[runs["tag"] == arm_name(init, v)]
+        sub = runs.loc[runs["tag"] == arm_name(init, v)]
         for col in MEASURES:
             slope, r, used = exponent_reps(sub, col, design.boot, rng)
             reps[arm_name(init, v), col] = (slope, r)
@@ -224,7 +224,7 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
                 rows.append(
                     mt.row("difference", arm_name("gaussian", s), f"{col} − β={b:g}", s, diff)
                 )
-    converged = runs.groupby("tag")["success"].mean().to_dict()
+    converged = mt.converged(runs)
     summary = {"design": asdict(design), "runs": int(len(runs)), "converged": converged}
     return pd.DataFrame(rows), summary
 
@@ -329,7 +329,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
 
     d = summary["design"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11.0, 4.2))
-    rates = table[(table["part"] == "rate") & (table["measure"] == KEY)]
+    rates = table.loc[(table["part"] == "rate") & (table["measure"] == KEY)]
     for i, (arm, g) in enumerate(rates.groupby("arm", sort=False)):
         style = "o-" if arm.startswith("gaussian") else "s--"
         a.errorbar(

@@ -16,12 +16,12 @@ import pandas as pd
 from shallowflow.report.format import fmt
 from shallowflow.stats.curves import bootstrap_mean
 
-__all__ = ["ci", "errorbars", "get", "lines", "mean", "row"]
+__all__ = ["ci", "converged", "errorbars", "get", "lines", "mean", "row"]
 
 _MISSING = {"value": math.nan, "ci_low": math.nan, "ci_high": math.nan, "runs": 0}
 
 
-def row(part: str, arm: str, measure: str, x: float, stat: tuple) -> dict[str, Any]:
+def row(part: str, arm: str, measure: str, x: Any, stat: tuple) -> dict[str, Any]:
     """A row; ``stat`` is (value, ci_low, ci_high) or (value, ci_low, ci_high, runs)."""
     value, lo, hi, *used = stat
     cells = {"part": part, "arm": arm, "measure": measure, "x": float(x), "value": float(value)}
@@ -38,7 +38,7 @@ def get(table: pd.DataFrame, part: str, arm: str, measure: str, x: float = math.
     """The row of (part, arm, measure) at ``x`` (NaN: the row over all x); NaNs if none."""
     sel = (table["part"] == part) & (table["arm"] == arm) & (table["measure"] == measure)
     sel &= np.isnan(table["x"]) if math.isnan(x) else np.isclose(table["x"], x)
-    return table[sel].iloc[0].to_dict() if sel.any() else dict(_MISSING)
+    return table.loc[sel].iloc[0].to_dict() if bool(sel.any()) else dict(_MISSING)
 
 
 def ci(r: dict, digits: int = 3) -> str:
@@ -56,7 +56,15 @@ def lines(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def errorbars(rows: pd.DataFrame) -> np.ndarray:
+def errorbars(rows: Any) -> np.ndarray:
     """The (2, k) ``yerr`` of rows for matplotlib's errorbar (0 where an end is NaN)."""
     low, high = rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]
     return np.nan_to_num(np.abs(np.vstack([low, high])))
+
+
+def converged(runs: pd.DataFrame) -> dict[str, float]:
+    """The fraction of successful runs per ``tag``."""
+    return {
+        str(t): float(np.mean(runs.loc[runs["tag"] == t, "success"]))
+        for t in sorted(set(runs["tag"]))
+    }

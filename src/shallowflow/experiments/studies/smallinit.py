@@ -227,7 +227,7 @@ def _plateau_rows(runs: pd.DataFrame, design: Design, rng) -> list[dict[str, Any
     interval; the fastest neuron's set: its size and share of L(0)."""
     rows = []
     for arm in (a for a in ARMS if a in set(runs["tag"])):
-        sub = runs[runs["tag"] == arm]
+        sub = runs.loc[runs["tag"] == arm]
         rows.append(mt.row("plateau", arm, "slope", NAN, mt.mean(_slopes(sub, "t1"), *rng)))
         for eps, g in sub.groupby("w_scale"):
             rows.append(
@@ -290,7 +290,7 @@ def _norm_rows(norm: pd.DataFrame, design: Design, rng) -> list[dict[str, Any]]:
 def _curves(gd: pd.DataFrame) -> dict[str, Any]:
     """The fraction of examples fitted against t/log(1/ε), mean over runs, per ε."""
     fits = {
-        eps: np.stack([np.asarray(f, float) for f in g["fit_times"]]) / math.log(1 / eps)
+        eps: np.stack([np.asarray(f, float) for f in g["fit_times"]]) / g["log_eps"].iloc[0]
         for eps, g in gd.groupby("w_scale")
     }
     top = max((np.nanmax(f) for f in fits.values() if np.isfinite(f).any()), default=1.0)
@@ -307,13 +307,11 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     design = design_of(design)
     rng = (design.boot, np.random.default_rng(0))
     runs = runs.assign(log_eps=np.log(1 / runs["w_scale"]), t1=runs["plateau_time"])
-    gd = runs[runs["tag"] == "gd"].copy()
-    rows = _plateau_rows(runs[runs["tag"] != "norm"], design, rng) + _fit_rows(gd, rng)
-    rows += _norm_rows(runs[runs["tag"] == "norm"], design, rng)
+    gd = runs.loc[runs["tag"] == "gd"].copy()
+    rows = _plateau_rows(runs.loc[runs["tag"] != "norm"], design, rng) + _fit_rows(gd, rng)
+    rows += _norm_rows(runs.loc[runs["tag"] == "norm"], design, rng)
     summary = {"design": asdict(design), "runs": int(len(runs)), "curves": _curves(gd)}
-    return pd.DataFrame(rows), summary | {
-        "converged": runs.groupby("tag")["success"].mean().to_dict()
-    }
+    return pd.DataFrame(rows), summary | {"converged": mt.converged(runs)}
 
 
 # --------------------------------------------------------------------------- verdict
@@ -419,7 +417,9 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
 
     fig, ((a, b), (c, e)) = plt.subplots(2, 2, figsize=(10.0, 7.0))
     for i, (arm, label) in enumerate(ARMS.items()):
-        rows = table[(table["part"] == "plateau") & (table["arm"] == arm) & np.isfinite(table["x"])]
+        rows = table.loc[
+            (table["part"] == "plateau") & (table["arm"] == arm) & np.isfinite(table["x"])
+        ]
         a.errorbar(
             rows["x"] * 1.1**i, rows["value"], yerr=mt.errorbars(rows), fmt="o-", ms=4, label=label
         )
@@ -433,12 +433,12 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     b.set(xlabel="t / log(1/ε)", ylabel="fraction of examples fitted", title="fits (GD)")
     norm = table[table["part"] == "norm"]
     for m, style, label in (("norm2_p", "o-", "‖θ‖²/p"), ("least_p", "s--", "least ‖θ‖²/p")):
-        rows = norm[norm["measure"] == m]
+        rows = norm.loc[norm["measure"] == m]
         c.loglog(rows["x"], rows["value"], style, ms=4, label=label)
-    x, y = rows["x"].to_numpy(), rows["value"].to_numpy()
+    x, y = np.asarray(rows["x"], float), np.asarray(rows["value"], float)
     c.loglog(x, y[0] * np.sqrt(x / x[0]), "k:", lw=0.8, label="√n")
     c.set(xlabel="n", title="norm of the interpolator")
-    rows = norm[norm["measure"] == "ratio"]
+    rows = norm.loc[norm["measure"] == "ratio"]
     e.errorbar(rows["x"], rows["value"], yerr=mt.errorbars(rows), fmt="o-", ms=4)
     e.axhline(1.0, color="k", lw=0.8)
     e.set(xscale="log", xlabel="n", ylabel="‖θ‖² / least", title="ratio to the least norm")
