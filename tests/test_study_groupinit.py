@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shallowflow.columns import describe
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.studies import groupinit as study
 from shallowflow.experiments.studies import measures as mt
@@ -138,3 +139,10 @@ def test_study_resumes_without_recomputing_and_refuses_to_replace(tiny_study, mo
 def test_presets_hold_the_asked_initialisations():
     for design in study.PRESETS.values():
         assert design.sigmas == (1.0, 0.1, 0.01, 0.001) and design.betas == (0.0, 0.5, 1.0)
+
+
+def test_every_column_it_writes_is_documented(tiny_study):
+    out, _ = tiny_study
+    for name in ("runs.parquet", "table.parquet"):
+        columns = read_parquet(out / name).columns
+        assert [c for c in columns if describe(str(c)) is None] == [], name

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shallowflow.columns import describe
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.studies import measures as mt
 from shallowflow.experiments.studies import run_study
@@ -160,3 +161,10 @@ def test_presets_span_the_asked_range_of_epsilon():
     for design in study.PRESETS.values():
         assert max(design.epsilons) == 1e-1 and min(design.epsilons) == 1e-6
         assert study.horizon(design.n, 1e-6) > study.horizon(design.n, 1e-1)
+
+
+def test_every_column_it_writes_is_documented(tiny_study):
+    out, _ = tiny_study
+    for name in ("runs.parquet", "table.parquet"):
+        columns = read_parquet(out / name).columns
+        assert [c for c in columns if describe(str(c)) is None] == [], name

@@ -379,7 +379,7 @@ def sweep(
 @app.command()
 @_guarded("study")
 def study(
-    name: Annotated[str, typer.Argument(help="conjecture1, flow, width, or all (every study)")],
+    name: Annotated[str, typer.Argument(help="a study (see below), or all (every study)")],
     preset: Annotated[
         str, typer.Option(help="quick (CPU, minutes) | paper (GPU; also called full)")
     ] = "quick",
@@ -389,10 +389,10 @@ def study(
     ray_address: Annotated[str | None, typer.Option(help="existing Ray cluster")] = None,
     overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
-    """Run a study of a question the paper leaves open (conjecture1: the rate's exponent on
-    orthogonal data; flow: GD's step against the flow; width: how N(d, p) grows): its
-    runs, table, figure and study.md/.html/.json in --out. `study all` runs every study
-    into --out/NAME and writes the open-questions report, --out/open_questions.md/.html."""
+    """Run a study of a question the paper leaves open (conjecture1: the rate's exponent;
+    flow: GD's step; width: N(d, p); smallinit: plateaus and ‖θ‖² from a small start;
+    groupinit: Gaussian against group init): runs, table, figure, study.md in --out. `study
+    all` runs each into --out/NAME and writes the report --out/open_questions.md/.html."""
     from shallowflow.experiments.protocol import preset_name
     from shallowflow.experiments.studies import ALL, run_study
     from shallowflow.experiments.studies import study as find

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -94,26 +94,21 @@ class Design:
     draws: int = 4000  # Monte Carlo draws of the prediction
 
 
+QUICK = Design(
+    n=16,
+    epsilons=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6),
+    runs=16,
+    flow_runs=4,
+    sphere_d=100,
+    sphere_runs=8,
+    norm_ns=(8, 16, 32, 64, 128),
+    norm_runs=8,
+)
 PRESETS = {
-    "quick": Design(
-        n=16,
-        epsilons=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6),
-        runs=16,
-        flow_runs=4,
-        sphere_d=100,
-        sphere_runs=8,
-        norm_ns=(8, 16, 32, 64, 128),
-        norm_runs=8,
-    ),
-    "paper": Design(
-        n=32,
-        epsilons=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6),
-        runs=48,
-        flow_runs=12,
-        sphere_d=200,
-        sphere_runs=24,
+    "quick": QUICK,
+    "paper": replace(
+        replace(QUICK, n=32, runs=48, flow_runs=12, sphere_d=200, sphere_runs=24, norm_runs=24),
         norm_ns=(8, 16, 32, 64, 128, 256, 512),
-        norm_runs=24,
         boot=1000,
     ),
 }
@@ -181,29 +176,26 @@ def _least_norm(states: dict[str, np.ndarray], r: int, n: int, p: int) -> float:
     return min_norm2(fit, np.ones(n), p) if np.any(fit != 0) else math.nan
 
 
+def _read(res, r: int, n: int, p: int) -> dict[str, Any]:
+    """Run r's columns, read from its records and its final state (:func:`simulate_batch`)."""
+    k = np.flatnonzero(res.valid[r])
+    t, rec = res.times[k], {name: v[r, k] for name, v in res.records.items()}
+    return {
+        "plateau_time": first_below(t, rec["loss"], DROP * rec["loss"][0]),
+        "fit_times": staircase(t, rec["fitted"], n),
+        "grown_times": staircase(t, rec["grown_neurons"], p),
+        "min_norm2": _least_norm(res.states, r, n, p) if res.states else math.nan,
+    }
+
+
 def simulate_batch(cells: list[dict[str, Any]], group=None) -> list[pd.DataFrame]:
     """Each cell's runs table with the columns read from its records: ``plateau_time``
     (t₁), ``fit_times`` and ``grown_times`` (the staircases of ``fitted`` and
     ``grown_neurons``) and, from the kept final state on orthogonal data, ``min_norm2``."""
     out = []
     for cfg, res in simulate_results(cells, group):
-        table = cell_table(cfg, res)
-        n, p = cfg.data.n, cfg.init.p
-        rec, t = res.records, res.times
-        rows = [np.flatnonzero(res.valid[r]) for r in range(res.runs)]
-        loss = [rec["loss"][r, k] for r, k in enumerate(rows)]
-        table["plateau_time"] = [
-            first_below(t[k], L, DROP * L[0]) for k, L in zip(rows, loss, strict=True)
-        ]
-        table["fit_times"] = [staircase(t[k], rec["fitted"][r, k], n) for r, k in enumerate(rows)]
-        table["grown_times"] = [
-            staircase(t[k], rec["grown_neurons"][r, k], p) for r, k in enumerate(rows)
-        ]
-        states = res.states
-        table["min_norm2"] = [
-            _least_norm(states, r, n, p) if states else math.nan for r in range(res.runs)
-        ]
-        out.append(table)
+        read = pd.DataFrame([_read(res, r, cfg.data.n, cfg.init.p) for r in range(res.runs)])
+        out.append(pd.concat([cell_table(cfg, res), read], axis=1))
     return out
 
 
