@@ -282,11 +282,13 @@ def _norm_rows(norm: pd.DataFrame, design: Design, rng) -> list[dict[str, Any]]:
 def _curves(gd: pd.DataFrame) -> dict[str, Any]:
     """The fraction of examples fitted against t/log(1/ε), mean over runs, per ε."""
     fits = {
-        eps: np.stack([np.asarray(f, float) for f in g["fit_times"]]) / g["log_eps"].iloc[0]
-        for eps, g in gd.groupby("w_scale")
+        float(g["w_scale"].iloc[0]): np.stack([np.asarray(f, float) for f in g["fit_times"]])
+        / g["log_eps"].iloc[0]
+        for _, g in gd.groupby("w_scale")
     }
-    top = max((np.nanmax(f) for f in fits.values() if np.isfinite(f).any()), default=1.0)
-    u = np.linspace(0.0, 1.2 * top, 241)
+    small = fits[min(fits)]  # the smallest ε sets the range: larger ones blur toward it
+    top = 1.5 * float(np.nanmax(small)) if np.isfinite(small).any() else 10.0
+    u = np.linspace(0.0, top, 241)
     out = {"u": u.tolist()}
     for eps, f in fits.items():
         out[f"{eps:g}"] = (np.nan_to_num(f, nan=np.inf)[:, :, None] <= u).mean(axis=(0, 1)).tolist()
