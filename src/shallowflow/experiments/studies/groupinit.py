@@ -22,8 +22,9 @@ variance keeps the rate of order 1/n^α. This study measures α for both.
 - **Verdict**: α = −(exponent of μ_∞) for the smallest σ, the nearest group value and the
   trend as σ → 0; the group values against the closed form.
 
-Budget (2-core CPU, shared with other jobs): ``quick`` measured 95 s cold; ``paper``
-estimated 9 min (n to 1024, 3× the runs).
+Budget (the 2-core CPU, measured while shared with other jobs): ``quick`` 120 s with a
+cold cache (78 s of CPU); ``paper`` estimated at 4–7 min from a sixth of its runs (14 s of
+compilation, 34 s of CPU per sixth).
 """
 
 from __future__ import annotations
@@ -198,38 +199,50 @@ def _interval(value: float, reps: np.ndarray, runs: int = 0) -> tuple:
     return value, lo, hi, runs
 
 
+def _arm_rows(sub: pd.DataFrame, arm: str, v: float, design: Design, rng) -> list[dict]:
+    """An arm's exponent of each measure and its mean rates per n."""
+    rows = []
+    for col in MEASURES:
+        slope, r, used = exponent_reps(sub, col, design.boot, rng)
+        rows.append(mt.row("exponent", arm, col, v, _interval(slope, r, used)))
+        rows += [
+            mt.row("rate", arm, col, n, mt.mean(g[col], design.boot, rng))
+            for n, g in sub.groupby("n")
+        ]
+    return rows
+
+
+def difference(a: pd.DataFrame, b: pd.DataFrame, col: str, boot: int, rng) -> tuple:
+    """The exponent of arm ``a`` minus that of ``b``, both fitted on the n they share, with
+    the interval of the difference of their independent bootstrap replicates."""
+    ns = sorted(set(a["n"]) & set(b["n"]))
+    (ga, ra, _), (gb, rb, _) = (
+        exponent_reps(x.loc[x["n"].isin(ns)], col, boot, rng) for x in (a, b)
+    )
+    return _interval(ga - gb, ra - rb)
+
+
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table (:mod:`.measures`): each arm's exponents (part ``exponent``, x = σ or β),
-    each Gaussian's difference to each group (part ``difference``), the closed form's
-    exponents (part ``prediction``) and the mean rates per n (part ``rate``)."""
+    each Gaussian's difference to each group on the n they share (part ``difference``),
+    the closed form's exponents (part ``prediction``) and the mean rates per n (``rate``)."""
     design = design_of(design)
     rng = np.random.default_rng(0)
     arms = [("gaussian", s) for s in design.sigmas] + [("group", b) for b in design.betas]
-    rows, reps = [], {}
-    for init, v in arms:
-        sub = runs.loc[runs["tag"] == arm_name(init, v)]
-        for col in MEASURES:
-            slope, r, used = exponent_reps(sub, col, design.boot, rng)
-            reps[arm_name(init, v), col] = (slope, r)
-            rows.append(mt.row("exponent", arm_name(init, v), col, v, _interval(slope, r, used)))
-            for n, g in sub.groupby("n"):
-                rows.append(
-                    mt.row("rate", arm_name(init, v), col, n, mt.mean(g[col], design.boot, rng))
-                )
+    sub = {arm_name(i, v): runs.loc[runs["tag"] == arm_name(i, v)] for i, v in arms}
+    rows = [
+        r for i, v in arms for r in _arm_rows(sub[arm_name(i, v)], arm_name(i, v), v, design, rng)
+    ]
     for b in design.betas:
         e = rate_exponent_prediction(b)
         rows.append(mt.row("prediction", arm_name("group", b), "limit", b, (e, e, e)))
-        ns = sorted(set(runs.loc[runs["tag"] == arm_name("group", b), "n"]))
-        stat = closed_form_exponent(ns, b, design, rng)
+        stat = closed_form_exponent(sorted(set(sub[arm_name("group", b)]["n"])), b, design, rng)
         rows.append(mt.row("prediction", arm_name("group", b), "these n", b, stat))
     for s in design.sigmas:
+        gauss = sub[arm_name("gaussian", s)]
         for b in design.betas:
             for col in MEASURES:
-                (ga, ra), (gb, rb) = (
-                    reps[arm_name("gaussian", s), col],
-                    reps[arm_name("group", b), col],
-                )
-                diff = _interval(ga - gb, ra - rb)
+                diff = difference(gauss, sub[arm_name("group", b)], col, design.boot, rng)
                 rows.append(
                     mt.row("difference", arm_name("gaussian", s), f"{col} − β={b:g}", s, diff)
                 )
@@ -273,9 +286,15 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     lines = [
         f"A Gaussian start with σ = {small:g} (p = p(n, 0.05)) reaches μ_∞ ∝ n^−α with α = "
         f"{_alpha(key)}, against group initialisation's "
-        + ", ".join(f"{_alpha(r)} (β = {b:g})" for b, r in groups.items())
-        + f" ({proto}): nearest β = {best:g}, the exponents differ by {mt.ci(diff)}, "
-        + ("not told apart" if same else "told apart: it is none of the group values")
+        + ", ".join(f"{_alpha(r)} (β = {b:g}{_upto(table, b, d)})" for b, r in groups.items())
+        + f" ({proto}): nearest β = {best:g}, the exponents differ by {mt.ci(diff)} on the n "
+        "both share, "
+        + (
+            f"not told apart (the interval narrows as 1/√runs: more than {d['runs']} runs per n, "
+            "or a wider n range, would resolve a smaller gap)"
+            if same
+            else "told apart: it is none of the group values"
+        )
         + ".",
         "α (μ_∞) per σ: "
         + "; ".join(
@@ -298,6 +317,13 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     ]
     numbers = {"alpha_small": key, "nearest_beta": best, "difference": diff, "groups": groups}
     return lines, numbers
+
+
+def _upto(table: pd.DataFrame, beta: float, d: dict[str, Any]) -> str:
+    """ ", n ≤ N" when a group's arm stops below the largest n (``max_width``)."""
+    rates = table.loc[(table["part"] == "rate") & (table["arm"] == arm_name("group", beta))]
+    top = int(rates["x"].max()) if len(rates) else 0
+    return f", n ≤ {top}" if top < max(d["ns"]) else ""
 
 
 def _group_line(get, beta: float, key: dict) -> str:

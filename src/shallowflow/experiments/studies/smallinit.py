@@ -28,9 +28,9 @@ every example covered at the start, float64; records on a log grid):
   read from the final state, interpolating runs only), exponents in n with bootstrap
   intervals.
 
-Budget (2-core CPU, shared with other jobs): ``quick`` measured 80 s cold; ``paper``
-estimated 8 min from the quick run's per-run times (3× the runs, n = 32, norm grid to
-n = 512).
+Budget (the 2-core CPU, measured while shared with other jobs): ``quick`` 63 s with a cold
+cache (31 s of CPU); ``paper`` estimated at 2–3 min from a sixth of its runs (25 s of
+compilation, 6.5 s of CPU per sixth).
 """
 
 from __future__ import annotations
@@ -360,7 +360,11 @@ def _fits_line(get, d: dict[str, Any]) -> str:
         f"{mt.ci(order['last'])} (slopes in log(1/ε): "
         + ", ".join(mt.ci(get("fits", "gd", f"{k} slope")) for k in ORDER)
         + f"); last/first = {mt.ci(spread)}: "
-        + ("one saddle after another" if spread["ci_low"] > 1.05 else "no spread resolved")
+        + (
+            "one saddle after another"
+            if spread["ci_low"] > 1.05
+            else "no spread resolved (a smaller ε or more runs would)"
+        )
         + f"; the fastest neuron's set holds {fmt(size, 3)} examples on average, "
         f"{fmt(100 * share, 3)}% of L(0)."
     )
