@@ -370,3 +370,31 @@ def test_bad_input_names_the_parameter():
     _raises("level", transition_times, 100, [1.0], level=1.5)
     _raises("n", asymptotic_rate, 1.0, 1.0, -1.0)
     _raises("beta", rate_exponent_prediction, 2.0)
+
+
+def test_fixed_point_rate_is_the_late_decay_of_the_group_flow_with_unequal_norms():
+    """The rank-one flow of one group with unequal norms, integrated to convergence: its
+    late −d/dt log ℓ equals fixed_point_rate; with one norm it is asymptotic_rate."""
+    from shallowflow.theory.closed_form import fixed_point_rate
+
+    y, s, n = np.array([1.4, 1.9, 1.1]), np.array([1.0, 1.7, 1.3]), 12.0
+    theta0 = np.array([0.9, 0.3, 0.5, 0.2])  # b, v: a generic start, v not along y
+
+    def field(t, th):
+        b, v = th[0], th[1:]
+        r = y - b * s * v
+        return np.concatenate([[np.sum(r * s * v) / n], b * r * s / n])
+
+    def loss(th):
+        return 0.5 * np.sum((y - th[0] * s * th[1:]) ** 2) / n
+
+    t = np.array([40.0, 70.0])  # converged, the loss still far above rounding (1e-9 to 1e-15)
+    sol = solve_ivp(field, (0, t[-1]), theta0, t_eval=t, **ODE)
+    assert 1e-20 < loss(sol.y[:, 1]) < loss(sol.y[:, 0]) < 1e-6
+    late = np.log(loss(sol.y[:, 0]) / loss(sol.y[:, 1])) / (t[1] - t[0])
+    delta = theta0[0] ** 2 - np.sum(theta0[1:] ** 2)
+    assert late == pytest.approx(fixed_point_rate(y, s, delta, n), rel=1e-5)
+    common = fixed_point_rate(y, np.full(3, 1.3), delta, n)
+    assert common == pytest.approx(asymptotic_rate(np.linalg.norm(y), 1.3, n, delta), rel=1e-12)
+    one = fixed_point_rate(y[:1], s[:1], delta, n)
+    assert one == pytest.approx(asymptotic_rate(y[0], s[0], n, delta, aligned=True), rel=1e-12)

@@ -240,3 +240,24 @@ def test_theorem1_constant_is_null_where_it_is_undefined(tmp_path):
     col = pd.read_parquet(path)[["min_fit", "thm1_const"]]
     np.testing.assert_array_equal(col["thm1_const"].isna(), col["min_fit"] <= 0)
     assert (col["thm1_const"].dropna() > 0).all() and not np.isinf(col["thm1_const"]).any()
+
+
+def test_fitted_counts_the_examples_within_half_their_label_and_is_off_by_default():
+    """``fitted`` (RecordSpec.fitted) at the end equals the count |r_i| < |y_i|/2 read from
+    the kept final state and the run's own data (``make_run`` with the run's key); without
+    the knob no column is added (stored tables keep their columns)."""
+    from shallowflow.start import make_run
+
+    knobs = dict(n=8, d=8, data="orthogonal", runs=3, x64=True, record=6, lr=0.5)
+    cfg = make_config(**knobs, fitted=True, keep_state=True, horizon=6.0)
+    res = simulate(cfg)
+    for r in range(cfg.run.runs):
+        with jax.enable_x64(True):  # the engine's precision for this cell
+            start = make_run(jax.random.fold_in(jax.random.key(cfg.run.seed), r), cfg)
+            rho, y = np.asarray(start.prob.z), np.asarray(start.prob.y)
+        W, a = res.states["W"][r], res.states["a"][r]
+        h = a @ np.maximum(W[:, : cfg.data.n] * rho, 0.0) / cfg.init.p
+        assert res.final["fitted"][r] == np.sum(np.abs(y - h) < np.abs(y) / 2)
+    assert 0 < res.final["fitted"].sum() < cfg.run.runs * cfg.data.n  # neither none nor all
+    assert np.all(np.diff(res.records["fitted"], axis=1)[res.valid[:, 1:]] >= -1)
+    assert "final_fitted" not in runs_table(simulate(make_config(**knobs)))

@@ -46,7 +46,8 @@ TABLES = {
     "`reproduce`, `sweep` and `study` (with the cell's knobs as leading columns)",
     "points": "`points.parquet` of `reproduce` (one row per point of a figure) and `sweep`",
     "study": "`table.parquet` of a study: `conjecture1`, one row per fitted exponent; "
-    "`kernels`, one per (tag, n, predictor, measure); `constants`, one per cell",
+    "`kernels`, one per (tag, n, predictor, measure); `constants`, one per cell; "
+    "`smallinit`, `groupinit`: one per measure (part, arm, measure, x, value, interval)",
 }
 
 # What an activation σ does not allow is null, never a wrong number (SPEC §6).
@@ -144,6 +145,13 @@ OBSERVABLES = [
         "neurons whose norm (a_j² + ‖w_j‖²)^(1/2) is ≥ 10× its value at t = 0",
         "neurons",
         "SPEC §6",
+    ),
+    _c(
+        "fitted",
+        "examples fitted to half their label, |r_i| < |y_i|/2",
+        "examples",
+        "SPEC §6",
+        "not asked for (knob `fitted` off: column absent)",
     ),
     _c(
         "test_loss",
@@ -280,6 +288,38 @@ _RUN = [
             ("rf", "random features: W(0) frozen, min-norm second layer"),
             ("null", "predictor f = 0"),
         )
+    ),
+    _c(
+        "plateau_time",
+        "study smallinit: the first plateau t₁, the first time L ≤ 0.9 L(0) (log-linear "
+        "between records)",
+        "time",
+        "SPEC §4, §6",
+        "the loss never fell by 10%",
+    ),
+    _c(
+        "fit_times",
+        "study smallinit: list, the first recorded time at which k examples are fitted "
+        "(|r_i| < |y_i|/2), k = 1 … n",
+        "time",
+        "SPEC §6",
+        "an entry is NaN for a k never reached",
+    ),
+    _c(
+        "grown_times",
+        "study smallinit: list, the first recorded time at which k neurons have grown "
+        "(`grown_neurons` ≥ k), k = 1 … p",
+        "time",
+        "SPEC §6",
+        "an entry is NaN for a k never reached",
+    ),
+    _c(
+        "min_norm2",
+        "study smallinit: the least ‖θ‖² of a width-p interpolator of the labels the final "
+        "state fits, 2p(‖D₊‖ + ‖D₋‖), D_i = h(x_i)/‖x_i‖ (theory.smallinit.min_norm2)",
+        "θ²",
+        "SPEC §6",
+        "not orthogonal data; no example fitted",
     ),
     _c("cell_id", "content hash of the cell's knobs (runner)"),
     _c("cell_seed", "the seed the runner derived for the cell from its knobs"),

@@ -196,6 +196,9 @@ class RecordSpec(_Spec):
         description="also measure mu_inf_kernel, the tangent kernel's rate, at the end",
         json_schema_extra=_auto("on for orthogonal data (cheap there), else off"),
     )
+    fitted: bool = Field(
+        False, description="also record `fitted`: the examples with |r_i| < |y_i|/2"
+    )
     levels: tuple[Annotated[float, Field(gt=0)], ...] = Field(
         (),
         max_length=MAX_LEVELS,

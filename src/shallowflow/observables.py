@@ -155,6 +155,12 @@ def norms(state: State, off2: jax.Array, norms0: jax.Array) -> dict[str, jax.Arr
     return {"theta_norm2": jnp.sum(n2), "grown_neurons": jnp.sum(grown)}
 
 
+def fitted(fw: Forward, prob: Problem) -> jax.Array:
+    """Number of examples fitted to half their label, |r_i| < |y_i|/2 (the order in which
+    a small start fits the examples, SPEC §6; padded examples never count)."""
+    return jnp.sum((jnp.abs(fw.r) < 0.5 * jnp.abs(prob.y)) & prob.example_mask())
+
+
 def on_surface(geom: Geometry, state: State, prob: Problem, fw: Forward) -> Forward:
     """``fw`` with pre-activations within rounding of 0 set to exactly 0 (σ(0) = 0, so
     h, r and L are unchanged to rounding)."""

@@ -56,9 +56,21 @@ STUDY_COLUMNS: list[tuple[str, ...]] = [
     ),
     ("level", "stop level, × 1/(2n)", "loss × 2n"),
     (
+        "arm",
+        "smallinit, groupinit: the variant of the measures table (GD, the exact flow, an init …)",
+    ),
+    (
+        "x",
+        "smallinit, groupinit: where a measure is taken: ε, σ or n",
+        "—",
+        "",
+        "a fit over every x",
+    ),
+    (
         "measure",
         "what the row measures: mu_tail | mu_mean | mu_kernel | e_min | lambda_min "
-        "(conjecture1); test_loss | train_loss | success | diverged | ratio (kernels)",
+        "(conjecture1); test_loss | train_loss | success | diverged | ratio (kernels); "
+        "the named measure of smallinit and groupinit's measures tables",
     ),
     (
         "predictor",

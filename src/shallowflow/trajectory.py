@@ -26,12 +26,14 @@ from shallowflow.config import SimConfig
 from shallowflow.geometry import Geometry, to_user, working_dim
 from shallowflow.heldout import test_loss
 from shallowflow.kernel import mu_inf_kernel
+from shallowflow.model import forward
 from shallowflow.observables import (
     a_sign_changes,
     assumption1,
     assumption1_margins,
     balance,
     coverage,
+    fitted,
     measure,
     neuron_norms2,
     norms,
@@ -64,6 +66,7 @@ class Signature:
     kernel: bool = False  # measure mu_inf_kernel
     levels: int = 0  # loss levels measured on the way
     user: tuple[bool, ...] = (False,) * 4  # which user arrays (X, y, W, a) are given
+    fitted: bool = False  # record the number of fitted examples (RecordSpec.fitted)
 
 
 class StopValues(NamedTuple):
@@ -103,6 +106,7 @@ def signature(cfg: SimConfig, user: UserArrays | None = None) -> Signature:
         bool(cfg.record.kernel),
         len(cfg.record.levels),
         given,
+        bool(cfg.record.fitted),
     )
 
 
@@ -239,7 +243,7 @@ def run_one(
     prob, s0 = start.prob, start.state
     act = sig.activation
     traj = _solve(sig, geom, start, max_steps, v)
-    meas = _measures(geom, start, act)
+    meas = _measures(geom, start, act, sig.fitted)
     if jax.default_backend() == "cpu":  # XLA:CPU's batched matvecs are ~3x slower
         records = jax.lax.map(meas, traj.states)
     else:
@@ -281,9 +285,10 @@ def run_one(
     return out
 
 
-def _measures(geom: Geometry, start, act: Activation):
+def _measures(geom: Geometry, start, act: Activation, count_fitted: bool = False):
     """The per-record observables of a run's states: :func:`measure`'s, the norms
-    (:func:`norms`) and, with held-out data, ``test_loss``."""
+    (:func:`norms`), with held-out data ``test_loss`` and with ``count_fitted`` the
+    examples fitted to half their label (:func:`fitted`)."""
     s0, prob = start.state, start.prob
     norms0 = neuron_norms2(s0, start.off2)
     meas = functools.partial(
@@ -294,6 +299,8 @@ def _measures(geom: Geometry, start, act: Activation):
         out = meas(state) | norms(state, start.off2, norms0)
         if start.held is not None:
             out["test_loss"] = test_loss(state, start.held, prob.sizes(state)[1], act)
+        if count_fitted:
+            out["fitted"] = fitted(forward(geom, state, prob, act), prob)
         return out
 
     return one

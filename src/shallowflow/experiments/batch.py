@@ -24,9 +24,10 @@ from shallowflow.config import SimConfig
 from shallowflow.engine import Bucket, cell_work, plan, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import Cell, cell_config
+from shallowflow.experiments.executors import BatchSimulator
 from shallowflow.experiments.pacing import CALL_SECONDS
 from shallowflow.experiments.runner import run_sweep
-from shallowflow.results import runs_table
+from shallowflow.results import SimResult, runs_table
 from shallowflow.trajectory import signature
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "run_cells",
     "simulate_batch",
     "simulate_cell",
+    "simulate_results",
 ]
 
 
@@ -65,10 +67,12 @@ def cell_table(cfg: SimConfig, res) -> pd.DataFrame:
     return df
 
 
-def simulate_batch(cells: list[dict[str, Any]], group: Bucket | None = None) -> list[pd.DataFrame]:
-    """One table of runs per cell (``results.runs_table`` plus its engine seed), in
-    order; the cells of one ``group`` (a bucket of :func:`plan_cells`) share compiled
-    calls."""
+def simulate_results(
+    cells: list[dict[str, Any]], group: Bucket | None = None
+) -> list[tuple[SimConfig, SimResult]]:
+    """Each cell's configuration and :class:`~shallowflow.results.SimResult` (its records
+    too), in order; the cells of one ``group`` (a bucket of :func:`plan_cells`) share
+    compiled calls."""
     cfgs = [cell_config(c) for c in cells]
     buckets = None
     if group is not None:
@@ -82,9 +86,13 @@ def simulate_batch(cells: list[dict[str, Any]], group: Bucket | None = None) -> 
             if signature(cfg) != group.sig or not fits:
                 raise ShallowflowInputError("group", f"a cell does not fit its bucket: {cfg!r}")
         buckets = [group] * len(cfgs)
-    return [
-        cell_table(c, r) for c, r in zip(cfgs, simulate_many(cfgs, buckets=buckets), strict=True)
-    ]
+    return list(zip(cfgs, simulate_many(cfgs, buckets=buckets), strict=True))
+
+
+def simulate_batch(cells: list[dict[str, Any]], group: Bucket | None = None) -> list[pd.DataFrame]:
+    """One table of runs per cell (``results.runs_table`` plus its engine seed), in
+    order (:func:`simulate_results`)."""
+    return [cell_table(c, r) for c, r in simulate_results(cells, group)]
 
 
 def simulate_cell(knobs: Mapping[str, Any], group: Bucket | None = None) -> pd.DataFrame:
@@ -93,10 +101,15 @@ def simulate_cell(knobs: Mapping[str, Any], group: Bucket | None = None) -> pd.D
 
 
 def run_cells(
-    cells: Sequence[Cell | Mapping[str, Any]], out: str | os.PathLike[str], **options: Any
+    cells: Sequence[Cell | Mapping[str, Any]],
+    out: str | os.PathLike[str],
+    simulator: BatchSimulator = simulate_batch,
+    **options: Any,
 ) -> pd.DataFrame:
     """Simulate a sweep's cells with the engine, planned into its buckets, in calls
     sized by :func:`call_seconds` unless ``options`` say otherwise
-    (:func:`shallowflow.experiments.runner.run_sweep` with ``options``)."""
+    (:func:`shallowflow.experiments.runner.run_sweep` with ``options``); ``simulator``
+    makes each cell's table (default :func:`simulate_batch`; a study may add per-run
+    columns read from the records, from :func:`simulate_results`)."""
     options = {"call_seconds": call_seconds()} | options
-    return run_sweep(cells, simulate_batch, out, plan=plan_cells, work=cells_work, **options)
+    return run_sweep(cells, simulator, out, plan=plan_cells, work=cells_work, **options)

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import brentq
 from scipy.special import expit
 
 from shallowflow.errors import ShallowflowInputError, require
@@ -564,6 +565,56 @@ def asymptotic_rate(
     big_delta = math.hypot(delta, 2.0 * gamma)
     lam_p = 0.5 * (delta + big_delta) if delta >= 0 else 2.0 * gamma**2 / (big_delta - delta)
     return s_val**2 / n_val * 2.0 * (big_delta if aligned else lam_p)
+
+
+def fixed_point_rate(y: ArrayLike, norms: ArrayLike, delta: float, n: float) -> float:
+    """Late-time rate ``−d/dt log L`` of one group whose examples may differ in norm
+    (SPEC §4): ``2 λ_min(K)`` at the fixed point the group's flow reaches.
+
+    The group's ``(b, v)`` follows gradient flow on ``ℓ = (1/(2n)) Σ_i (y_i − b s_i v_i)²``
+    with ``δ = b² − ‖v‖²`` conserved; it converges to ``v_i = D_i/b``, ``D_i = y_i/s_i``,
+    where ``b⁴ − δ b² − ‖D‖² = 0``: ``b² = (δ + √(δ² + 4‖D‖²))/2``. There the residuals
+    follow ``dr/dt = −K r`` with the tangent kernel ``K = (q qᵀ + b² diag(s²))/n``,
+    ``q_i = y_i/b``. With one norm s this is :func:`asymptotic_rate` (``2Δ s²/n`` for one
+    example, ``2 b² s²/n = 2λ₊ s²/n`` for more); with unequal norms the slowest direction
+    weighs the smallest ``s_i`` most."""
+    y_arr = _vector(y, "y")
+    s = _vector(norms, "norms", y_arr.shape[0])
+    require(bool(np.all(s > 0)), "norms", "must be > 0")
+    require(bool(np.all(y_arr != 0)), "y", "labels must be non-zero")
+    require(math.isfinite(delta), "delta", "must be finite")
+    n_val = _positive(n, "n")
+    d2 = float(np.sum((y_arr / s) ** 2))
+    b2 = (
+        0.5 * (delta + math.sqrt(delta**2 + 4 * d2))
+        if delta >= 0
+        else 2 * d2 / (math.sqrt(delta**2 + 4 * d2) - delta)
+    )
+    q2 = y_arr**2 / b2
+    return 2.0 * _min_eig_rank_one(b2 * s**2, q2) / n_val
+
+
+def _min_eig_rank_one(d: Array, q2: Array) -> float:
+    """λ_min(diag(d) + q qᵀ), q_i² = ``q2``: the root in [d₍₁₎, d₍₂₎] of the secular
+    equation 1 + Σ_i q_i²/(d_i − λ) = 0 (a rank-one update interlaces the d_i); d₍₁₎
+    itself when two d_i tie there. O(k) per evaluation, where eigvalsh is O(k³)."""
+    if d.size == 1:
+        return float(d[0] + q2[0])
+    order = np.argsort(d)
+    d, q2 = d[order], q2[order]
+    lo, hi = float(d[0]), float(d[1])
+    if hi - lo <= 1e-14 * hi or q2[0] == 0.0:
+        return lo
+
+    def secular(lam: float) -> float:
+        return 1.0 + float(np.sum(q2 / (d - lam)))
+
+    margin = 1e-15 * hi
+    a, b = lo + margin, hi - margin
+    if not (secular(a) < 0.0 < secular(b)):  # rounding at the ends: take the dense way
+        return float(np.linalg.eigvalsh(np.diag(d) + np.outer(np.sqrt(q2), np.sqrt(q2)))[0])
+    root = brentq(secular, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    return float(cast(float, root))
 
 
 def rate_exponent_prediction(beta: float) -> float:

@@ -5,7 +5,9 @@ A study module holds ``NAME``, ``TITLE``, ``QUESTION``, ``ASKED_BY`` (the paper,
 public review), ``PRESETS``,
 ``cells(preset, seed)``, ``summarise(runs, preset) -> (table, summary)``,
 ``verdict(table, summary) -> (lines, numbers)`` and ``plot(table, summary)``;
-:func:`run_study` runs its cells with the resumable runner (or, for an adaptive design,
+:func:`run_study` runs its cells with the resumable runner (with the module's own
+``simulate_batch(cells, group) -> tables`` where it has one, to add per-run columns read
+from the records; or, for an adaptive design,
 the module's own ``simulate(preset, out, resume=..., overwrite=..., progress=...) ->
 runs``, which keeps the same rules: stored evaluations are reused with ``resume`` and
 refused without ``resume`` or ``overwrite``; it runs locally) and writes
@@ -26,14 +28,16 @@ from types import ModuleType
 from typing import Any
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.experiments.batch import run_cells
+from shallowflow.experiments.batch import run_cells, simulate_batch
 from shallowflow.experiments.protocol import preset_name
 from shallowflow.experiments.studies import (
     conjecture1,
     constants,
     flow,
+    groupinit,
     initialisation,
     kernels,
+    smallinit,
     width,
 )
 from shallowflow.plots import render
@@ -43,7 +47,8 @@ from shallowflow.storage import write_json_atomic, write_parquet_atomic
 __all__ = ["ALL", "STUDIES", "run_study", "study"]
 
 STUDIES: dict[str, ModuleType] = {
-    m.NAME: m for m in (conjecture1, flow, width, initialisation, kernels, constants)
+    m.NAME: m
+    for m in (conjecture1, flow, width, initialisation, smallinit, groupinit, kernels, constants)
 }
 ALL = "all"  # ``shallowflow study all``: every study and the open-questions report
 
@@ -80,6 +85,7 @@ def run_study(
         runs = run_cells(
             module.cells(preset),
             out,
+            getattr(module, "simulate_batch", simulate_batch),
             resume=resume,
             overwrite=overwrite,
             executor=executor,
