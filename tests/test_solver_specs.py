@@ -205,7 +205,7 @@ def test_a_config_json_written_before_the_renames_loads_to_the_same_config():
     stores knobs by name, so an old one loads and writes back unchanged."""
     cfg = make_config(**OLD_CONFIG_JSON)
     # knobs added since (the range knobs) take their defaults, which draw as before
-    added = {"x_norms": (1.0, 2.0), "label_range": (1.0, 2.0)}
+    added = {"x_norms": (1.0, 2.0), "label_range": (1.0, 2.0), "fitted": False}
     assert cfg.knobs() == {**OLD_CONFIG_JSON, "levels": ()} | added
     assert cfg.solver.spec == FloorFlow(rtol=1e-5, atol=1e-7, dtmin=0.01, method="tsit5")
     assert cfg.record.record == 7 and cfg.solver.solver == "flow-floor"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from shallowflow.config import MAX_SEED, SimConfig, make_config
+from shallowflow.config import SimConfig, make_config
 from shallowflow.errors import ShallowflowInputError
 
 __all__ = ["ID_COLUMN", "TAGS", "Cell", "cell_config", "cell_seed"]
@@ -147,9 +147,8 @@ def _resolved(cell: Cell) -> SimConfig:
     conf: dict[str, Any] = {
         k: (list(v) if isinstance(v, tuple) else v) for k, v in cell.items() if k not in TAGS
     }
-    sweep_seed = int(conf.get("seed", 0))  # the engine's is derived: check the sweep's
-    if not 0 <= sweep_seed <= MAX_SEED:
-        raise ShallowflowInputError("seed", f"must lie in [0, 2^32 - 1], got {sweep_seed}")
+    # any integer seeds a cell (the adaptive design draws 64-bit ones); a user's sweep
+    # seed is range-checked where it enters, in the sweep file (sweepfile.sweep_cells)
     source = f"draws:{cell['draws']}" if "draws" in cell else cell
-    conf["seed"] = cell_seed(sweep_seed, source)
+    conf["seed"] = cell_seed(int(conf.get("seed", 0)), source)
     return make_config(**conf)

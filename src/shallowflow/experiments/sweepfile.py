@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shallowflow.config import make_config
+from shallowflow.config import MAX_SEED, make_config
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.cells import TAGS, cell_config
@@ -93,6 +93,10 @@ def sweep_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
             raise ShallowflowInputError(f"grid.{key}", "must be a non-empty list of values")
     base.setdefault("runs", spec.get("runs", 16))
     base.setdefault("seed", spec.get("seed", 0))
+    seed = base["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        make_config(**{k: v for k, v in base.items() if k not in TAGS})  # the API's message
+        raise ShallowflowInputError("seed", f"must be an integer in [0, 2^32 - 1], got {seed!r}")
     base.setdefault("tag", spec.get("name", "sweep"))
     cells = [
         base | dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())
