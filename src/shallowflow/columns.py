@@ -286,7 +286,7 @@ _STUDY = [
     _c(
         "part",
         "the study's part (conjecture1: stop level, solver, init, range of n, mechanism; "
-        "initialisation: threshold, ratio, mechanism, shift)",
+        "initialisation: threshold, ratio, mechanism, shift; activations: p_0.9, law, rate)",
     ),
     _c(
         "variant",
@@ -295,8 +295,8 @@ _STUDY = [
     ),
     _c(
         "value",
-        "the row's estimate: a threshold N, a ratio N/N(paper), a logistic coefficient "
-        "(log-odds per unit) or a threshold shift (fraction of N(paper) per unit)",
+        "the row's estimate: a threshold N, a ratio N/N(paper), a logistic coefficient, a "
+        "threshold shift, a width p_0.9, a law's key parameter (level, per e-fold, γ), a slope",
         "—",
         "SPEC §5; stats.regression",
         "not estimable (no crossing of 1/2)",
@@ -330,6 +330,11 @@ _STUDY = [
         "replicates",
         null="not a ratio row",
     ),
+    _c("horizon_T", "horizon of a success count, × T(n, p(n, 0.05))", "T", null="a rate row"),
+    _c("status", "p_0.9 located in the grid of p, or censored below | above it", null="not p_0.9"),
+    _c("law", "growth law of p_0.9 in n: constant | log | power", null="not a law row"),
+    _c("delta_aic", "the law's AIC minus the least AIC of the laws", null="not a law row"),
+    _c("best", "the law of least AIC", null="not a law row"),
     _c("level", "stop level, × 1/(2n)", "loss × 2n"),
     _c("measure", "mu_tail | mu_mean | mu_kernel | e_min | lambda_min"),
     _c("n_min", "smallest n of the fit", "examples"),

@@ -28,14 +28,16 @@ from typing import Any
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.protocol import preset_name
-from shallowflow.experiments.studies import conjecture1, flow, initialisation, width
+from shallowflow.experiments.studies import activations, conjecture1, flow, initialisation, width
 from shallowflow.plots import render
 from shallowflow.report.writer import Report, Section, jsonable, write_report
 from shallowflow.storage import write_json_atomic, write_parquet_atomic
 
 __all__ = ["ALL", "STUDIES", "run_study", "study"]
 
-STUDIES: dict[str, ModuleType] = {m.NAME: m for m in (conjecture1, flow, width, initialisation)}
+STUDIES: dict[str, ModuleType] = {
+    m.NAME: m for m in (conjecture1, flow, width, initialisation, activations)
+}
 ALL = "all"  # ``shallowflow study all``: every study and the open-questions report
 
 
