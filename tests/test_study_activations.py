@@ -119,8 +119,15 @@ def test_every_width_succeeds_is_censored_at_the_smallest_p():
     assert (need["status"] == "below").all() and (need["value"] == 1.0).all()
     assert need["ci_low"].isna().all()
     g = study.growth(table, summary, "leaky:0.1", 10.0)
-    assert g["kind"] == "minimal" and "p = 1 converged in 144 of 144 runs" in g["text"]
+    assert g["kind"] == "minimal" and "1 neuron(s) converged in 144 of 144 runs" in g["text"]
     assert "[97.5%, 100%]" in g["text"]  # (0.025)^(1/144) = 0.9747
+    # 4 of 24 fail at p = 1 at one n: p_0.9 located at 1.21 there, its interval holding 1
+    runs.loc[(runs["n"] == 32) & (runs["p"] == 1) & (runs["run"] < 4), "success"] = False
+    table, summary = study.summarise(runs, _design(("leaky:0.1",)))
+    need = study._rows(table, "p_0.9", "leaky:0.1", 10.0)
+    assert set(need["status"]) == {"located", "below"} and (need["ci_low"] <= 1).sum() == 1
+    g = study.growth(table, summary, "leaky:0.1", 10.0)
+    assert g["kind"] == "minimal" and "converged in 140 of 144 runs" in g["text"]
 
 
 def test_coverage_probability_matches_simulation_and_bounds():

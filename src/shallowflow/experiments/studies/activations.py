@@ -250,21 +250,23 @@ def _ci(row: Mapping[Any, Any], digits: int = 3) -> str:
 
 
 def growth(table: pd.DataFrame, summary: dict[str, Any], act: str, h: float) -> dict[str, Any]:
-    """How p_0.9 of σ grows with n at horizon h: ``kind`` (minimal: the smallest p
-    succeeds at every n; law: a law chosen by AIC; few: under 3 located values),
+    """How p_0.9 of σ grows with n at horizon h: ``kind`` (minimal: the smallest p is
+    within p_0.9's interval at every n; law: a law by AIC; few: under 3 located values),
     ``slope`` (the log law's a and its interval; 0 for minimal, None for few), ``text``."""
     need = _rows(table, "p_0.9", act, h)
     laws = {r["law"]: r for r in _rows(table, "law", act, h).to_dict("records")}
     ns = need["n"].to_numpy(int)
     span = f"n = {ns.min()}–{ns.max()}"
-    if np.all(need["status"].to_numpy(str) == "below"):
-        p0, pts = min(summary["design"]["ps"]), pd.DataFrame(summary["points"])
+    p0, below = min(summary["design"]["ps"]), need["status"].to_numpy(str) == "below"
+    if np.all(below | (need["ci_low"].to_numpy(float) <= p0)):  # p0 fits at every n
+        pts = pd.DataFrame(summary["points"])
         sel = np.isclose(pts["horizon_T"].to_numpy(float), h) & (pts["p"] == p0).to_numpy()
         at = where(pts, sel & (pts["activation"] == act).to_numpy())
         k, r = (int(at[c].to_numpy().sum()) for c in ("successes", "runs"))
         lo, hi = clopper_pearson(k, r)
         text = (
-            f"p_0.9 ≤ {p0} at every {span}, constant (p = {p0} converged in {k} of {r} runs, "
+            f"p_0.9 = {p0} within its interval at every {span}, constant ({p0} neuron(s) "
+            f"converged in {k} of {r} runs, "
             f"{fmt(100 * k / r, 3)}% [{fmt(100 * lo, 3)}%, {fmt(100 * hi, 3)}%])"
         )
         return {"kind": "minimal", "slope": (0.0, 0.0, 0.0), "text": text}
