@@ -389,11 +389,10 @@ def study(
     ray_address: Annotated[str | None, typer.Option(help="existing Ray cluster")] = None,
     overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
-    """Run a study of a question the paper leaves open (conjecture1: the rate's exponent on
-    orthogonal data; flow: GD's step against the flow; width: how N(d, p) grows;
-    initialisation: is Assumption 1 needed; activations: the width needed and the rate per
-    σ): its runs, table, figure and study.md/.html/.json in --out. `study all` runs each
-    into --out/NAME and writes --out/open_questions.md/.html."""
+    """Run a study of an open question (conjecture1: the rate's exponent on orthogonal data;
+    flow: GD's step against the flow; width: how N(d, p) grows; initialisation: is
+    Assumption 1 needed; activations: the width per σ): its runs, table, figure and report
+    (study.md/.html/.json) in --out; `study all` runs each, then open_questions.md/.html."""
     from shallowflow.experiments.protocol import preset_name
     from shallowflow.experiments.studies import ALL, run_study
     from shallowflow.experiments.studies import study as find
