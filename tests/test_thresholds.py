@@ -12,6 +12,8 @@ from shallowflow.errors import ShallowflowInputError
 from shallowflow.stats import logistic as lg
 from shallowflow.stats.design import adaptive_threshold
 from shallowflow.stats.thresholds import (
+    clopper_pearson,
+    fit_level,
     fit_threshold,
     hoeffding_halfwidth,
     paired_bootstrap,
@@ -457,3 +459,67 @@ def test_paired_bootstrap_ratio_covers_a_planted_shift():
 def test_paired_bootstrap_refuses_hits_of_the_wrong_shape():
     with pytest.raises(ShallowflowInputError, match="hits"):
         paired_bootstrap(GRID, np.ones((GRID.size, 4), bool), 10)
+
+
+# --------------------------------------------------------------------------- other levels
+
+
+LOG_P = np.log2([1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64])  # the activations study's grid
+
+
+def test_fit_level_at_one_half_is_fit_threshold():
+    """q = 1/2: the crossing, the profile interval and se are those of fit_threshold, bit for
+    bit (the offset logit(1/2) = 0 leaves the likelihood's arithmetic unchanged)."""
+    for seed in range(5):
+        k = np.random.default_rng(seed).binomial(RUNS, planted_probability(GRID))
+        a, b = fit_threshold(GRID, k, RUNS), fit_level(GRID, k, RUNS, 0.5)
+        assert (a.threshold, a.ci_low, a.ci_high, a.se) == (b.threshold, b.ci_low, b.ci_high, b.se)
+
+
+@pytest.mark.parametrize("slope", [1.5, 4.0, 10.0])
+def test_fit_level_profile_interval_covers_the_planted_ninety_percent_point(slope):
+    """A success curve rising in log₂ p, P = σ(s (x − x½)), 24 runs per p: the 95% profile
+    interval of x_0.9 = x½ + logit(0.9)/s covers it in about 95% of 300 data sets, from a
+    smooth rise to one sharper than the grid's spacing; the point is where the fitted
+    curve is 0.9."""
+    rng = np.random.default_rng(int(slope * 10))
+    x_half = 3.0
+    truth = x_half + special.logit(0.9) / slope
+    hits = []
+    for _ in range(300):
+        k = rng.binomial(24, special.expit(slope * (LOG_P - x_half)))
+        fit = fit_level(LOG_P, k, 24, 0.9)
+        hits.append(fit.ci_low <= truth <= fit.ci_high)
+        if np.isfinite(fit.threshold):
+            assert fit.predict(fit.threshold) == pytest.approx(0.9, abs=1e-9)
+    assert 0.92 <= np.mean(hits) <= 0.985, np.mean(hits)
+
+
+def test_fit_level_profile_ends_are_the_likelihood_ratio_cut():
+    """At each end of the interval of x_0.9 the best curve through (end, 0.9) is χ²₁(0.95)/2
+    below the best curve: the profile with the offset logit(0.9)."""
+    k = np.random.default_rng(3).binomial(24, special.expit(3.0 * (LOG_P - 3.0)))
+    fit = fit_level(LOG_P, k, 24, 0.9)
+    c, h = LOG_P.mean(), LOG_P.std()
+    z, r = (LOG_P - c) / h, np.full(LOG_P.size, 24.0)
+    grid = np.linspace(-3, 3, 20001)
+    top = lg.profile_loglik(z, k, r, grid, -1.0, special.logit(0.9)).max()
+    for end in (fit.ci_low, fit.ci_high):
+        at = np.array([(end - c) / h])
+        drop = top - lg.profile_loglik(z, k, r, at, -1.0, special.logit(0.9))[0]
+        assert 2 * drop == pytest.approx(3.8415, abs=2e-3)
+
+
+def test_fit_level_refuses_a_level_outside_zero_one():
+    with pytest.raises(ShallowflowInputError, match="q: must lie in"):
+        fit_level(LOG_P, np.zeros(LOG_P.size, int), 24, 1.0)
+
+
+def test_clopper_pearson_closed_forms():
+    """All successes: the lower end is (α/2)^(1/R); none: the upper end is 1 − (α/2)^(1/R);
+    5 of 10: (0.1871, 0.8129), the textbook values."""
+    assert clopper_pearson(16, 16) == pytest.approx((0.025 ** (1 / 16), 1.0), rel=1e-12)
+    assert clopper_pearson(0, 10) == pytest.approx((0.0, 1 - 0.025 ** (1 / 10)), rel=1e-12)
+    assert clopper_pearson(5, 10) == pytest.approx((0.18709, 0.81291), abs=1e-5)
+    with pytest.raises(ShallowflowInputError, match="successes: must be <= runs"):
+        clopper_pearson(11, 10)

@@ -387,10 +387,10 @@ def study(
     overwrite: Annotated[bool, typer.Option(help="recompute finished cells in --out")] = False,
 ) -> None:
     """Run a study of a question the paper leaves open (conjecture1: the rate's exponent;
-    flow: GD's step; width: N(d, p); initialisation: Assumption 1; smallinit: plateaus
-    from a small start; groupinit: Gaussian against group init; kernels: the network
-    against kernels; constants: Theorem 1's C): runs, table, figure, study.md in --out.
-    `study all` runs each into --out/NAME and writes --out/open_questions.md/.html."""
+    flow: GD's step; width: N(d, p); initialisation: Assumption 1; activations: the width
+    per σ; smallinit: plateaus from a small start; groupinit: Gaussian against group init;
+    kernels: the network against kernels; constants: Theorem 1's C): runs, table, figure,
+    study.md in --out. `study all` runs each into --out/NAME, then open_questions.md/.html."""
     from shallowflow.experiments.protocol import preset_name
     from shallowflow.experiments.studies import ALL, run_study
     from shallowflow.experiments.studies import study as find

@@ -8,7 +8,7 @@ STUDY_COLUMNS: list[tuple[str, ...]] = [
     (
         "part",
         "the study's part (conjecture1: stop level, solver, init, range of n, mechanism; "
-        "initialisation: threshold, ratio, mechanism, shift)",
+        "initialisation: threshold, ratio, mechanism, shift; activations: p_0.9, law, rate)",
     ),
     (
         "variant",
@@ -112,4 +112,15 @@ STUDY_COLUMNS: list[tuple[str, ...]] = [
         "interval not defined (too few points)",
     ),
     ("ci_high", "upper end of the 95% interval", "—", "", "interval not defined (too few points)"),
+    ("horizon_T", "horizon of a success count, × T(n, p(n, 0.05))", "T", "—", "a rate row"),
+    (
+        "status",
+        "p_0.9 located in the grid of p, or censored below | above it",
+        "—",
+        "—",
+        "not p_0.9",
+    ),
+    ("law", "growth law of p_0.9 in n: constant | log | power", "—", "—", "not a law row"),
+    ("delta_aic", "the law's AIC minus the least AIC of the laws", "—", "—", "not a law row"),
+    ("best", "the law of least AIC", "—", "—", "not a law row"),
 ]

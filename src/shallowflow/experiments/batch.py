@@ -21,7 +21,7 @@ import jax
 import pandas as pd
 
 from shallowflow.config import SimConfig
-from shallowflow.engine import Bucket, cell_work, plan, simulate_many
+from shallowflow.engine import MAX_WASTE, Bucket, cell_work, plan, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.executors import BatchSimulator
@@ -42,9 +42,12 @@ __all__ = [
 ]
 
 
-def plan_cells(cells: Sequence[Mapping[str, Any]], max_batch: int | None = None) -> list[Bucket]:
-    """The engine bucket of every cell (the runner's plan)."""
-    return plan([cell_config(c) for c in cells], max_cells=max_batch)
+def plan_cells(
+    cells: Sequence[Mapping[str, Any]], max_batch: int | None = None, max_waste: float = MAX_WASTE
+) -> list[Bucket]:
+    """The engine bucket of every cell (the runner's plan; ``max_waste``: the padded work
+    a bucket may have over its cells' own, :func:`shallowflow.engine.plan`)."""
+    return plan([cell_config(c) for c in cells], max_cells=max_batch, max_waste=max_waste)
 
 
 def cells_work(cells: Sequence[Cell], buckets: Sequence[Bucket]) -> list[float]:

@@ -21,10 +21,13 @@ from shallowflow.errors import require
 __all__ = [
     "GROWTH_LAWS",
     "STEP_LAWS",
+    "WIDTH_LAWS",
     "bootstrap_slopes",
     "common_exponent",
     "extrapolate_to_zero",
     "growth_laws",
+    "law_interval",
+    "law_table",
     "linear_fit",
     "loglog_slope",
     "power_exponent",
@@ -33,6 +36,7 @@ __all__ = [
 ]
 
 GROWTH_LAWS = ("power", "linear", "log")  # N = c p^γ, N = a p + b, N = a log p + b
+WIDTH_LAWS = ("constant", "log", "power")  # p = b, p = a log n + b, p = c n^γ (activations)
 
 
 def linear_fit(x: Any, y: Any) -> dict[str, float]:
@@ -53,16 +57,18 @@ def linear_fit(x: Any, y: Any) -> dict[str, float]:
     return {"a": float(a), "b": float(b), "se_a": se_a, "se_b": se_b, "r2": r2}
 
 
-def growth_laws(p: Any, n: Any, se: Any) -> dict[str, Any]:
+def growth_laws(p: Any, n: Any, se: Any, laws: tuple[str, ...] = GROWTH_LAWS) -> dict[str, Any]:
     """Fig. 5's three laws for ``N(p)`` fitted to thresholds ``N̂_k ± se_k`` and ranked by AIC.
 
-    Each law ``f`` (power ``c p^γ``, linear ``a p + b``, log ``a log p + b``) is fitted
+    Each law ``f`` (power ``c p^γ``, linear ``a p + b``, log ``a log p + b``; with
+    ``laws`` also ``constant``, ``N = b``) is fitted
     by weighted least squares on ``N`` itself: the maximum of the Gaussian
     log-likelihood with the standard errors taken as known,
     ``log L = −½ Σ_k [((N̂_k − f(p_k))/se_k)² + log(2π se_k²)]``, so ``χ² = −2 log L +
-    const``.  ``AIC = 2K − 2 log L`` with ``K = 2`` parameters for every law;
+    const``.  ``AIC = 2K − 2 log L`` with ``K = 2`` parameters for power, linear and log
+    (``K = 1`` for the constant);
     ``delta_aic = AIC − min AIC`` and the Akaike weights ``exp(−Δ/2) / Σ exp(−Δ/2)``.
-    Since ``K`` is the same for the three laws, AICc (``AIC + 2K(K+1)/(m−K−1)``, also
+    Where ``K`` is the same for the laws, AICc (``AIC + 2K(K+1)/(m−K−1)``, also
     given) shifts them all alike and ranks and weighs them as AIC does.
 
     ``se_k`` is each threshold's one-sigma error, e.g. ``ThresholdFit.se`` (half its
@@ -79,21 +85,27 @@ def growth_laws(p: Any, n: Any, se: Any) -> dict[str, Any]:
     require(p.size == n.size == se.size, "se", f"lengths differ: {p.size}, {n.size}, {se.size}")
     keep = np.isfinite(p) & (p > 0) & np.isfinite(n) & np.isfinite(se) & (se > 0)
     p, n, se = p[keep], n[keep], se[keep]
+    require(set(laws) <= set(_LAW_PARAMS), "laws", f"must be among {tuple(_LAW_PARAMS)}")
     out: dict[str, Any] = {"n": int(p.size), "best": None}
-    for law in GROWTH_LAWS:
+    for law in laws:
         out[law] = _law_fit(law, p, n, se) if np.unique(p).size >= 2 else _law_nan(law)
-    aic = np.array([out[law]["aic"] for law in GROWTH_LAWS])
+    aic = np.array([out[law]["aic"] for law in laws])
     if np.isfinite(aic).any():
         delta = aic - np.nanmin(aic)
         weight = np.exp(-0.5 * np.where(np.isfinite(delta), delta, np.inf))
         weight /= weight.sum()
-        for law, d, w in zip(GROWTH_LAWS, delta, weight, strict=True):
+        for law, d, w in zip(laws, delta, weight, strict=True):
             out[law] |= {"delta_aic": float(d), "weight": float(w)}
-        out["best"] = GROWTH_LAWS[int(np.nanargmin(aic))]
+        out["best"] = laws[int(np.nanargmin(aic))]
     return out
 
 
-_LAW_PARAMS = {"power": ("gamma", "c"), "linear": ("a", "b"), "log": ("a", "b")}
+_LAW_PARAMS = {
+    "power": ("gamma", "c"),
+    "linear": ("a", "b"),
+    "log": ("a", "b"),
+    "constant": ("b",),
+}
 
 
 def _law_nan(law: str) -> dict[str, float]:
@@ -106,6 +118,8 @@ def _curve(law: str, theta: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``f(p)`` of a law with parameters ``theta`` (``(γ, c)`` or ``(a, b)``)."""
     if law == "power":
         return theta[1] * p ** theta[0]
+    if law == "constant":
+        return np.full_like(p, theta[0])
     return theta[0] * (p if law == "linear" else np.log(p)) + theta[1]
 
 
@@ -115,12 +129,12 @@ def _law_fit(law: str, p: np.ndarray, n: np.ndarray, se: np.ndarray) -> dict[str
         theta, jac = _power_fit(p, n, se)
     else:
         x = p if law == "linear" else np.log(p)
-        jac = np.column_stack([x, np.ones_like(x)])
+        jac = np.ones((p.size, 1)) if law == "constant" else np.column_stack([x, np.ones_like(x)])
         theta = np.linalg.lstsq(jac / se[:, None], n / se, rcond=None)[0]
     chi2 = float(np.sum(((n - _curve(law, theta, p)) / se) ** 2))
     cov = np.linalg.pinv((jac / se[:, None]).T @ (jac / se[:, None]))
     loglik = -0.5 * (chi2 + float(np.sum(np.log(2.0 * math.pi * se**2))))
-    m, k = p.size, 2
+    m, k = p.size, len(_LAW_PARAMS[law])
     names = _LAW_PARAMS[law]
     return (
         {name: float(v) for name, v in zip(names, theta, strict=True)}
@@ -225,6 +239,33 @@ def power_interval(fit: dict[str, float], level: float = 0.95) -> tuple[float, f
     scale = max(1.0, chi2 / dof) if np.isfinite(chi2) and dof > 0 else 1.0
     half = float(stats.norm.ppf(0.5 + level / 2)) * se * math.sqrt(scale)
     return gamma - half, gamma + half, scale
+
+
+def law_interval(fit: dict[str, float], law: str, level: float = 0.95) -> tuple[float, ...]:
+    """``(value, lo, hi)``: the key parameter of one law of :func:`growth_laws` (power: γ;
+    log and linear: the slope a; constant: the level b) with its interval
+    ``value ± z·se·S``, ``S`` the misfit's scale of :func:`power_interval`."""
+    if law == "power":
+        lo, hi, _ = power_interval(fit, level)
+        return fit["gamma"], lo, hi
+    key = "b" if law == "constant" else "a"
+    value, se, chi2, dof = (fit.get(k, math.nan) for k in (key, f"se_{key}", "chi2", "dof"))
+    scale = max(1.0, chi2 / dof) if np.isfinite(chi2) and dof > 0 else 1.0
+    half = float(stats.norm.ppf(0.5 + level / 2)) * se * math.sqrt(scale)
+    return value, value - half, value + half
+
+
+def law_table(x: Any, y: Any, se: Any, laws: tuple[str, ...] = WIDTH_LAWS) -> list[dict[str, Any]]:
+    """:func:`growth_laws` of ``laws`` as rows: per law its key parameter with the 95%
+    interval of :func:`law_interval` (``law``, ``value``, ``ci_low``, ``ci_high``),
+    ``delta_aic``, ``points`` (the values kept) and ``best`` (least AIC)."""
+    fit = growth_laws(x, y, se, laws)
+    keys = ("law", "value", "ci_low", "ci_high")
+    return [
+        dict(zip(keys, (law, *law_interval(fit[law], law)), strict=True))
+        | {"delta_aic": fit[law]["delta_aic"], "points": fit["n"], "best": law == fit["best"]}
+        for law in laws
+    ]
 
 
 def power_exponent(x: Any, n: Any, se: Any, level: float = 0.95) -> dict[str, Any]:

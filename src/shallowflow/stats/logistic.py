@@ -20,9 +20,12 @@ def chi2_1(level: float) -> float:
     return float(special.ndtri(0.5 * (1.0 + level)) ** 2)
 
 
-def profile_loglik(z: NDArray, k: NDArray, r: NDArray, z0: NDArray, sign: float) -> NDArray:
+def profile_loglik(
+    z: NDArray, k: NDArray, r: NDArray, z0: NDArray, sign: float, offset: float = 0.0
+) -> NDArray:
     """``ℓ_p(z0) = sup_{β ≥ 0} Σ_i [k_i log σ(η_i) + (R_i − k_i) log σ(−η_i)]``,
-    ``η_i = β·sign·(z0 − z_i)``, for each ``z0`` (the curve crossing 1/2 at ``z0``).
+    ``η_i = c + β·sign·(z0 − z_i)``, for each ``z0`` (the curve crossing the level σ(c) at
+    ``z0``; ``c = offset``, 0 by default: the crossing of 1/2).
 
     Concave in ``β``, so the score ``g(β) = Σ_i d_i (k_i − R_i σ(β d_i))`` decreases:
     the maximum is at ``β = 0`` if ``g(0) ≤ 0``; at ``β → ∞`` (the limit, a step at
@@ -35,11 +38,11 @@ def profile_loglik(z: NDArray, k: NDArray, r: NDArray, z0: NDArray, sign: float)
     d /= np.abs(d).max(1, keepdims=True)
 
     def score(b: NDArray) -> tuple[NDArray, NDArray]:
-        p = special.expit(b[:, None] * d)
+        p = special.expit(offset + b[:, None] * d)
         return (d * (k - r * p)).sum(1), (d * d * r * p * (1.0 - p)).sum(1)
 
     def loglik(b: NDArray) -> NDArray:
-        eta = b[:, None] * d
+        eta = offset + b[:, None] * d
         return -(k * np.logaddexp(0.0, -eta) + (r - k) * np.logaddexp(0.0, eta)).sum(1)
 
     step = ((d < 0) * k + (d > 0) * (r - k)).sum(1) == 0  # sup is the step's limit
@@ -62,14 +65,22 @@ def profile_loglik(z: NDArray, k: NDArray, r: NDArray, z0: NDArray, sign: float)
             newton = b + g / curv
         inside = (newton >= lo) & (newton <= hi)
         b = np.where(live, np.where(inside, newton, 0.5 * (lo + hi)), 0.0)
-    limit = -np.log(2.0) * ((d == 0) * r).sum(1)
-    return np.where(step, limit, loglik(b))
+    return np.where(step, _step_limit(d == 0, k, r, offset), loglik(b))
+
+
+def _step_limit(on: NDArray, k: NDArray, r: NDArray, offset: float) -> NDArray:
+    """The log-likelihood of the step's limit: only the sizes on the step (``on``) keep a
+    finite probability, σ(c); at c = 0 the sum is written as before (−R log 2)."""
+    if offset == 0.0:
+        return -np.log(2.0) * (on * r).sum(1)
+    return -(on * (k * np.logaddexp(0.0, -offset) + (r - k) * np.logaddexp(0.0, offset))).sum(1)
 
 
 def profile_interval(
-    z: NDArray, k: NDArray, r: NDArray, beta: NDArray, qs: tuple[float, ...]
+    z: NDArray, k: NDArray, r: NDArray, beta: NDArray, qs: tuple[float, ...], offset: float = 0.0
 ) -> list[tuple[float, float]]:
-    """Hull of ``{z0 : 2 (ℓ̂ − ℓ_p(z0)) ≤ q}`` for each ``q`` in ``qs`` (standardised units).
+    """Hull of ``{z0 : 2 (ℓ̂ − ℓ_p(z0)) ≤ q}`` for each ``q`` in ``qs`` (standardised units),
+    ``z0`` the crossing of the level σ(``offset``) (1/2 by default; :func:`profile_loglik`).
 
     ``ℓ_p`` is scanned on a grid over the data's range and out to ``2^40`` ranges
     on each side (beyond that: infinite), through the Firth and plain MLE crossings;
@@ -83,11 +94,15 @@ def profile_interval(
     span = float(z.max() - z.min())
     far = span * 2.0 ** np.arange(1, 41)
     mle = fit_batch(z, k[None, :], r, beta[None, :].copy(), iters=25, firth=False)[0]
-    tops = [-b[0] / b[1] for b in (beta, mle) if np.sign(-b[1]) == sign and np.isfinite(b).all()]
+    tops = [
+        (offset - b[0]) / b[1]
+        for b in (beta, mle)
+        if np.sign(-b[1]) == sign and np.isfinite(b).all()
+    ]
     grid = np.unique(np.concatenate([
         np.linspace(z.min() - span, z.max() + span, 241), z, tops, z.min() - far, z.max() + far,
     ]))  # fmt: skip
-    ll = profile_loglik(z, k, r, grid, sign)
+    ll = profile_loglik(z, k, r, grid, sign, offset)
     ll_max = float(ll.max())
     if len(tops) == 2:  # the plain MLE exists (or nearly): its log-likelihood tops the scan
         ll_max = max(ll_max, float(penalised(z, k, r, mle[None, :], firth=False)[0][0]))
@@ -112,7 +127,7 @@ def profile_interval(
         with np.errstate(divide="ignore", invalid="ignore"):
             secant = (inner * f_out - outer * f_in) / (f_out - f_in)
         mid = np.where(done, inner, np.where(slow, 0.5 * (inner + outer), secant))
-        f_mid = profile_loglik(z, k, r, mid, sign) - cuts
+        f_mid = profile_loglik(z, k, r, mid, sign, offset) - cuts
         ok = f_mid >= 0
         slow = np.where(ok, outer - mid, mid - inner) ** 2 > 0.25 * (outer - inner) ** 2
         f_out = np.where(ok & (last > 0), 0.5 * f_out, f_out)

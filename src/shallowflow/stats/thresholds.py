@@ -51,6 +51,8 @@ from shallowflow.stats.logistic import (
 
 __all__ = [
     "ThresholdFit",
+    "clopper_pearson",
+    "fit_level",
     "fit_threshold",
     "hoeffding_halfwidth",
     "paired_bootstrap",
@@ -100,6 +102,19 @@ def success_bars(
     lower = np.where(frac == 0.0, 0.0, lower)
     upper = np.where(frac == 1.0, 1.0, upper)
     return np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
+
+
+def clopper_pearson(successes: int, runs: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) interval of a success probability from ``successes`` of
+    ``runs``: the Beta quantiles ``B(α/2; k, R − k + 1)`` and ``B(1 − α/2; k + 1, R − k)``,
+    α = 1 − level (0 and 1 at the ends: with k = R the lower end is ``(α/2)^{1/R}``)."""
+    k, r = _counts(successes, runs)
+    require(k.size == 1, "successes", "one count at a time")
+    require(0.0 < level < 1.0, "level", "must lie in (0, 1)")
+    k, r, alpha = float(k.item()), float(r.item()), 1.0 - level
+    lo = 0.0 if k == 0 else float(special.betaincinv(k, r - k + 1, alpha / 2))
+    hi = 1.0 if k == r else float(special.betaincinv(k + 1, r - k, 1 - alpha / 2))
+    return lo, hi
 
 
 # --------------------------------------------------------------------------- threshold fit
@@ -242,6 +257,46 @@ def _fit_arrays(
         converged=converged,
         level=level,
         se=float(se),
+    )
+
+
+def fit_level(x: ArrayLike, successes: ArrayLike, runs: ArrayLike, q: float, level: float = 0.95):
+    """The ``x`` where the success probability crosses ``q`` in the logistic model of
+    :func:`fit_threshold` (which is ``q = 1/2``), ``logit P(x) = intercept − slope·x``:
+    ``x_q = (intercept − logit q)/slope`` from the same Firth-penalised fit, clipped to
+    the gap of completely separated data (a step crosses every level there), with the
+    profile-likelihood interval of ``x_q`` itself, ``{x₀ : 2 (ℓ̂ − ℓ_p(x₀)) ≤ χ²₁(level)}``,
+    ``ℓ_p(x₀)`` maximised over the slope with the curve held through ``(x₀, q)`` (a
+    one-parameter constraint, as for 1/2). Returns a :class:`ThresholdFit` whose
+    ``threshold`` is ``x_q`` (NaN for a flat curve) and ``se`` half its 68.27% interval."""
+    x = np.asarray(x, dtype=float)
+    require(x.ndim == 1 and x.size > 0, "x", "must be a non-empty 1-D array")
+    require(bool(np.all(np.isfinite(x))), "x", "must be finite")
+    k, r = _counts(successes, runs)
+    require(k.shape == x.shape, "successes", f"must have the shape of x {x.shape}")
+    require(np.unique(x).size >= 2, "x", "needs at least two distinct values")
+    require(0.0 < q < 1.0, "q", f"must lie in (0, 1); got {q!r}")
+    require(0.0 < level < 1.0, "level", "must lie in (0, 1)")
+    c, h = float(np.mean(x)), float(np.std(x))
+    z, offset = (x - c) / h, float(special.logit(q))
+    beta, converged = fit_point(z, k, r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = c + h * (offset - beta[0]) / beta[1] if abs(beta[1]) > FLAT else math.nan
+    gap = separation_gap(x, k, r)
+    if gap is not None and np.isfinite(at):
+        at = float(np.clip(at, *gap))
+    (lo, hi), (lo1, hi1) = profile_interval(z, k, r, beta, (chi2_1(level), 1.0), offset)
+    slope = float(-beta[1] / h)
+    return ThresholdFit(
+        threshold=float(at),
+        ci_low=c + h * lo,
+        ci_high=c + h * hi,
+        slope=slope,
+        intercept=offset + slope * at if np.isfinite(at) else float(beta[0] - beta[1] * c / h),
+        n_runs=int(r.sum()),
+        converged=converged,
+        level=level,
+        se=0.5 * h * (hi1 - lo1),
     )
 
 

@@ -48,3 +48,34 @@ def coverage_failure_bound(n: int, p: int) -> float:
     """Union bound on P(some example is uncovered): ``min(1, n (3/4)^p)`` (SPEC §2)."""
     n, p = _check_count(n, "n"), _check_count(p, "p")
     return min(1.0, n * 0.75**p)
+
+
+def coverage_probability(n: int, p: int) -> float:
+    """P(every example covered at θ(0)) on orthogonal data, exactly (SPEC §2, "Coverage").
+
+    With ``x_i = ρ_i e_i``, the signs of ``u_ji = ρ_i w_ji``, of ``a_j`` and of ``y_i``
+    independent and symmetric, example i is covered unless every neuron j with
+    ``sign(a_j) = sign(y_i)`` has ``w_ji ≤ 0``. Given the k neurons with ``a_j > 0`` the
+    examples are independent, each covered with probability
+    ``1 − (2^{−k} + 2^{−(p−k)})/2``, so
+    ``P = Σ_k C(p, k) 2^{−p} [1 − (2^{−k} + 2^{−(p−k)})/2]^n``. The examples share the
+    signs of a, so by Jensen (``(1 − m)^n`` is convex in m, and the mean miss is
+    ``(3/4)^p``) P is above the guess ``(1 − (3/4)^p)^n`` that takes them independent."""
+    n, p = _check_count(n, "n"), _check_count(p, "p")
+    total = 0.0
+    for k in range(p + 1):
+        miss = 0.5 * (2.0**-k + 2.0 ** -(p - k))
+        total += math.comb(p, k) * 2.0**-p * math.exp(n * math.log1p(-miss))
+    return total
+
+
+def coverage_width(n: int, q: float) -> int:
+    """The smallest p with :func:`coverage_probability` ``(n, p) ≥ q``: the width that
+    a network needs on orthogonal data when success means coverage at θ(0) (ReLU)."""
+    n = _check_count(n, "n")
+    if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0.0 < float(q) < 1.0:
+        raise ShallowflowInputError("q", f"must be a number in the open interval (0, 1); got {q!r}")
+    p = 1
+    while coverage_probability(n, p) < q:
+        p += 1
+    return p

@@ -31,6 +31,7 @@ from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import run_cells, simulate_batch
 from shallowflow.experiments.protocol import preset_name
 from shallowflow.experiments.studies import (
+    activations,
     conjecture1,
     constants,
     flow,
@@ -48,7 +49,17 @@ __all__ = ["ALL", "STUDIES", "run_study", "study"]
 
 STUDIES: dict[str, ModuleType] = {
     m.NAME: m
-    for m in (conjecture1, flow, width, initialisation, smallinit, groupinit, kernels, constants)
+    for m in (
+        conjecture1,
+        flow,
+        width,
+        initialisation,
+        activations,
+        smallinit,
+        groupinit,
+        kernels,
+        constants,
+    )
 }
 ALL = "all"  # ``shallowflow study all``: every study and the open-questions report
 
