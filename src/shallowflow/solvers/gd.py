@@ -158,11 +158,7 @@ def solve(
         )
         return (state, k, status, buf, lev, anchors), state
 
-    buf0 = jnp.full((tail + 1,), loss0, dtype)
-    k0 = jnp.zeros((), jnp.int32)
-    lev0 = None if levels is None else level_buffers(levels.astype(dtype), state0)
-    c0 = (state0, k0, jnp.zeros((), jnp.int32), buf0, lev0, ((state0, k0), (state0, k0)))
-    c, states = jax.lax.scan(upto, c0, grid)
+    c, states = jax.lax.scan(upto, _carry0(state0, loss0, tail, levels), grid)
     state, k, status, buf, lev, anchors = c
     end = forward(geom, state, prob, act).loss
     status, running, bad = _at_horizon(end, loss0, status, stop_loss, diverge_factor, authors)
@@ -173,6 +169,16 @@ def solve(
     rate = tail_rate(buf, k, tail) / lr
     times, t_final = grid.astype(dtype) * lr, k.astype(dtype) * lr
     return Trajectory(times, states, grid <= k, state, t_final, k, status, rate, lev)
+
+
+def _carry0(state0: State, loss0: jax.Array, tail: int, levels: jax.Array | None):
+    """The scan's first carry: θ(0) at step 0, running, the rate buffer full of L(0), the
+    level buffers, and θ(0) as both roll-back anchors."""
+    dtype = loss0.dtype
+    buf0 = jnp.full((tail + 1,), loss0, dtype)
+    k0 = jnp.zeros((), jnp.int32)
+    lev0 = None if levels is None else level_buffers(levels.astype(dtype), state0)
+    return (state0, k0, jnp.zeros((), jnp.int32), buf0, lev0, ((state0, k0), (state0, k0)))
 
 
 # Largest GD horizon in steps: step counters and record grids are int32 on device.
