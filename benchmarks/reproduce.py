@@ -58,6 +58,13 @@ def _timed(cells, bucket):
         runs = sum(int(k["runs"]) for k in cells)
         engine_calls.append((len(cells), runs, time.perf_counter() - t))
 _adaptive.simulate_batch = _timed
+def _flops(runs):
+    # benchmarks/engine.py's model: 4·p·m·n + 2·p·n per GD step of one network, m the
+    # working dimension (shallowflow.geometry.working_dim), times the steps each run took
+    from shallowflow.geometry import working_dim
+    m = np.array([working_dim(g, n, d) for g, n, d in zip(runs["geometry"], runs["n"], runs["d"])])
+    p, n = runs["p"].to_numpy(float), runs["n"].to_numpy(float)
+    return float((runs["steps"].to_numpy(float) * (4 * p * m * n + 2 * p * n)).sum())
 rows, summaries = [], []
 for fig in figures:
     proto = protocol(fig, preset)
@@ -68,6 +75,9 @@ for fig in figures:
     wall = time.perf_counter() - start
     row = {"figure": fig, "wall": wall, "compiles": c.compiles, "hits": c.hits,
            "compile_s": max(c.seconds, 0.0)}
+    if proto.kind == "simulate":
+        import pandas as pd
+        row["flops"] = _flops(pd.read_parquet(out / fig / "runs.parquet"))
     if "adaptive" in summaries[-1]:
         import pandas as pd
         runs = pd.read_parquet(out / fig / "runs.parquet")
@@ -146,6 +156,14 @@ def _print(label: str, wall: float, res: dict) -> None:
             f"{r.get('steps_waste', float('nan')):16.2f}"
         )
     for r in res["rows"]:
+        if "flops" in r:
+            run = r["wall"] - r["compile_s"]
+            print(
+                f"  {r['figure']}: {r['flops'] / 1e12:.3g} TFLOP in the runs' own steps "
+                f"(4·p·m·n + 2·p·n per step): {r['flops'] / run / 1e9:.3g} GFLOP/s over the "
+                f"run time, {r['flops'] / r['wall'] / 1e9:.3g} GFLOP/s over the wall time"
+            )
+    for r in res["rows"]:
         if "adaptive" in r:
             a = r["adaptive"]
             rest = r["wall"] - a["engine_s"]
@@ -162,13 +180,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--paper", action="store_true", help="the paper preset (a GPU job)")
     ap.add_argument("--figures", nargs="+", default=["fig2", "fig3", "fig4", "fig5", "fig6"])
+    ap.add_argument(
+        "--cold-only", action="store_true", help="one pass with an empty cache (no warm pass)"
+    )
+    ap.add_argument("--out", help="keep the cold pass's outputs in this directory")
     args = ap.parse_args()
     preset = "paper" if args.paper else "quick"
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.path.join(tmp, "cache")
-        cold_wall, cold = _pass(preset, args.figures, cache, os.path.join(tmp, "cold"))
+        cold_out = args.out or os.path.join(tmp, "cold")
+        cold_wall, cold = _pass(preset, args.figures, cache, cold_out)
+        _print(f"cold cache ({preset})", cold_wall, cold)
+        if args.cold_only:
+            return
         warm_wall, warm = _pass(preset, args.figures, cache, os.path.join(tmp, "warm"))
-    _print(f"cold cache ({preset})", cold_wall, cold)
     _print(f"warm cache ({preset})", warm_wall, warm)
     print(f"\ncold/warm: {cold_wall / warm_wall:.2f}x")
     if preset == "quick":
