@@ -140,13 +140,13 @@ def _baseline_problem(rng: np.random.Generator, cfg):
     n, d, p = cfg.data.n, cfg.data.d, cfg.init.p
     f32 = np.float32
     while True:
-        if cfg.data.law == "sphere":
+        if cfg.data.data == "sphere":
             g = rng.standard_normal((n, d))
             X = rng.uniform(1, 2, n)[:, None] * g / np.linalg.norm(g, axis=1, keepdims=True)
-        elif cfg.data.law == "orthogonal":
+        elif cfg.data.data == "orthogonal":
             X = np.eye(n, d) * rng.uniform(1, 2, n)[:, None]
         else:
-            raise ValueError(cfg.data.law)
+            raise ValueError(cfg.data.data)
         y = rng.choice([-1.0, 1.0], n) * rng.uniform(1, 2, n)
         b = 1.0 / math.sqrt(d)
         W = rng.uniform(-b, b, (p, d))

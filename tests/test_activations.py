@@ -185,7 +185,7 @@ PADDED = {
 
 def _assert_padded_is_lone(knobs: dict, tol: float) -> None:
     cfg = make_config(**knobs)
-    grow = 16 if cfg.data.law == "orthogonal" else 9
+    grow = 16 if cfg.data.data == "orthogonal" else 9
     big = cfg.knobs() | dict(n=cfg.data.n + 5, d=cfg.data.d + grow, p=cfg.init.p + 3, seed=1)
     others = [make_config(**big), make_config(**(big | dict(p=cfg.init.p + 1, seed=2)))]
     buckets = plan([cfg, *others])

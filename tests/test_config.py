@@ -132,7 +132,7 @@ def test_nonfinite_message_locates_the_entry():
 
 def test_defaults_are_the_papers():
     cfg = make_config()
-    knobs = (cfg.data.law, cfg.data.labels, cfg.init.law, cfg.solver.solver)
+    knobs = (cfg.data.data, cfg.data.labels, cfg.init.init, cfg.solver.solver)
     assert knobs == ("sphere", "paper", "asymmetric", "gd")
     assert cfg.solver.lr == 1.0
     assert cfg.init.p == width(cfg.data.n, 0.05)
