@@ -140,13 +140,13 @@ def _baseline_problem(rng: np.random.Generator, cfg):
     n, d, p = cfg.data.n, cfg.data.d, cfg.init.p
     f32 = np.float32
     while True:
-        if cfg.data.law == "sphere":
+        if cfg.data.data == "sphere":
             g = rng.standard_normal((n, d))
             X = rng.uniform(1, 2, n)[:, None] * g / np.linalg.norm(g, axis=1, keepdims=True)
-        elif cfg.data.law == "orthogonal":
+        elif cfg.data.data == "orthogonal":
             X = np.eye(n, d) * rng.uniform(1, 2, n)[:, None]
         else:
-            raise ValueError(cfg.data.law)
+            raise ValueError(cfg.data.data)
         y = rng.choice([-1.0, 1.0], n) * rng.uniform(1, 2, n)
         b = 1.0 / math.sqrt(d)
         W = rng.uniform(-b, b, (p, d))
@@ -313,6 +313,21 @@ class EngineResult:
     status: np.ndarray
     runs: int
 
+    @property
+    def total_steps(self) -> int:
+        """Steps the runs took, summed (each run's own, not the vmap's executed)."""
+        return int(self.steps.sum())
+
+    @property
+    def steps_per_s(self) -> float:
+        """Network-steps per second of the compiled (median) call."""
+        return self.total_steps / self.second.wall
+
+    @property
+    def networks_per_s(self) -> float:
+        """Networks per second of the compiled (median) call."""
+        return self.runs / self.second.wall
+
 
 def run_engine(cfg) -> EngineResult:
     from shallowflow.engine import simulate
@@ -360,8 +375,9 @@ def _fmt(x: float) -> str:
 
 
 def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> bool:
+    """Time the engine on one cell and print its rates, then the baselines' and the
+    cell's targets; True when every target of the cell is met."""
     from shallowflow.config import make_config
-    from shallowflow.solvers.common import Outcome
 
     cfg = make_config(**cell.knobs)
     horizon = cfg.solver.steps(cfg.solver.horizon)
@@ -372,11 +388,28 @@ def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> b
         f"horizon={horizon} steps stop={cfg.solver.stop_loss:.3g} precision={cfg.run.precision}"
     )
     eng = run_engine(cfg)
-    steps = int(eng.steps.sum())
+    frac = _report_engine(cfg, eng, peak)
+    ok = True
+    if bases:
+        ok &= _report_baseline(cell, cfg, eng, bases)
+    if cell.target_peak is not None:
+        ok_peak = frac >= cell.target_peak
+        print(
+            f"   PEAK fraction {100 * frac:.1f}%; target ≥ {100 * cell.target_peak:.0f}%: "
+            f"{'MET' if ok_peak else 'NOT MET'}"
+        )
+        ok &= ok_peak
+    return ok
+
+
+def _report_engine(cfg, eng: EngineResult, peak: float) -> float:
+    """Print the engine's times, rates, outcomes and FLOP/s; return its fraction of the
+    matmul peak."""
+    from shallowflow.solvers.common import Outcome
+
+    steps = eng.total_steps
     executed = int(eng.steps.max()) * eng.runs
     compile_s = max(eng.first.wall - eng.second.wall, 0.0)
-    nps = eng.runs / eng.second.wall
-    sps = steps / eng.second.wall
     outcomes = {
         s: int((eng.status == c).sum())
         for c, s in (
@@ -391,9 +424,9 @@ def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> b
         f"{eng.second.note()}"
     )
     print(
-        f"   engine: {nps:.3g} networks/s; {sps:.4g} network-steps/s "
-        f"(steps taken: total {steps}, mean {steps / eng.runs:.1f}, max {eng.steps.max()}; "
-        f"executed under vmap ≈ {executed}); outcomes {outcomes}"
+        f"   engine: {eng.networks_per_s:.3g} networks/s; {eng.steps_per_s:.4g} "
+        f"network-steps/s (steps taken: total {steps}, mean {steps / eng.runs:.1f}, max "
+        f"{eng.steps.max()}; executed under vmap ≈ {executed}); outcomes {outcomes}"
     )
     fl, fl_dense = flops_per_step(cfg)
     rate = fl * steps / eng.second.wall
@@ -408,48 +441,43 @@ def bench_cell(cell: Cell, peak: float, bases: list[BaselineResult] | None) -> b
     if cfg.run.geometry == "diagonal":
         dense_rate = fl_dense * steps / eng.second.wall
         print(f"   dense-equivalent rate (m = d): {dense_rate / 1e9:.4g} GFLOP/s")
-    ok = True
-    if bases:
-        base = bases[0]
-        b_sps = base.steps_per_s
-        mean_steps = steps / eng.runs
-        if base.full:
-            b_nps = base.networks / base.timing.wall
-            how = f"{base.networks} network(s) trained to stop/horizon ({base.steps} steps)"
-        else:
-            b_nps = b_sps / mean_steps
-            how = (
-                f"timed on {base.steps} fixed steps of 1 network, scaled per step; networks/s "
-                f"extrapolated at the engine's mean {mean_steps:.0f} steps/network"
-            )
-        print(f"   baseline (eager, dense, float32, one network at a time): {how}")
-        for b in bases:
-            print(
-                f"   baseline, {b.threads}: {b.timing.wall:.2f} s, "
-                f"{b.steps_per_s:.4g} network-steps/s, "
-                f"{fl_dense * b.steps_per_s / 1e9:.3g} GFLOP/s (dense) {b.timing.note()}"
-            )
-        print(
-            f"   baseline used for the ratio: the fastest ({base.threads}), {b_nps:.3g} networks/s"
+    return frac
+
+
+def _report_baseline(cell: Cell, cfg, eng: EngineResult, bases: list[BaselineResult]) -> bool:
+    """Print each baseline's rates and the engine/baseline ratio against the fastest;
+    whether the ratio meets the cell's target."""
+    _, fl_dense = flops_per_step(cfg)
+    base = bases[0]
+    b_sps = base.steps_per_s
+    mean_steps = eng.total_steps / eng.runs
+    if base.full:
+        b_nps = base.networks / base.timing.wall
+        how = f"{base.networks} network(s) trained to stop/horizon ({base.steps} steps)"
+    else:
+        b_nps = b_sps / mean_steps
+        how = (
+            f"timed on {base.steps} fixed steps of 1 network, scaled per step; networks/s "
+            f"extrapolated at the engine's mean {mean_steps:.0f} steps/network"
         )
-        ratio_steps = sps / b_sps
-        ratio_nets = nps / b_nps
-        ok_ratio = ratio_steps >= cell.target_ratio
+    print(f"   baseline (eager, dense, float32, one network at a time): {how}")
+    for b in bases:
         print(
-            f"   RATIO engine/baseline: {ratio_steps:.3g}x per network-step"
-            f" (networks/s ratio {ratio_nets:.3g}x"
-            f"{'' if base.full else ', per-step scaled'}); target ≥ {_fmt(cell.target_ratio)}: "
-            f"{'MET' if ok_ratio else 'NOT MET'}"
+            f"   baseline, {b.threads}: {b.timing.wall:.2f} s, "
+            f"{b.steps_per_s:.4g} network-steps/s, "
+            f"{fl_dense * b.steps_per_s / 1e9:.3g} GFLOP/s (dense) {b.timing.note()}"
         )
-        ok &= ok_ratio
-    if cell.target_peak is not None:
-        ok_peak = frac >= cell.target_peak
-        print(
-            f"   PEAK fraction {100 * frac:.1f}%; target ≥ {100 * cell.target_peak:.0f}%: "
-            f"{'MET' if ok_peak else 'NOT MET'}"
-        )
-        ok &= ok_peak
-    return ok
+    print(f"   baseline used for the ratio: the fastest ({base.threads}), {b_nps:.3g} networks/s")
+    ratio_steps = eng.steps_per_s / b_sps
+    ratio_nets = eng.networks_per_s / b_nps
+    ok_ratio = ratio_steps >= cell.target_ratio
+    print(
+        f"   RATIO engine/baseline: {ratio_steps:.3g}x per network-step"
+        f" (networks/s ratio {ratio_nets:.3g}x"
+        f"{'' if base.full else ', per-step scaled'}); target ≥ {_fmt(cell.target_ratio)}: "
+        f"{'MET' if ok_ratio else 'NOT MET'}"
+    )
+    return ok_ratio
 
 
 _FIG3_CHILD = r"""

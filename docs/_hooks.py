@@ -37,7 +37,7 @@ def _knobs() -> str:
     from shallowflow.config import KNOBS
 
     rows = ["| knob | spec | meaning | default |", "|---|---|---|---|"]
-    for knob, (spec, _, info) in KNOBS.items():
+    for knob, (spec, info) in KNOBS.items():
         extra = info.json_schema_extra
         auto = extra.get("auto") if isinstance(extra, dict) else None
         default = f"auto: {auto}" if auto else f"`{info.default!r}`"

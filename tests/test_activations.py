@@ -29,7 +29,7 @@ from shallowflow.engine import plan, simulate, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.geometry import Geometry, to_working
-from shallowflow.solvers import ExactFlow, gd, smooth
+from shallowflow.solvers import ExactFlow, SolveArgs, gd, smooth
 from shallowflow.start import geometry_of, make_run
 
 NAMES = [
@@ -119,17 +119,19 @@ def test_generalised_lemma1_holds_along_the_exact_flow(name):
         s0 = start.state
         grid = jnp.asarray([0.0, 3.0])
         run = ExactFlow(rtol=1e-11, atol=1e-13).solve(
-            geometry_of(cfg),
-            start.prob,
-            s0,
-            grid,
-            stop_loss=jnp.asarray(0.0),
-            diverge_factor=jnp.asarray(1e6),
-            act=act,
-            tail=1,
-            max_steps=200_000,
-            size=jnp.asarray(s0.a.size + s0.v.size),
-            levels=None,
+            SolveArgs(
+                geom=geometry_of(cfg),
+                prob=start.prob,
+                state0=s0,
+                grid=grid,
+                stop_loss=jnp.asarray(0.0),
+                diverge_factor=jnp.asarray(1e6),
+                act=act,
+                tail=1,
+                max_steps=200_000,
+                size=jnp.asarray(s0.a.size + s0.v.size),
+                levels=None,
+            )
         )
         end = run.final
         b0, b1 = observables.balance(s0, act), observables.balance(end, act)
@@ -185,7 +187,7 @@ PADDED = {
 
 def _assert_padded_is_lone(knobs: dict, tol: float) -> None:
     cfg = make_config(**knobs)
-    grow = 16 if cfg.data.law == "orthogonal" else 9
+    grow = 16 if cfg.data.data == "orthogonal" else 9
     big = cfg.knobs() | dict(n=cfg.data.n + 5, d=cfg.data.d + grow, p=cfg.init.p + 3, seed=1)
     others = [make_config(**big), make_config(**(big | dict(p=cfg.init.p + 1, seed=2)))]
     buckets = plan([cfg, *others])

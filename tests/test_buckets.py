@@ -48,7 +48,7 @@ FLOW = dict(rtol=1e-11, atol=1e-13, stop_loss=0.0)
 
 def _larger(cfg, **extra):
     """Cells of the same signature with larger n, d and p (so cfg is padded)."""
-    grow = 16 if cfg.data.law in ("orthogonal", "correlated") else 9
+    grow = 16 if cfg.data.data in ("orthogonal", "correlated") else 9
     knobs = cfg.knobs() | dict(n=cfg.data.n + 7, d=cfg.data.d + grow, p=cfg.init.p + 3, seed=1)
     return [make_config(**(knobs | extra)), make_config(**(knobs | dict(n=cfg.data.n + 2, seed=2)))]
 

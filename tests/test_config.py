@@ -132,7 +132,7 @@ def test_nonfinite_message_locates_the_entry():
 
 def test_defaults_are_the_papers():
     cfg = make_config()
-    knobs = (cfg.data.law, cfg.data.labels, cfg.init.law, cfg.solver.solver)
+    knobs = (cfg.data.data, cfg.data.labels, cfg.init.init, cfg.solver.solver)
     assert knobs == ("sphere", "paper", "asymmetric", "gd")
     assert cfg.solver.lr == 1.0
     assert cfg.init.p == width(cfg.data.n, 0.05)
@@ -252,3 +252,41 @@ def test_auto_rule_is_the_text_of_the_knobs_that_may_be_left_out():
     assert auto_rule("stop_loss") == "1/(2n)"
     assert auto_rule("lr") is None
     assert {"p", "horizon", "stop_loss", "geometry"} <= {k for k in KNOBS if auto_rule(k)}
+
+
+# config.json as main wrote it at ecd9dd6, before the spec fields took their knobs'
+# names (DataSpec.law, .file, .test_file and InitSpec.law, .file were aliased to the
+# knobs data, data_file, test_data, init, state_file): `cfg.knobs()` of a run from a
+# data file, a state file and a held-out file, after load_user, printed on main.
+FILES_CONFIG_JSON = {
+    "data": "file", "n": 6, "d": 8, "rho": 0.0, "labels": "file", "teacher_width": 4,
+    "data_file": "train.npz", "test_n": 3, "test_data": "test.npz",
+    "x_norms": [1.0, 2.0], "label_range": [1.0, 2.0], "p": 5, "init": "file",
+    "w_law": "uniform", "sigma": 1.0, "w_scale": 1.0, "a_scale": 1.0,
+    "require_coverage": False, "activation": "relu", "state_file": "theta0.npz",
+    "state_run": None, "solver": "gd", "lr": 1.0, "rtol": 1e-05, "atol": 1e-07,
+    "dtmin": 0.01, "method": "tsit5", "horizon": 7.0, "stop_loss": 0.08333333333333333,
+    "diverge_factor": 1000000.0, "stop_rule": "inclusive", "record": 50, "grid": "linear",
+    "tail": 100, "keep_state": False, "kernel": False, "fitted": False, "levels": [],
+    "runs": 2, "seed": 0, "geometry": "reduced", "x64": False, "precision": "highest",
+    "memory_gb": 2.0,
+}  # fmt: skip
+
+
+def test_a_config_json_with_files_written_before_the_renames_loads_by_knob_name():
+    """config.json stores knobs by name: the renamed fields read the old file's keys,
+    hold its values and write it back unchanged (JSON lists read back as tuples); a sweep
+    cell of the renamed knobs keeps the id and seed main gave it (printed at ecd9dd6)."""
+    from shallowflow.experiments.cells import Cell, cell_config
+
+    cfg = make_config(**FILES_CONFIG_JSON)
+    data, init = cfg.data, cfg.init
+    assert (data.data, data.data_file, data.test_data) == ("file", "train.npz", "test.npz")
+    assert (init.init, init.state_file) == ("file", "theta0.npz")
+    tuples = {k: tuple(v) for k, v in FILES_CONFIG_JSON.items() if isinstance(v, list)}
+    assert cfg.knobs() == FILES_CONFIG_JSON | tuples
+    cell = dict(data="orthogonal", init="balanced", n=6, d=12, p=5, runs=2, seed=1)
+    assert Cell(cell).cell_id == "f3976dd2dcf69722"
+    made = cell_config(cell)
+    assert made.run.seed == 3531324615
+    assert (made.data.data, made.init.init) == ("orthogonal", "balanced")

@@ -21,7 +21,7 @@ def configs(figure: str, preset: str = "paper", solver: str = "gd"):
 def assert_common(cell: dict, cfg) -> None:
     """SPEC §5 common: ±U[1,2] labels, asymmetric init, GD with η = 1, horizon T(n, p)."""
     assert (
-        cfg.data.labels == "paper" and cfg.init.law == "asymmetric" and cfg.init.w_law == "uniform"
+        cfg.data.labels == "paper" and cfg.init.init == "asymmetric" and cfg.init.w_law == "uniform"
     )
     assert cfg.solver.solver == "gd" and cfg.solver.lr == 1.0
     assert cell["seed"] == 0
@@ -32,7 +32,7 @@ def test_fig3_paper():
     assert [cfg.data.n for _, cfg in cells] == list(range(1300, 2101, 50))
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.data.d == 100 and cfg.data.law == "sphere" and cfg.run.runs == 80
+        assert cfg.data.d == 100 and cfg.data.data == "sphere" and cfg.run.runs == 80
         assert (
             cfg.init.p
             == width(cfg.data.n, 0.05)
@@ -51,7 +51,7 @@ def test_fig4_paper():
         assert ns == list(range(d, 30 * d - 200 + 1, d))
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.init.p == 30 and cfg.run.runs == 20 and cfg.data.law == "sphere"
+        assert cfg.init.p == 30 and cfg.run.runs == 20 and cfg.data.data == "sphere"
         assert cfg.solver.horizon == horizon_steps(cfg.data.n, 30)
         assert cfg.solver.stop_loss == 1 / (2 * cfg.data.n)
 
@@ -66,7 +66,7 @@ def test_fig5_paper():
         assert len(ns) >= 5 and ns[0] < ns[-1]
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.data.d == 30 and cfg.run.runs == 20 and cfg.data.law == "sphere"
+        assert cfg.data.d == 30 and cfg.run.runs == 20 and cfg.data.data == "sphere"
         assert cfg.solver.horizon == horizon_steps(cfg.data.n, cfg.init.p)
         assert cfg.solver.stop_loss == 1 / (2 * cfg.data.n)
 
@@ -76,7 +76,7 @@ def test_fig6_paper():
     assert [cfg.data.n for _, cfg in cells] == list(range(1000, 2001, 100))
     for cell, cfg in cells:
         assert_common(cell, cfg)
-        assert cfg.data.d == 2000 and cfg.data.law == "orthogonal" and cfg.run.runs == 500
+        assert cfg.data.d == 2000 and cfg.data.data == "orthogonal" and cfg.run.runs == 500
         assert cfg.init.p == width(cfg.data.n, 0.05)
         assert cfg.init.w_scale == 0.01 and cfg.init.require_coverage
         assert cfg.solver.horizon == 10 * horizon_steps(cfg.data.n, cfg.init.p)
@@ -98,7 +98,7 @@ def test_quick_keeps_the_protocol_and_few_shapes(figure):
     assert quick.shapes <= 15 and quick.total_runs < paper.total_runs
     for cell in quick.cells:
         cfg = cell_config(cell)
-        assert cfg.solver.solver == "gd" and cfg.init.law == "asymmetric"
+        assert cfg.solver.solver == "gd" and cfg.init.init == "asymmetric"
         # the same knobs but the sizes and the stop (the paper preset's stop rule: below)
         sizes = ("n", "d", "p", "runs", "stop_loss", "stop_rule")
         assert {k: v for k, v in cell.items() if k not in sizes} == {

@@ -22,7 +22,7 @@ from shallowflow import make_config, simulate
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import run_cells
 from shallowflow.model import field_from_forward, forward
-from shallowflow.solvers import GD, SOLVERS, ExactFlow, FloorFlow, Solver, register
+from shallowflow.solvers import GD, SOLVERS, ExactFlow, FloorFlow, SolveArgs, Solver, register
 from shallowflow.solvers.common import Outcome, Trajectory
 from shallowflow.storage import read_parquet
 
@@ -43,23 +43,9 @@ class Euler(Solver):
     def unit(self) -> float:
         return self.lr
 
-    def solve(
-        self,
-        geom,
-        prob,
-        state0,
-        grid,
-        *,
-        stop_loss,
-        diverge_factor,
-        act,
-        tail,
-        max_steps,
-        size,
-        levels,
-    ) -> Trajectory:
-        geom, z = geom.for_solver(prob.z)
-        prob = prob._replace(z=z)
+    def solve(self, args: SolveArgs) -> Trajectory:
+        geom, z = args.geom.for_solver(args.prob.z)
+        prob, act, grid = args.prob._replace(z=z), args.act, args.grid
 
         def step(_, state):
             field = field_from_forward(geom, state, prob, forward(geom, state, prob, act), act)
@@ -71,8 +57,8 @@ class Euler(Solver):
             return (state, jnp.maximum(k, g)), state
 
         k0 = jnp.zeros((), grid.dtype)
-        (final, k), states = jax.lax.scan(upto, (state0, k0), grid)
-        dtype = state0.a.dtype
+        (final, k), states = jax.lax.scan(upto, (args.state0, k0), grid)
+        dtype = args.state0.a.dtype
         return Trajectory(
             times=grid.astype(dtype) * self.lr,
             states=states,

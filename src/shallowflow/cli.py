@@ -142,7 +142,7 @@ _CLI_HELP = {
 
 def _option(knob: str) -> inspect.Parameter:
     """The typer option of a knob: its type, default and help from its field."""
-    info = KNOBS[knob][2]
+    info = KNOBS[knob][1]
     annotation: Any = info.annotation  # a type expression, built on at run time
     default = info.default
     helptext = _CLI_HELP.get(knob, info.description or knob)
@@ -165,7 +165,7 @@ def _option(knob: str) -> inspect.Parameter:
     )
 
 
-_LIST_KNOBS = [k for k, (_, _, info) in KNOBS.items() if get_origin(info.annotation) is tuple]
+_LIST_KNOBS = [k for k, (_, info) in KNOBS.items() if get_origin(info.annotation) is tuple]
 
 
 def _numbers(param: str, text: str) -> list[float]:

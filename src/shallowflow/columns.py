@@ -353,7 +353,7 @@ _STUDY = [_c(*entry) for entry in STUDY_COLUMNS]
 
 def _knob_columns() -> list[Column]:
     out = []
-    for knob, (_, _, info) in KNOBS.items():
+    for knob, (_, info) in KNOBS.items():
         extra = info.json_schema_extra
         auto = extra.get("auto") if isinstance(extra, dict) else None
         out.append(_c(knob, f"knob: {info.description}" + (f" (auto: {auto})" if auto else "")))

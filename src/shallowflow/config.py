@@ -16,11 +16,11 @@ returns a :class:`SimConfig` made of
 - :class:`RecordSpec`: what is recorded (the time grid, the tail window, states);
 - :class:`RunSpec`: how it runs (runs, seed, geometry, precision, memory).
 
-Each knob is a field of one spec, named as the knob (``SolverSpec.dtmin`` is the knob
-``dtmin``; the laws and the file paths still carry the knob's name as an alias:
-``DataSpec.law`` is the knob ``data``); :data:`KNOBS` lists them all, with the two that
-only choose automatic values (``eps``, ``horizon_factor``). ``config.json`` stores
-knobs by name: renaming a field to its knob changes no file and no cell id.
+Each knob is a field of one spec, named as the knob and nothing else (``DataSpec.data``
+is the knob ``data``, ``InitSpec.state_file`` the knob ``state_file``); :data:`KNOBS`
+lists them all, with the three that only choose automatic values (``eps``,
+``horizon_factor``, ``activation_slope``). ``config.json`` stores knobs by name, so a
+field's name is the name in every file and cell id.
 """
 
 from __future__ import annotations
@@ -72,16 +72,14 @@ def _auto(text: str) -> dict[str, Any]:
 
 class _Spec(BaseModel):
     # No inf or NaN anywhere: every float knob must be finite.
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataSpec(_Spec):
     """The examples (SPEC §1, §5): their law, numbers n and d, and their labels."""
 
-    law: DataName = Field(
-        "sphere", alias="data", description="sphere | orthogonal | gaussian | correlated | file"
+    data: DataName = Field(
+        "sphere", description="sphere | orthogonal | gaussian | correlated | file"
     )
     n: int = Field(1700, ge=1, description="number of examples")
     d: int = Field(100, ge=1, description="input dimension")
@@ -90,9 +88,9 @@ class DataSpec(_Spec):
         "paper", description="paper (±U[1,2]; --labels paper:lo,hi for ±U[lo,hi]) | teacher | file"
     )
     teacher_width: int = Field(4, ge=1, description="width of the teacher network")
-    file: str | None = Field(None, alias="data_file", description="data file (.npz, .npy, .csv)")
+    data_file: str | None = Field(None, description="data file (.npz, .npy, .csv)")
     test_n: int = Field(0, ge=0, description="held-out examples drawn like the data (0: none)")
-    test_file: str | None = Field(None, alias="test_data", description="held-out data file")
+    test_data: str | None = Field(None, description="held-out data file")
     x_norms: Range = Field(
         PAPER_RANGE, description="input norms ρ_i ~ U[lo, hi] (sphere, orthogonal, correlated)"
     )
@@ -105,10 +103,8 @@ class InitSpec(_Spec):
     """The network and its start θ(0) (SPEC §2, §5): width p, activation, initialisation."""
 
     p: int = Field(ge=1, description="width", json_schema_extra=_auto("p(n, eps)"))
-    law: InitName = Field(
-        "asymmetric",
-        alias="init",
-        description="asymmetric | balanced | gaussian | group | standard | file",
+    init: InitName = Field(
+        "asymmetric", description="asymmetric | balanced | gaussian | group | standard | file"
     )
     w_law: Literal["uniform", "gaussian"] = Field("uniform", description="first-layer law")
     sigma: float = Field(1.0, gt=0, description="scale of the gaussian initialisation")
@@ -119,7 +115,7 @@ class InitSpec(_Spec):
         description=f"σ: {ALLOWED}",
         json_schema_extra=_auto("relu; leaky:S with --activation-slope S"),
     )
-    file: str | None = Field(None, alias="state_file", description="initial state .npz (W, a)")
+    state_file: str | None = Field(None, description="initial state .npz (W, a)")
     state_run: int | None = Field(
         None,
         ge=0,
@@ -240,13 +236,13 @@ SPECS: dict[str, type[_Spec]] = {
 }
 
 
-def _knob_fields() -> dict[str, tuple[str | None, str, FieldInfo]]:
-    """knob → (spec, field name, field); the spent knobs have spec None."""
-    out = {}
-    for spec, model in [*SPECS.items(), (None, _Choices)]:
-        for name, info in model.model_fields.items():
-            out[info.alias or name] = (spec, name, info)
-    return out
+def _knob_fields() -> dict[str, tuple[str | None, FieldInfo]]:
+    """knob → (its spec, its field); the spent knobs have spec None."""
+    return {
+        knob: (spec, info)
+        for spec, model in [*SPECS.items(), (None, _Choices)]
+        for knob, info in model.model_fields.items()
+    }
 
 
 KNOBS = _knob_fields()
@@ -255,7 +251,7 @@ KNOBS = _knob_fields()
 def auto_rule(knob: str) -> str | None:
     """How :func:`make_config` resolves a knob left out (None), in words; None for a knob
     that may not be left out."""
-    extra = KNOBS[knob][2].json_schema_extra
+    extra = KNOBS[knob][1].json_schema_extra
     return str(extra["auto"]) if isinstance(extra, dict) and "auto" in extra else None
 
 
@@ -268,7 +264,7 @@ def _flat_model() -> type[BaseModel]:
     """The knobs as one flat model (field-level checks under the knobs' own names).
     An automatic knob may be None; the geometry's knob also takes "auto"."""
     fields = {}
-    for knob, (_, _, info) in KNOBS.items():
+    for knob, (_, info) in KNOBS.items():
         annotation: Any = info.annotation  # a type expression, built on at run time
         if is_auto(knob):
             default = "auto" if knob == "geometry" else None
@@ -277,7 +273,7 @@ def _flat_model() -> type[BaseModel]:
             )
             info = FieldInfo.merge_field_infos(info, default=default)
             annotation = annotation | None
-        fields[knob] = (annotation, FieldInfo.merge_field_infos(info, alias=None))
+        fields[knob] = (annotation, info)
     return create_model("Knobs", __base__=_Spec, **fields)
 
 
@@ -296,26 +292,26 @@ class SimConfig(_Spec):
     @model_validator(mode="after")
     def _consistent(self) -> SimConfig:
         data, init, solver, run = self.data, self.init, self.solver, self.run
-        if data.law == "orthogonal" and data.n > data.d:
+        if data.data == "orthogonal" and data.n > data.d:
             raise ValueError(f"n: orthogonal data need n <= d; got n={data.n} > d={data.d}")
-        if data.law == "correlated" and data.n + 1 > data.d:
+        if data.data == "correlated" and data.n + 1 > data.d:
             raise ValueError(f"n: correlated data need n + 1 <= d; got n={data.n}, d={data.d}")
-        if data.law == "file" and not data.file:
+        if data.data == "file" and not data.data_file:
             raise ValueError("data_file: data='file' needs a path (--data FILE)")
-        if init.law == "file" and not init.file:
+        if init.init == "file" and not init.state_file:
             raise ValueError("state_file: init='file' needs a path (--state FILE)")
-        if init.file and init.law != "file":
+        if init.state_file and init.init != "file":
             raise ValueError(
-                f"init: {init.law!r} does not apply with a state file (--state FILE is θ(0)); "
+                f"init: {init.init!r} does not apply with a state file (--state FILE is θ(0)); "
                 "leave --init out"
             )
-        if init.state_run is not None and not init.file:
+        if init.state_run is not None and not init.state_file:
             raise ValueError("state_run: picks a run of a state file; give --state FILE")
-        if init.law == "group" and data.law != "orthogonal":
+        if init.init == "group" and data.data != "orthogonal":
             raise ValueError("init: 'group' needs orthogonal data (SPEC §4)")
-        if data.rho != 0.0 and data.law != "correlated":
-            raise ValueError(f"rho: only data='correlated' uses rho; got data={data.law!r}")
-        if data.labels == "file" and data.law != "file":
+        if data.rho != 0.0 and data.data != "correlated":
+            raise ValueError(f"rho: only data='correlated' uses rho; got data={data.data!r}")
+        if data.labels == "file" and data.data != "file":
             raise ValueError("labels: 'file' takes y from a data file (--data FILE with y)")
         spec = solver.spec
         spec.check(solver.horizon, self.record.tail)
@@ -338,14 +334,14 @@ class SimConfig(_Spec):
                 f"levels: each must lie above the stop loss {solver.stop_loss:g} (the run "
                 f"stops there); got {list(self.record.levels)}"
             )
-        if run.geometry == "diagonal" and data.law != "orthogonal":
+        if run.geometry == "diagonal" and data.data != "orthogonal":
             raise ValueError("geometry: 'diagonal' needs data='orthogonal'")
         if init.require_coverage and not parse_activation(init.activation).activity:
             raise ValueError(f"require_coverage: coverage means u > 0; not for {init.activation}")
-        if init.law == "standard" and init.w_law != "uniform":
+        if init.init == "standard" and init.w_law != "uniform":
             raise ValueError("w_law: 'standard' draws W from U(±1/√d); leave w_law out")
-        heldout.check(data.law, data.n, data.d, data.test_n, data.test_file, run.geometry)
-        check_ranges(data.law, data.labels, data.x_norms, data.label_range)
+        heldout.check(data.data, data.n, data.d, data.test_n, data.test_data, run.geometry)
+        check_ranges(data.data, data.labels, data.x_norms, data.label_range)
         if run.geometry == "implicit" and not implicit_ok(data, init):
             raise ValueError(
                 "geometry: 'implicit' needs data in {sphere, gaussian}, labels in "
@@ -357,27 +353,27 @@ class SimConfig(_Spec):
         """The resolved knobs, flat: ``make_config(**cfg.knobs()) == cfg``."""
         out: dict[str, Any] = {}
         for spec in SPECS:
-            out |= getattr(self, spec).model_dump(by_alias=True)
+            out |= getattr(self, spec).model_dump()
         return out
 
 
 def implicit_ok(data: DataSpec, init: InitSpec) -> bool:
     """Rotation-invariant data and first layer: reduced coordinates can be sampled."""
-    gaussian_w = init.law == "gaussian" or (
-        init.law in ("asymmetric", "balanced") and init.w_law == "gaussian"
+    gaussian_w = init.init == "gaussian" or (
+        init.init in ("asymmetric", "balanced") and init.w_law == "gaussian"
     )
     return (
-        data.law in ("sphere", "gaussian")
+        data.data in ("sphere", "gaussian")
         and data.labels in ("paper", "teacher")
         and gaussian_w
         and data.n <= data.d
-        and not data.test_file
+        and not data.test_data
     )
 
 
 def _geometry(data: DataSpec, init: InitSpec) -> str:
     """The cheapest exact geometry (SPEC §3)."""
-    if data.law == "orthogonal":
+    if data.data == "orthogonal":
         return "diagonal"
     if implicit_ok(data, init) and data.d > data.n + data.test_n:
         return "implicit"
@@ -402,10 +398,9 @@ def _resolve(flat: dict[str, Any]) -> SimConfig:
     if sol["stop_loss"] is None:
         sol["stop_loss"] = 1.0 / (2 * n)
     if sol["dtmin"] is None:
-        sol["dtmin"] = 1e-6 if data.law == "orthogonal" else 1e-2
+        sol["dtmin"] = 1e-6 if data.data == "orthogonal" else 1e-2
     if sol["horizon"] is None:  # T(n, p) paper steps, in the solver's time
-        fields = {KNOBS[knob][1]: value for knob, value in sol.items()}
-        spec = solver_class(sol["solver"]).from_knobs(fields)
+        spec = solver_class(sol["solver"]).from_knobs(sol)
         sol["horizon"] = spec.default_horizon(flat["horizon_factor"] * horizon_steps(n, auto["p"]))
     auto["activation"] = from_knobs(auto["activation"], flat["activation_slope"])
     init = InitSpec(**auto)

@@ -51,16 +51,16 @@ class HeldOut(NamedTuple):
     n: Size
 
 
-def check(law: str, n: int, d: int, test_n: int, test_file: str | None, geometry: str) -> None:
+def check(law: str, n: int, d: int, test_n: int, test_data: str | None, geometry: str) -> None:
     """Refuse a held-out set that cannot be drawn or represented (ValueError "knob: …")."""
-    if test_file and test_n < 1:
+    if test_data and test_n < 1:
         raise ValueError("test_n: read from the --test-data file's rows; load it with load_user")
-    if test_file and geometry == "implicit":
+    if test_data and geometry == "implicit":
         raise ValueError(
             "test_data: the implicit geometry never forms the training data's d-vectors, so "
             "user test points have no coordinates there; use --geometry reduced"
         )
-    if not test_n or test_file:
+    if not test_n or test_data:
         return
     if law == "file":
         raise ValueError("test_n: draws from a law; with --data FILE give --test-data FILE")

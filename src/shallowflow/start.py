@@ -124,15 +124,15 @@ class Shape(NamedTuple):
 def draw_spec(cfg: SimConfig) -> DrawSpec:
     """The static (compiled) part of a run's start, read from its config."""
     return DrawSpec(
-        cfg.data.law,
+        cfg.data.data,
         cfg.data.labels,
-        cfg.init.law,
+        cfg.init.init,
         cfg.init.w_law,
         cfg.run.geometry,
         cfg.data.teacher_width,
         cfg.run.x64,
         cfg.init.require_coverage,
-        "file" if cfg.data.test_file else ("draw" if cfg.data.test_n else ""),
+        "file" if cfg.data.test_data else ("draw" if cfg.data.test_n else ""),
     )
 
 

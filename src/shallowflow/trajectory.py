@@ -38,7 +38,7 @@ from shallowflow.observables import (
     neuron_norms2,
     norms,
 )
-from shallowflow.solvers import Solver
+from shallowflow.solvers import SolveArgs, Solver
 from shallowflow.solvers.common import Levels, Outcome, Trajectory
 from shallowflow.solvers.exact import Flow
 from shallowflow.start import (
@@ -189,11 +189,11 @@ def _solve(
     traced values."""
     grid, levels = jnp.asarray(v.grid), jnp.asarray(v.levels)
     size = v.draw.p * (working_dim(sig.draw.geometry, v.draw.n, v.draw.d, jnp.minimum) + 1)
-    return sig.solver.bind(v.solver).solve(
-        geom,
-        start.prob,
-        start.state,
-        grid,
+    args = SolveArgs(
+        geom=geom,
+        prob=start.prob,
+        state0=start.state,
+        grid=grid,
         stop_loss=v.stop.stop_loss,
         diverge_factor=v.stop.diverge_factor,
         act=sig.activation,
@@ -202,6 +202,7 @@ def _solve(
         size=size,
         levels=levels if sig.levels else None,
     )
+    return sig.solver.bind(v.solver).solve(args)
 
 
 def _solution_rates(

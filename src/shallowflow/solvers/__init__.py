@@ -13,13 +13,14 @@ frozen spec (:class:`~.base.Solver`, in the manner of diffrax's solver objects):
 
 :data:`SOLVERS` maps the configuration's name of a solver (``solver="gd"``) to its
 spec's class: the one place a solver is chosen by name. A new solver is one module
-with one :class:`~.base.Solver` subclass, made known by :func:`register`.
+with one :class:`~.base.Solver` subclass, whose ``solve`` takes the run as one
+:class:`~.base.SolveArgs`, made known by :func:`register`.
 """
 
 from __future__ import annotations
 
 from shallowflow.errors import ShallowflowInputError
-from shallowflow.solvers.base import Solver
+from shallowflow.solvers.base import SolveArgs, Solver
 from shallowflow.solvers.common import Trajectory
 from shallowflow.solvers.floor import FloorFlow
 from shallowflow.solvers.flow import ExactFlow
@@ -47,6 +48,7 @@ __all__ = [
     "SOLVERS",
     "ExactFlow",
     "FloorFlow",
+    "SolveArgs",
     "Solver",
     "Trajectory",
     "register",

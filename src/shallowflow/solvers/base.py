@@ -13,7 +13,8 @@ depends on which solver runs:
   :meth:`Solver.bind` joins them again inside the program;
 - its **step cap** (:meth:`Solver.max_steps`, static) and its checks against the
   horizon (:meth:`Solver.check`);
-- its **solve** (:meth:`Solver.solve`), which every solver answers with one
+- its **solve** (:meth:`Solver.solve`), which takes one :class:`SolveArgs` (the run:
+  the same for every solver, defined once here) and answers with one
   :class:`~.common.Trajectory` (the exact flow with its :class:`~.exact.Flow`).
 
 Every field of a spec is named as the configuration's knob it is read from
@@ -27,7 +28,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 import jax
 import numpy as np
@@ -38,6 +39,36 @@ from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State
 from shallowflow.solvers.common import Trajectory
 from shallowflow.solvers.exact import Flow
+
+
+class SolveArgs(NamedTuple):
+    """What the engine gives every solver's :meth:`Solver.solve`: one run, everything
+    but the solver's own options (those are the spec's fields). Defined once, so a new
+    solver takes it whole and reads the fields it needs."""
+
+    geom: Geometry
+    """The data geometry (SPEC §3): dense, reduced, diagonal or implicit coordinates."""
+    prob: Problem
+    """The run's examples and labels in those coordinates (padded to static sizes)."""
+    state0: State
+    """θ(0) = (a, W) in those coordinates."""
+    grid: jax.Array
+    """The record grid in the solver's units (:meth:`Solver.record_grid`: GD's integer
+    steps, a flow's times)."""
+    stop_loss: Real
+    """Stop, converged, at this loss (SPEC §5: 1/(2n) by default)."""
+    diverge_factor: Real
+    """Stop, diverged, once the loss exceeds diverge_factor·L(0)."""
+    act: Activation
+    """σ (SPEC §6): a compiled-in spec."""
+    tail: int
+    """μ(t_∞)'s window in the solver's units (:meth:`Solver.tail_window`, SPEC §5)."""
+    max_steps: int
+    """The static cap on the solver's steps (:meth:`Solver.max_steps`; 0: none)."""
+    size: Size
+    """The run's real entries of θ, p·(D + 1) unpadded: an RMS norm's count."""
+    levels: jax.Array | None
+    """Losses at which the run is measured again (``--levels``), or None."""
 
 
 @dataclass(frozen=True)
@@ -137,23 +168,6 @@ class Solver(abc.ABC):
     # ------------------------------------------------------------------- the solve
 
     @abc.abstractmethod
-    def solve(
-        self,
-        geom: Geometry,
-        prob: Problem,
-        state0: State,
-        grid: jax.Array,
-        *,
-        stop_loss: Real,
-        diverge_factor: Real,
-        act: Activation,
-        tail: int,
-        max_steps: int,
-        size: Size,
-        levels: jax.Array | None,
-    ) -> Trajectory | Flow:
-        """Solve one run from ``state0``, recording θ at ``grid`` (the solver's units):
-        stop at ``stop_loss`` (converged) or above ``diverge_factor``·L(0) (diverged);
-        μ(t_∞) over the last ``tail`` (:meth:`tail_window`); ``max_steps``: the step cap
-        (:meth:`max_steps`); ``size``: the run's real entries of θ (padding);
-        ``levels``: losses at which the run is measured again, or None."""
+    def solve(self, args: SolveArgs) -> Trajectory | Flow:
+        """Solve one run (:class:`SolveArgs`: its problem, start, record grid, stops and
+        measures) with this spec's own options."""

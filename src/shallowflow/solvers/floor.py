@@ -39,7 +39,7 @@ from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, forward, vector_field
 from shallowflow.observables import mu
-from shallowflow.solvers.base import Solver
+from shallowflow.solvers.base import SolveArgs, Solver
 from shallowflow.solvers.common import Outcome, Trajectory, exploded
 
 METHODS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
@@ -141,35 +141,20 @@ class FloorFlow(Solver):
         """horizon/floor steps (at most :data:`FLOW_MAX_STEPS`), plus 10 000 rejected."""
         return min(int(horizon / self.dtmin), FLOW_MAX_STEPS) + 10_000
 
-    def solve(
-        self,
-        geom,
-        prob,
-        state0,
-        grid,
-        *,
-        stop_loss,
-        diverge_factor,
-        act,
-        tail,
-        max_steps,
-        size,
-        levels,
-    ) -> Trajectory:
+    def solve(self, args: SolveArgs) -> Trajectory:
         """:func:`solve` (no μ(t_∞) window, no levels: the tail rate is the state's μ)."""
-        del tail, levels
         return solve(
-            geom,
-            prob,
-            state0,
-            grid,
+            args.geom,
+            args.prob,
+            args.state0,
+            args.grid,
             rtol=self.rtol,
             atol=self.atol,
-            stop_loss=stop_loss,
-            diverge_factor=diverge_factor,
-            act=act,
+            stop_loss=args.stop_loss,
+            diverge_factor=args.diverge_factor,
+            act=args.act,
             dtmin=self.dtmin,
             method=self.method,
-            max_steps=max_steps,
-            size=size,
+            max_steps=args.max_steps,
+            size=args.size,
         )

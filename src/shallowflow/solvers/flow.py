@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shallowflow.solvers import exact, smooth
-from shallowflow.solvers.base import Solver
+from shallowflow.solvers.base import SolveArgs, Solver
 
 # Cap on the exact flow's step attempts (then the run is "stalled").
 EXACT_MAX_STEPS = 50_000_000
@@ -30,35 +30,21 @@ class ExactFlow(Solver):
         """A fixed cap on step attempts: the flow's steps do not scale with a floor."""
         return EXACT_MAX_STEPS
 
-    def solve(
-        self,
-        geom,
-        prob,
-        state0,
-        grid,
-        *,
-        stop_loss,
-        diverge_factor,
-        act,
-        tail,
-        max_steps,
-        size,
-        levels,
-    ) -> exact.Flow:
-        """:func:`.exact.solve` for a piecewise-linear ``act``, else :func:`.smooth.solve`."""
-        run = exact.solve if act.piecewise_linear else smooth.solve
+    def solve(self, args: SolveArgs) -> exact.Flow:
+        """:func:`.exact.solve` for a piecewise-linear σ, else :func:`.smooth.solve`."""
+        run = exact.solve if args.act.piecewise_linear else smooth.solve
         return run(
-            geom,
-            prob,
-            state0,
-            grid,
+            args.geom,
+            args.prob,
+            args.state0,
+            args.grid,
             rtol=self.rtol,
             atol=self.atol,
-            stop_loss=stop_loss,
-            diverge_factor=diverge_factor,
-            act=act,
-            tail=float(tail),
-            max_steps=max_steps,
-            size=size,
-            levels=levels,
+            stop_loss=args.stop_loss,
+            diverge_factor=args.diverge_factor,
+            act=args.act,
+            tail=float(args.tail),
+            max_steps=args.max_steps,
+            size=args.size,
+            levels=args.levels,
         )

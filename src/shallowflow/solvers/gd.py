@@ -35,7 +35,7 @@ from shallowflow.activations import Activation, relu
 from shallowflow.data import Real
 from shallowflow.geometry import Geometry
 from shallowflow.model import Problem, State, field_from_forward, forward
-from shallowflow.solvers.base import Solver
+from shallowflow.solvers.base import SolveArgs, Solver
 from shallowflow.solvers.common import (
     Outcome,
     Trajectory,
@@ -215,33 +215,18 @@ class GD(Solver):
                 "is 32-bit)"
             )
 
-    def solve(
-        self,
-        geom,
-        prob,
-        state0,
-        grid,
-        *,
-        stop_loss,
-        diverge_factor,
-        act,
-        tail,
-        max_steps,
-        size,
-        levels,
-    ) -> Trajectory:
+    def solve(self, args: SolveArgs) -> Trajectory:
         """:func:`solve` (GD needs no step cap and no size)."""
-        del max_steps, size
         return solve(
-            geom,
-            prob,
-            state0,
-            grid,
+            args.geom,
+            args.prob,
+            args.state0,
+            args.grid,
             lr=self.lr,
-            stop_loss=stop_loss,
-            diverge_factor=diverge_factor,
-            act=act,
-            tail=tail,
-            levels=levels,
+            stop_loss=args.stop_loss,
+            diverge_factor=args.diverge_factor,
+            act=args.act,
+            tail=args.tail,
+            levels=args.levels,
             rule=self.stop_rule,
         )

@@ -42,53 +42,62 @@ def _rk4(field, y0, dt: float, steps: int, every: int):
     return jax.lax.scan(block, y0, None, length=steps // every)[1]
 
 
-def scaling(p: P, fig_dir: Path | None = None) -> CheckResult:
-    """SPEC §1: with θ̃(0) = θ(0)/√p, plain flow on L̃ gives θ̃(t) = θ(t)/√p."""
-    n, d, pw = p["n"], p["d"], p["p"]
-    geom = Geometry("dense")
-    with jax.enable_x64(True):
-        key = jax.random.key(p.get("seed", 0))
-        kx, ky, kw, ka = jax.random.split(key, 4)
-        X = sphere(kx, n, d, jnp.float64)
-        y = paper_labels(ky, n, jnp.float64)
-        W = inits.gaussian_w(kw, pw, d, 1.0, jnp.float64)
-        a = jax.random.normal(ka, (pw,), jnp.float64)
-        prob = Problem(X, y)
-        c = float(p.get("scale", math.sqrt(pw)))
+def _draw(p: P) -> tuple[jax.Array, jax.Array, State]:
+    """Sphere data, paper labels and a Gaussian θ(0) (float64 inside ``enable_x64``)."""
+    key = jax.random.key(p.get("seed", 0))
+    kx, ky, kw, ka = jax.random.split(key, 4)
+    X = sphere(kx, p["n"], p["d"], jnp.float64)
+    y = paper_labels(ky, p["n"], jnp.float64)
+    W = inits.gaussian_w(kw, p["p"], p["d"], 1.0, jnp.float64)
+    a = jax.random.normal(ka, (p["p"],), jnp.float64)
+    return X, y, State(a, W)
 
-        def loss_std(th):
-            h = jnp.maximum(th.v @ X.T, 0.0).T @ th.a
-            return 0.5 * jnp.mean((y - h) ** 2)
 
-        grad_std = jax.grad(loss_std)
-        mf = jax.jit(
-            lambda s: _rk4(
-                lambda t: vector_field(geom, t, prob), s, p["dt"], p["steps"], p["every"]
-            )
+def _flows(p: P, geom: Geometry, prob: Problem, th: State, c: float):
+    """RK4 of the mean-field flow dθ/dt = F(θ) from θ(0) and of the plain flow
+    dθ̃/dt = −∇L̃(θ̃), L̃ = (1/2n) Σ (y_i − Σ_j ã_j σ(⟨w̃_j, x_i⟩))², from θ(0)/c."""
+    X, y = prob.z, prob.y
+
+    def loss_std(th):
+        h = jnp.maximum(th.v @ X.T, 0.0).T @ th.a
+        return 0.5 * jnp.mean((y - h) ** 2)
+
+    grad_std = jax.grad(loss_std)
+    mf = jax.jit(
+        lambda s: _rk4(lambda t: vector_field(geom, t, prob), s, p["dt"], p["steps"], p["every"])
+    )
+    std = jax.jit(
+        lambda s: _rk4(
+            lambda t: jax.tree_util.tree_map(jnp.negative, grad_std(t)),
+            s,
+            p["dt"],
+            p["steps"],
+            p["every"],
         )
-        std = jax.jit(
-            lambda s: _rk4(
-                lambda t: jax.tree_util.tree_map(jnp.negative, grad_std(t)),
-                s,
-                p["dt"],
-                p["steps"],
-                p["every"],
-            )
-        )
-        th = State(a, W)
-        traj_mf = jax.device_get(mf(th))
-        traj_std = jax.device_get(std(State(a / c, W / c)))
+    )
+    traj_mf = jax.device_get(mf(th))
+    traj_std = jax.device_get(std(State(th.a / c, th.v / c)))
+    return traj_mf, traj_std
 
-        def loss_mf(s):
-            h = jnp.maximum(s.v @ X.T, 0.0).T @ s.a / pw
-            return 0.5 * jnp.mean((y - h) ** 2)
 
-        g = jax.grad(loss_mf)(th)
-        f = vector_field(geom, th, prob)
-        field_err = float(
-            jnp.sqrt(sum(jnp.sum((fi + pw * gi) ** 2) for fi, gi in zip(f, g, strict=True)))
-            / jnp.sqrt(sum(jnp.sum(fi**2) for fi in f))
-        )
+def _field_error(geom: Geometry, prob: Problem, th: State) -> float:
+    """‖F(θ) + p∇L(θ)‖/‖F(θ)‖ with ∇L by autodiff of L = (1/2n) Σ (y_i − h_θ(x_i))² (SPEC §1)."""
+    X, y, pw = prob.z, prob.y, th.a.shape[0]
+
+    def loss_mf(s):
+        h = jnp.maximum(s.v @ X.T, 0.0).T @ s.a / pw
+        return 0.5 * jnp.mean((y - h) ** 2)
+
+    g = jax.grad(loss_mf)(th)
+    f = vector_field(geom, th, prob)
+    return float(
+        jnp.sqrt(sum(jnp.sum((fi + pw * gi) ** 2) for fi, gi in zip(f, g, strict=True)))
+        / jnp.sqrt(sum(jnp.sum(fi**2) for fi in f))
+    )
+
+
+def _relative_gap(traj_mf, traj_std, c: float) -> np.ndarray:
+    """‖θ(t)/c − θ̃(t)‖/‖θ̃(t)‖ at each saved time."""
     num = np.sqrt(
         sum(
             np.sum((np.asarray(m) / c - np.asarray(s)) ** 2, axis=tuple(range(1, np.ndim(m))))
@@ -98,7 +107,20 @@ def scaling(p: P, fig_dir: Path | None = None) -> CheckResult:
     den = np.sqrt(
         sum(np.sum((np.asarray(s)) ** 2, axis=tuple(range(1, np.ndim(s)))) for s in traj_std)
     )
-    rel = num / den
+    return num / den
+
+
+def scaling(p: P, fig_dir: Path | None = None) -> CheckResult:
+    """SPEC §1: with θ̃(0) = θ(0)/√p, plain flow on L̃ gives θ̃(t) = θ(t)/√p."""
+    n, d, pw = p["n"], p["d"], p["p"]
+    geom = Geometry("dense")
+    c = float(p.get("scale", math.sqrt(pw)))
+    with jax.enable_x64(True):
+        X, y, th = _draw(p)
+        prob = Problem(X, y)
+        traj_mf, traj_std = _flows(p, geom, prob, th, c)
+        field_err = _field_error(geom, prob, th)
+    rel = _relative_gap(traj_mf, traj_std, c)
     err = float(rel.max())
     times = p["dt"] * p["every"] * np.arange(1, rel.size + 1)
     ok = err <= p["tol"] and field_err <= p["tol"]
