@@ -78,3 +78,19 @@ def test_interval_yerr_draws_no_bar_for_a_missing_infinite_or_wrong_side_end():
     np.testing.assert_array_equal(
         interval_yerr(rows, "N"), [[1.0, 0.0, 0.0, 0.0], [2.0, 0.0, 3.0, 0.5]]
     )
+
+
+def test_interval_bars_draw_an_estimate_outside_its_interval_without_a_wrong_bar():
+    """A bootstrap percentile interval need not hold its point estimate: the bar on the
+    wrong side is left out (matplotlib refuses a negative error), the other is drawn."""
+    from matplotlib.figure import Figure
+
+    from shallowflow.plots import interval_bars
+
+    ax = Figure().add_subplot()
+    rows = [{"slope": -0.4, "ci_low": -0.35, "ci_high": -0.2}, {"slope": -0.5, "ci_low": -0.6,
+            "ci_high": -0.45}]  # fmt: skip
+    interval_bars(ax, [1.0, 2.0], rows, "slope", fmt="o")
+    (segments,) = ax.containers[0].lines[2]  # the vertical bars, one segment per point
+    ends = [sorted(seg[:, 1]) for seg in segments.get_segments()]
+    np.testing.assert_allclose(ends, [[-0.4, -0.2], [-0.6, -0.45]], rtol=1e-12)

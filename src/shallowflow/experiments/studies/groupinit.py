@@ -40,7 +40,7 @@ import pandas as pd
 from shallowflow.config import horizon_steps
 from shallowflow.experiments.protocol import EPS, study_cell
 from shallowflow.experiments.studies import measures as mt
-from shallowflow.experiments.studies.common import design_of
+from shallowflow.experiments.studies.common import design_of, holds
 from shallowflow.report.format import ci, fmt
 from shallowflow.stats.fits import bootstrap_slopes, loglog_slope
 from shallowflow.stats.resample import exponent_reps
@@ -260,7 +260,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     key = get("exponent", arm_name("gaussian", small), KEY, small)
     groups = {b: get("exponent", arm_name("group", b), KEY, b) for b in d["betas"]}
     best, diff = nearest(get, small, d["betas"])
-    same = diff["ci_low"] <= 0 <= diff["ci_high"]
+    same = holds(diff, 0)
     proto = (
         f"orthogonal data, d = n = {min(d['ns'])}–{max(d['ns'])}, GD η = 1 to 10⁻¹⁰/(2n), "
         f"{d['runs']} runs per n"

@@ -47,7 +47,7 @@ import pandas as pd
 from shallowflow.errors import require
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import EPS, paper_cell
-from shallowflow.experiments.studies.common import design_of, first
+from shallowflow.experiments.studies.common import design_of, first, holds
 from shallowflow.report.format import ci, fmt
 from shallowflow.stats.regression import threshold_shifts
 from shallowflow.stats.thresholds import paired_bootstrap
@@ -290,7 +290,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     lines += _mechanism_lines(summary["mechanism"], summary["n_ref"])
     lines += _resolution(ratios, design["runs"])
     numbers = {"head": head, "thresholds": rows, "ratios": ratios}
-    numbers["resolved"] = {t: not (r["ci_low"] <= 1 <= r["ci_high"]) for t, r in ratios.items()}
+    numbers["resolved"] = {t: not holds(r, 1) for t, r in ratios.items()}
     return lines, numbers
 
 
@@ -364,7 +364,7 @@ def _mechanism_lines(mech: dict[str, Any], n_ref: float) -> list[str]:
 
 def _resolution(ratios: dict[str, dict], runs: int) -> list[str]:
     """What would resolve the unresolved shifts: the runs for an interval of ±2%."""
-    open_ = {t: r for t, r in ratios.items() if r["ci_low"] <= 1 <= r["ci_high"]}
+    open_ = {t: r for t, r in ratios.items() if holds(r, 1)}
     if not open_:
         return ["Every initialisation's shift is resolved (its interval excludes 0)."]
     half = max(50 * (r["ci_high"] - r["ci_low"]) for r in open_.values())

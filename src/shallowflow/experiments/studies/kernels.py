@@ -57,7 +57,7 @@ from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.protocol import paper_cell
 from shallowflow.experiments.studies import measures as mt
-from shallowflow.experiments.studies.common import design_of, first, select
+from shallowflow.experiments.studies.common import design_of, first, holds, select
 from shallowflow.geometry import to_dense
 from shallowflow.plots import design_ticks
 from shallowflow.report.format import ci, fmt
@@ -358,7 +358,7 @@ def _caveats(table: pd.DataFrame, tag: str, design: dict[str, Any]) -> list[str]
     out = []
     for n in _ns(table, tag):
         ratio = _ratio(table, tag, n)
-        if ratio["ci_low"] <= 1 <= ratio["ci_high"]:
+        if holds(ratio, 1):
             log_r = math.log(ratio["value"])
             gap = max(abs(log_r), math.log(1.05))  # resolve at least a ratio of 1.05
             half = math.log(ratio["ci_high"] / ratio["ci_low"]) / 2

@@ -40,7 +40,7 @@ import pandas as pd
 from shallowflow.experiments.adaptive import run_adaptive
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import Protocol, study_cell
-from shallowflow.experiments.studies.common import design_of
+from shallowflow.experiments.studies.common import design_of, holds
 from shallowflow.plots import interval_bars, interval_yerr
 from shallowflow.report.format import ci, fmt
 from shallowflow.stats import fits
@@ -244,7 +244,7 @@ def against(row: dict[str, Any], value: float) -> str:
     """Whether the interval of β holds ``value``."""
     if not np.isfinite(row["beta"]):
         return "undecided (no exponent)"
-    if row["ci_low"] <= value <= row["ci_high"]:
+    if holds(row, value):
         return "consistent"
     return "excluded, N grows faster" if row["ci_low"] > value else "excluded, N grows slower"
 
@@ -367,7 +367,7 @@ def _caveats(table: pd.DataFrame, key: dict[str, Any]) -> list[str]:
             f"Thresholds at the edge of their window or unbounded at {places}: widen the "
             "window (Design.exponents) or add runs there before reading them."
         )
-    if key["ci_low"] <= THEORY_BETA <= key["ci_high"] and key["ci_low"] <= 1 <= key["ci_high"]:
+    if holds(key, THEORY_BETA) and holds(key, FIGURE_BETA):
         out.append(
             "β's interval holds both 1/2 and 1: more runs per point (the paper preset's 20 "
             "or more) and a d range of a factor 16 or more would decide."
