@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from shallowflow.cli import app
 from shallowflow.experiments.studies import conjecture1 as study
 from shallowflow.experiments.studies import run_study
+from shallowflow.stats.resample import exponent
 from shallowflow.storage import read_json, read_parquet
 from shallowflow.verify.checks import conjecture1 as check
 from shallowflow.verify.ledger import Verdict
@@ -38,13 +39,13 @@ def _planted(exponent: float, ns=(100, 200, 400, 800), runs=40, seed=0) -> pd.Da
 
 
 def test_exponent_recovers_a_planted_slope_with_its_interval():
-    row = study.exponent(_planted(-0.6), "x", boot=400)
+    row = exponent(_planted(-0.6), "x", boot=400)
     assert row["slope"] == pytest.approx(-0.6, abs=0.03)
     assert row["ci_low"] < -0.6 < row["ci_high"] and row["ci_high"] - row["ci_low"] < 0.1
     runs = _planted(-0.6)
     runs.loc[:3, "x"] = np.nan  # runs that never reached the level are left out, and counted
-    assert study.exponent(runs, "x", boot=50)["missing"] == 4
-    window = study.exponent(_planted(-0.6), "x", boot=50, ns=(200, 400))
+    assert exponent(runs, "x", boot=50)["missing"] == 4
+    window = exponent(_planted(-0.6), "x", boot=50, ns=(200, 400))
     assert (window["n_min"], window["n_max"], window["points"]) == (200, 400, 2)
 
 

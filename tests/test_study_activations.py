@@ -15,6 +15,7 @@ from shallowflow.columns import describe
 from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.studies import activations as study
 from shallowflow.experiments.studies import run_study
+from shallowflow.experiments.studies.common import select
 from shallowflow.storage import read_json, read_parquet
 from shallowflow.theory.width import coverage_probability, coverage_width
 
@@ -54,7 +55,7 @@ def _planted(laws: dict[str, str], rng, runs: int = 24) -> pd.DataFrame:
 
 
 def _law(table, act, law, h=10.0):
-    rows = study._rows(table, "law", act, h)
+    rows = select(table, part="law", activation=act, horizon_T=h)
     return rows[rows["law"] == law].iloc[0]
 
 
@@ -69,7 +70,7 @@ def test_planted_constant_and_log_laws_are_told_apart_and_covered():
     assert relu["ci_low"] <= 3.5 <= relu["ci_high"] and relu["ci_low"] > 2
     # over n = 32–1024 a power n^0.25 mimics the log law: growth, not which of the two
     assert _law(table, "relu", "constant")["delta_aic"] > 10 and relu["delta_aic"] < 2
-    need = study._rows(table, "p_0.9", "relu", 10.0)
+    need = select(table, part="p_0.9", activation="relu", horizon_T=10.0)
     assert (need["status"] == "located").all()
     truth = LAWS["log"](need["n"])
     assert np.mean((need["ci_low"] <= truth) & (truth <= need["ci_high"])) >= 5 / 6
@@ -115,7 +116,7 @@ def test_every_width_succeeds_is_censored_at_the_smallest_p():
     runs = _planted({"leaky:0.1": "constant"}, np.random.default_rng(3))
     runs["success"], runs["t_final"] = True, 0.0
     table, summary = study.summarise(runs, _design(("leaky:0.1",)))
-    need = study._rows(table, "p_0.9", "leaky:0.1", 10.0)
+    need = select(table, part="p_0.9", activation="leaky:0.1", horizon_T=10.0)
     assert (need["status"] == "below").all() and (need["value"] == 1.0).all()
     assert need["ci_low"].isna().all()
     g = study.growth(table, summary, "leaky:0.1", 10.0)
@@ -124,7 +125,7 @@ def test_every_width_succeeds_is_censored_at_the_smallest_p():
     # 4 of 24 fail at p = 1 at one n: p_0.9 located at 1.21 there, its interval holding 1
     runs.loc[(runs["n"] == 32) & (runs["p"] == 1) & (runs["run"] < 4), "success"] = False
     table, summary = study.summarise(runs, _design(("leaky:0.1",)))
-    need = study._rows(table, "p_0.9", "leaky:0.1", 10.0)
+    need = select(table, part="p_0.9", activation="leaky:0.1", horizon_T=10.0)
     assert set(need["status"]) == {"located", "below"} and (need["ci_low"] <= 1).sum() == 1
     g = study.growth(table, summary, "leaky:0.1", 10.0)
     assert g["kind"] == "minimal" and "converged in 140 of 144 runs" in g["text"]

@@ -10,6 +10,7 @@ from scipy import special
 
 from shallowflow.experiments.studies import flow as study
 from shallowflow.experiments.studies import run_study
+from shallowflow.experiments.studies.common import first
 from shallowflow.stats.fits import extrapolate_to_zero
 from shallowflow.storage import read_json, read_parquet
 
@@ -51,8 +52,8 @@ DESIGN = study.Design(d=20, ns=NS, runs=200, boot=120)
 def test_extrapolation_recovers_a_planted_first_order_shift():
     """N(η) = 300 − 60η: N₀ = 300 and N(1) = 240, an effect of −20%."""
     table, summary = study.summarise(_planted(lambda eta: 300 - 60 * eta), DESIGN)
-    n0 = study._get(table, "extrapolation")
-    eff = study._get(table, "effect")
+    n0 = first(table, part="extrapolation")
+    eff = first(table, part="effect")
     assert n0["ci_low"] <= 300 <= n0["ci_high"] and abs(n0["value"] - 300) < 15
     assert eff["ci_low"] <= -0.2 <= eff["ci_high"] and eff["ci_high"] < 0
     lines, numbers = study.verdict(table, summary)
@@ -62,7 +63,7 @@ def test_extrapolation_recovers_a_planted_first_order_shift():
 
 def test_a_null_effect_is_not_reported_as_one():
     table, summary = study.summarise(_planted(lambda eta: 300.0), DESIGN)
-    eff = study._get(table, "effect")
+    eff = first(table, part="effect")
     assert eff["ci_low"] < 0 < eff["ci_high"]
     lines, numbers = study.verdict(table, summary)
     assert not numbers["resolved"] and "cannot be told apart" in lines[-1]
@@ -124,7 +125,7 @@ def test_smaller_steps_without_a_fall_give_a_bound_not_a_negative_threshold():
     table, summary = study.summarise(runs, DESIGN)
     assert summary["extrapolation"]["best"] is None
     lines, numbers = study.verdict(table, summary)
-    n1 = study._get(table, "threshold", "gd eta=1")
+    n1 = first(table, part="threshold", variant="gd eta=1")
     assert n1 is not None and n1["ci_low"] <= 260 <= n1["ci_high"]
     assert (
         lines[0].startswith("N(1) = ")

@@ -16,6 +16,7 @@ from shallowflow import make_config, simulate
 from shallowflow.columns import describe
 from shallowflow.experiments.studies import initialisation as study
 from shallowflow.experiments.studies import run_study
+from shallowflow.experiments.studies.common import first
 from shallowflow.results import runs_table
 from shallowflow.start import UserArrays
 from shallowflow.storage import read_json, read_parquet
@@ -66,12 +67,13 @@ def test_a_planted_shift_of_the_threshold_is_found_with_its_sign_and_covered():
     threshold's interval holds its planted value, and the verdict says it lowers N."""
     runs = _planted({"paper": BASE_N, "a_0.1": 0.9 * BASE_N})
     table, summary = study.summarise(runs, _design(("paper", "a_0.1")))
-    ratio = study._get(table, "ratio", "a_0.1")
+    ratio = first(table, part="ratio", variant="a_0.1")
     assert ratio["ci_low"] <= 0.9 <= ratio["ci_high"] < 1.0
     for tag, big_n in (("paper", BASE_N), ("a_0.1", 0.9 * BASE_N)):
-        row = study._get(table, "threshold", tag)
+        row = first(table, part="threshold", variant=tag)
         assert row["ci_low"] <= big_n <= row["ci_high"], tag
-    assert study._get(table, "threshold", "a_0.1")["violating_fraction"] == pytest.approx(0.99)
+    head = first(table, part="threshold", variant="a_0.1")
+    assert head["violating_fraction"] == pytest.approx(0.99)
     lines, numbers = study.verdict(table, summary)
     assert lines[0].startswith("N(a-scale 0.1) = ")
     assert "breaking Assumption 1 for 99% of neurons" in lines[0]
@@ -80,7 +82,7 @@ def test_a_planted_shift_of_the_threshold_is_found_with_its_sign_and_covered():
     assert any(line.startswith(f"Failures: {fails} of the {fails} failed runs") for line in lines)
     assert "1.5× (a-scale 0.1)" in next(line for line in lines if line.startswith("Failures"))
     # the mechanism: the violating fraction carries the planted shift of −10% per 99%
-    shift = study._get(table, "shift", "violating: violating")
+    shift = first(table, part="shift", variant="violating: violating")
     assert shift["ci_low"] <= -0.1 / 0.99 <= shift["ci_high"] < 0
 
 
@@ -92,7 +94,7 @@ def test_initialisations_with_one_threshold_are_not_reported_as_an_effect(shared
     runs = _planted(dict.fromkeys(tags, BASE_N), shared=shared, seed=3)
     table, summary = study.summarise(runs, _design(tags))
     for tag in tags[1:]:
-        ratio = study._get(table, "ratio", tag)
+        ratio = first(table, part="ratio", variant=tag)
         assert ratio["ci_low"] <= 1.0 <= ratio["ci_high"], tag
         if shared:
             assert ratio["ci_low"] == ratio["ci_high"] == 1.0

@@ -54,6 +54,24 @@ def _as_real(arr: object, param: str) -> np.ndarray:
     )
 
 
+def _vector(v: object, param: str, size: tuple[str, int], matrix: str) -> np.ndarray:
+    """``v`` as a finite float64 1-D array with one entry per row of ``matrix``
+    (``size``: the rows' symbol and number, n of X or p of W)."""
+    symbol, rows = size
+    v = _as_real(v, param)
+    if v.ndim != 1:
+        raise ShallowflowInputError(
+            param,
+            f"must be 1-D of shape ({symbol},) = ({rows},); got ndim {v.ndim} (shape {v.shape})",
+        )
+    if v.shape[0] != rows:
+        raise ShallowflowInputError(
+            param, f"has length {v.shape[0]}; must equal {symbol} = {rows} (rows of {matrix})"
+        )
+    _require_finite(v, param)
+    return v
+
+
 def _require_finite(a: np.ndarray, param: str) -> None:
     bad = ~np.isfinite(a)
     count = int(bad.sum())
@@ -90,15 +108,7 @@ def validate_data(
         if require_labels:
             raise ShallowflowInputError("y", f"labels are required: an array of shape ({n},)")
         return X, None
-    y = _as_real(y, "y")
-    if y.ndim != 1:
-        raise ShallowflowInputError(
-            "y", f"must be 1-D of shape (n,) = ({n},); got ndim {y.ndim} (shape {y.shape})"
-        )
-    if y.shape[0] != n:
-        raise ShallowflowInputError("y", f"has length {y.shape[0]}; must equal n = {n} (rows of X)")
-    _require_finite(y, "y")
-    return X, y
+    return X, _vector(y, "y", ("n", n), "X")
 
 
 def validate_state(W: object, a: object, d: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -122,15 +132,7 @@ def validate_state(W: object, a: object, d: int | None = None) -> tuple[np.ndarr
     if d is not None and dw != d:
         raise ShallowflowInputError("W", f"has {dw} columns; must equal the data dimension d = {d}")
     _require_finite(W, "W")
-    a = _as_real(a, "a")
-    if a.ndim != 1:
-        raise ShallowflowInputError(
-            "a", f"must be 1-D of shape (p,) = ({p},); got ndim {a.ndim} (shape {a.shape})"
-        )
-    if a.shape[0] != p:
-        raise ShallowflowInputError("a", f"has length {a.shape[0]}; must equal p = {p} (rows of W)")
-    _require_finite(a, "a")
-    return W, a
+    return W, _vector(a, "a", ("p", p), "W")
 
 
 # --------------------------------------------------------------------------- loading

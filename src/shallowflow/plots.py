@@ -24,8 +24,11 @@ from shallowflow.storage import atomic_open  # noqa: E402
 __all__ = [
     "STYLE",
     "design_ticks",
+    "interval_bars",
+    "interval_yerr",
     "logistic",
     "plot_success",
+    "rate_references",
     "render",
     "save",
     "save_figure",
@@ -51,6 +54,30 @@ def yerr(points: pd.DataFrame) -> np.ndarray:
     """Asymmetric Hoeffding bars around the success fraction."""
     frac = points["fraction"].to_numpy()
     return np.vstack([frac - points["bar_low"].to_numpy(), points["bar_high"].to_numpy() - frac])
+
+
+def interval_bars(ax, x, rows, key: str = "value", **style) -> None:
+    """Draw each row's ``key`` at ``x`` with its 95% interval [ci_low, ci_high] as
+    asymmetric error bars (``style``: matplotlib's errorbar options); a missing end draws
+    no bar, nor does one on the wrong side of the value (a bootstrap percentile interval
+    need not hold its point estimate)."""
+    y = np.array([r[key] for r in rows])
+    err = np.array([[r[key] - r["ci_low"], r["ci_high"] - r[key]] for r in rows]).T
+    ax.errorbar(x, y, yerr=np.clip(err, 0.0, None), **style)  # matplotlib refuses negatives
+
+
+def rate_references(ax) -> None:
+    """The exponents a rate's slope in n is read against, as horizontal lines: −1/2
+    (Conjecture 1, dashed) and −1 (the other end of Proposition 1's range, dotted)."""
+    for ref, ls in ((-0.5, "--"), (-1.0, ":")):
+        ax.axhline(ref, color="k", ls=ls, lw=0.8)
+
+
+def interval_yerr(rows: pd.DataFrame, key: str = "value") -> np.ndarray:
+    """The (2, k) ``yerr`` of a table's rows around ``key`` from their [ci_low, ci_high];
+    an end that is missing, infinite or on the wrong side of the value draws no bar."""
+    ends = [rows[key] - rows["ci_low"], rows["ci_high"] - rows[key]]
+    return np.vstack([e.clip(lower=0).replace(np.inf, 0).fillna(0) for e in ends])
 
 
 def design_ticks(ax, values) -> None:

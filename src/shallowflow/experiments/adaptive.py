@@ -41,7 +41,7 @@ from shallowflow.experiments.figures import FIGURES
 from shallowflow.experiments.lockstep import Request, lockstep
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
-from shallowflow.report.format import fmt
+from shallowflow.report.format import ci, fmt
 from shallowflow.stats.design import AdaptiveResult, SimulateMany, adaptive_threshold
 from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic
@@ -337,8 +337,7 @@ def adaptive_lines(proto: Protocol, record: dict[str, Any]) -> list[str]:
         where = f"{proto.group} = {g[proto.group]}: " if proto.group else ""
         reached = "reached" if g["reached_target"] else "not reached: run budget spent"
         lines.append(
-            f"adaptive: {where}N = {fmt(g['N'], 4)} [{fmt(g['ci_low'], 4)}, "
-            f"{fmt(g['ci_high'], 4)}], width {fmt(g['ci_width'])} (target "
+            f"adaptive: {where}N = {ci(g, 4, 'N')}, width {fmt(g['ci_width'])} (target "
             f"{fmt(g['target_width'])} {reached}) with {g['runs_used']} runs vs "
             f"{g['grid_runs']} runs on the grid (saving {g['saving']:.0%})"
         )

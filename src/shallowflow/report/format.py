@@ -3,9 +3,12 @@ answers and of a value with its uncertainty."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
-__all__ = ["fmt", "plus_minus", "value", "yes"]
+__all__ = ["ci", "fmt", "plus_minus", "value", "yes"]
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -14,6 +17,26 @@ def fmt(x: float | None, digits: int = 3) -> str:
     if x is not None and np.isinf(x):
         return "∞" if x > 0 else "−∞"
     return "nan" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def ci(
+    row: Mapping[Any, Any],
+    digits: int = 3,
+    key: str = "value",
+    *,
+    scale: float = 1.0,
+    shift: float = 0.0,
+    unit: str = "",
+) -> str:
+    """``row[key] [ci_low, ci_high]`` to ``digits`` significant digits, each number read
+    as scale·(x − shift) followed by ``unit`` (``scale=100, shift=1, unit="%"``: a ratio
+    as a change in percent)."""
+    plain = scale == 1.0 and shift == 0.0
+
+    def one(k: str) -> str:
+        return fmt(row[k] if plain else scale * (row[k] - shift), digits) + unit
+
+    return f"{one(key)} [{one('ci_low')}, {one('ci_high')}]"
 
 
 def yes(cond: bool) -> str:

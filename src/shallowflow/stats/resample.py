@@ -1,13 +1,25 @@
 """Estimates over runs with their intervals: means with a paired bootstrap, a success
-fraction with Wilson's interval, a mean with its standard error."""
+fraction with Wilson's interval, a mean with its standard error, and the exponent in n
+of a measure's mean with a bootstrap interval over runs."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["bootstrap_means", "mean_se", "percentile_interval", "wilson"]
+from shallowflow.stats.fits import bootstrap_slopes, loglog_slope
+
+__all__ = [
+    "bootstrap_means",
+    "exponent",
+    "exponent_reps",
+    "mean_se",
+    "percentile_interval",
+    "wilson",
+]
 
 
 def bootstrap_means(
@@ -45,3 +57,57 @@ def mean_se(x: np.ndarray) -> tuple[float, float]:
     if x.size < 2:
         return (float(x.mean()) if x.size else math.nan), math.nan
     return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
+
+
+def _per_n(
+    runs: pd.DataFrame, column: str, ns: tuple | None
+) -> tuple[list[tuple[Any, np.ndarray]], int]:
+    """Per n (within ``ns``, ends included), the finite positive values of ``column``
+    (the n with none left out), and the number of values before that."""
+    groups = [(n, g[column].to_numpy(float)) for n, g in runs.groupby("n", sort=True)]
+    if ns is not None:
+        groups = [(n, v) for n, v in groups if ns[0] <= n <= ns[1]]
+    kept = [(n, v[np.isfinite(v) & (v > 0)]) for n, v in groups]
+    return [(n, v) for n, v in kept if v.size], int(sum(v.size for _, v in groups))
+
+
+def exponent_reps(
+    runs: pd.DataFrame,
+    column: str,
+    boot: int,
+    rng: np.random.Generator,
+    ns: tuple | None = None,
+) -> tuple[float, np.ndarray, int]:
+    """The slope of log(mean ``column`` over runs) on log n (n within ``ns``), its
+    ``boot`` bootstrap replicates over runs (:func:`~shallowflow.stats.fits.
+    bootstrap_slopes`) and the runs used (non-finite or non-positive values left out);
+    NaN with fewer than two n."""
+    kept, _ = _per_n(runs, column, ns)
+    if len(kept) < 2:
+        return math.nan, np.full(boot, math.nan), 0
+    x, samples = np.array([n for n, _ in kept], float), [v for _, v in kept]
+    slope = loglog_slope(x, [v.mean() for v in samples])
+    return slope, bootstrap_slopes(x, samples, boot, rng), int(sum(v.size for v in samples))
+
+
+def exponent(
+    runs: pd.DataFrame, column: str, boot: int, seed: int = 0, ns: tuple | None = None
+) -> dict[str, Any]:
+    """:func:`exponent_reps` as a row: the n range, the points and the runs used, the runs
+    left out (``missing``), the slope and its 95% percentile interval."""
+    kept, total = _per_n(runs, column, ns)
+    used = int(sum(v.size for _, v in kept))
+    row = {"n_min": math.nan, "n_max": math.nan, "points": len(kept), "runs": used}
+    row["missing"] = total - used
+    if len(kept) < 2:
+        return row | {"slope": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    slope, reps, _ = exponent_reps(runs, column, boot, np.random.default_rng(seed), ns)
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    x = [int(n) for n, _ in kept]
+    return row | {
+        "n_min": min(x),
+        "n_max": max(x),
+        "slope": float(slope),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+    }

@@ -192,12 +192,7 @@ def fit_threshold(
     It takes the fitted slope as known and under-covers when the fall is
     sharper than the spacing of ``n`` or the sizes were chosen adaptively.
     """
-    x = np.asarray(n, dtype=float)
-    require(x.ndim == 1 and x.size > 0, "n", "must be a non-empty 1-D array")
-    require(bool(np.all(np.isfinite(x))), "n", "must be finite")
-    k, r = _counts(successes, runs)
-    require(k.shape == x.shape, "successes", f"must have the shape of n {x.shape}")
-    require(np.unique(x).size >= 2, "n", "needs at least two distinct values")
+    x, k, r = _curve(n, successes, runs, "n")
     require(isinstance(n_boot, int | np.integer) and n_boot >= 1, "n_boot", "must be an int >= 1")
     require(0.0 < level < 1.0, "level", "must lie in (0, 1)")
     require(bootstrap in ("parametric", "nonparametric"), "bootstrap", "parametric|nonparametric")
@@ -269,12 +264,7 @@ def fit_level(x: ArrayLike, successes: ArrayLike, runs: ArrayLike, q: float, lev
     ``ℓ_p(x₀)`` maximised over the slope with the curve held through ``(x₀, q)`` (a
     one-parameter constraint, as for 1/2). Returns a :class:`ThresholdFit` whose
     ``threshold`` is ``x_q`` (NaN for a flat curve) and ``se`` half its 68.27% interval."""
-    x = np.asarray(x, dtype=float)
-    require(x.ndim == 1 and x.size > 0, "x", "must be a non-empty 1-D array")
-    require(bool(np.all(np.isfinite(x))), "x", "must be finite")
-    k, r = _counts(successes, runs)
-    require(k.shape == x.shape, "successes", f"must have the shape of x {x.shape}")
-    require(np.unique(x).size >= 2, "x", "needs at least two distinct values")
+    x, k, r = _curve(x, successes, runs, "x")
     require(0.0 < q < 1.0, "q", f"must lie in (0, 1); got {q!r}")
     require(0.0 < level < 1.0, "level", "must lie in (0, 1)")
     c, h = float(np.mean(x)), float(np.std(x))
@@ -331,6 +321,20 @@ def paired_bootstrap(n: ArrayLike, hits: ArrayLike, reps: int, seed: int = 0) ->
 
 def _check_alpha(alpha: float) -> None:
     require(0.0 < alpha < 1.0, "alpha", "must lie in (0, 1)")
+
+
+def _curve(
+    x: ArrayLike, successes: ArrayLike, runs: ArrayLike, name: str
+) -> tuple[NDArray, NDArray, NDArray]:
+    """Validated points of a success curve: ``x`` (called ``name``) a finite, non-empty
+    1-D array with two distinct values or more, and its counts (:func:`_counts`)."""
+    x = np.asarray(x, dtype=float)
+    require(x.ndim == 1 and x.size > 0, name, "must be a non-empty 1-D array")
+    require(bool(np.all(np.isfinite(x))), name, "must be finite")
+    k, r = _counts(successes, runs)
+    require(k.shape == x.shape, "successes", f"must have the shape of {name} {x.shape}")
+    require(np.unique(x).size >= 2, name, "needs at least two distinct values")
+    return x, k, r
 
 
 def _counts(successes: ArrayLike, runs: ArrayLike) -> tuple[NDArray, NDArray]:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import EPS, Protocol, paper_cell
-from shallowflow.report.format import fmt, yes
+from shallowflow.report.format import ci, fmt, yes
 from shallowflow.theory.width import width
 
 NAME = "fig3"
@@ -84,8 +84,7 @@ def _threshold_line(points: pd.DataFrame, fit: dict[str, Any], fall: float) -> s
             "N is not measured here; widen the n range to reach the fall"
         )
     return (
-        f"threshold N = {fmt(fit['N'], 4)} [{fmt(fit['ci_low'], 4)}, {fmt(fit['ci_high'], 4)}], "
-        f"10%→90% width {fmt(fall)} = {fmt(fall / fit['N'], 2)}·N"
+        f"threshold N = {ci(fit, 4, 'N')}, 10%→90% width {fmt(fall)} = {fmt(fall / fit['N'], 2)}·N"
     )
 
 

@@ -17,7 +17,7 @@ For each σ of :data:`LABELS` (SPEC §6) this study measures:
   slope a (neurons per e-fold of n) compares the σ;
 - **mechanism**: a ReLU run converges iff every example is covered at θ(0)
   (:func:`~shallowflow.theory.width.coverage_probability`); failures are told apart;
-- **rate**: the Fig. 6 exponent of μ(t_∞) in n (:func:`.conjecture1.exponent`).
+- **rate**: the Fig. 6 exponent of μ(t_∞) in n (:func:`~shallowflow.stats.resample.exponent`).
 
 u³ runs GD at η = 1/4 (the same horizon in time): at η = 1 it diverges at large p (u³'s
 curvature grows with |u|); its rate part starts from W × 1 (from W × 0.01 it stays at the
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, cast
@@ -44,10 +43,12 @@ from shallowflow.experiments.batch import call_seconds, cells_work, plan_cells, 
 from shallowflow.experiments.figures import fig6
 from shallowflow.experiments.protocol import EPS, study_cell
 from shallowflow.experiments.runner import run_sweep
-from shallowflow.experiments.studies.conjecture1 import exponent
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import design_of, select
+from shallowflow.plots import interval_yerr, rate_references
+from shallowflow.report.format import ci, fmt
 from shallowflow.stats.fits import WIDTH_LAWS, law_table
 from shallowflow.stats.frames import where
+from shallowflow.stats.resample import exponent
 from shallowflow.stats.thresholds import clopper_pearson, fit_level
 from shallowflow.theory.width import coverage_width, horizon_steps, width
 
@@ -105,11 +106,6 @@ PRESETS = {  # cost: measured cold on the loaded 2-core CPU (docs/results/findin
 # fmt: on
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def base_steps(n: int) -> int:
     """T(n, p(n, 0.05)): the paper's horizon at its own width, the unit of the horizon."""
     return horizon_steps(n, width(n, EPS))
@@ -118,7 +114,7 @@ def base_steps(n: int) -> int:
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """The width part's (σ, n, p) cells (every σ on the same draws at each (n, p)) and
     the rate part's (σ, n) cells of the Fig. 6 protocol."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     out = []
     for act in design.activations:
         for n in design.ns:
@@ -206,7 +202,7 @@ def failures(runs: pd.DataFrame) -> dict[str, float]:
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table (p_0.9 per σ, horizon and n; the growth laws; the rate exponents) and
     the summary the verdict reads."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     wide = where(runs, runs["tag"].str.startswith("width "))
     pts = success_table(wide, (design.horizon, 1.0))
     rows = []
@@ -239,22 +235,13 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
 # --------------------------------------------------------------------------- verdict
 
 
-def _rows(table: pd.DataFrame, part: str, act: str, h: float) -> pd.DataFrame:
-    sel = (table["part"] == part).to_numpy() & (table["activation"] == act).to_numpy()
-    return where(table, sel & np.isclose(table["horizon_T"].to_numpy(float), h))
-
-
-def _ci(row: Mapping[Any, Any], digits: int = 3) -> str:
-    v, lo, hi = (fmt(float(row[k]), digits) for k in ("value", "ci_low", "ci_high"))
-    return f"{v} [{lo}, {hi}]"
-
-
 def growth(table: pd.DataFrame, summary: dict[str, Any], act: str, h: float) -> dict[str, Any]:
     """How p_0.9 of σ grows with n at horizon h: ``kind`` (minimal: the smallest p is
     within p_0.9's interval at every n; law: a law by AIC; few: under 3 located values),
     ``slope`` (the log law's a and its interval; 0 for minimal, None for few), ``text``."""
-    need = _rows(table, "p_0.9", act, h)
-    laws = {r["law"]: r for r in _rows(table, "law", act, h).to_dict("records")}
+    need = select(table, part="p_0.9", activation=act, horizon_T=h)
+    fitted = select(table, part="law", activation=act, horizon_T=h).to_dict("records")
+    laws = {r["law"]: r for r in fitted}
     ns = need["n"].to_numpy(int)
     span = f"n = {ns.min()}–{ns.max()}"
     p0, below = min(summary["design"]["ps"]), need["status"].to_numpy(str) == "below"
@@ -274,13 +261,13 @@ def growth(table: pd.DataFrame, summary: dict[str, Any], act: str, h: float) -> 
     note = "".join(f"; {r['status']} the grid at n = {int(r['n'])}" for r in cut)
     if not laws:
         ok = where(need, need["status"] == "located").to_dict("records")
-        vals = ", ".join(f"{_ci(r)} at n = {int(r['n'])}" for r in ok) or "none"
+        vals = ", ".join(f"{ci(r)} at n = {int(r['n'])}" for r in ok) or "none"
         return {"kind": "few", "slope": None, "text": f"located at under 3 n: {vals}{note}"}
     best = next(r for r in laws.values() if r["best"])
-    what = LAW_TEXT[best["law"]].format(_ci(best))
+    what = LAW_TEXT[best["law"]].format(ci(best))
     rest = "; ".join(f"{k} ΔAIC {fmt(r['delta_aic'], 2)}" for k, r in laws.items() if not r["best"])
     log = laws["log"]
-    text = f"{what} over {span} (AIC; {rest}; log-law slope {_ci(log)}{note})"
+    text = f"{what} over {span} (AIC; {rest}; log-law slope {ci(log)}{note})"
     slope = (log["value"], log["ci_low"], log["ci_high"])
     return {"kind": "law", "slope": slope, "text": text, "log_delta": log["delta_aic"]}
 
@@ -389,7 +376,7 @@ def _rate_line(table: pd.DataFrame, design: dict[str, Any]) -> list[str]:
         f"Rate: the exponent of μ(t_∞) in n (Fig. 6 protocol, d = {design['rate_d']}, n = "
         f"{min(design['rate_ns'])}–{max(design['rate_ns'])}, {design['rate_runs']} runs per n, "
         "W × 0.01 (u³: W × 1, η = 1/4), horizon 10·T, stop 10⁻⁶/(2n), 95% bootstrap): "
-        + "; ".join(f"{LABELS[r['activation']]} {_ci(r)}" for r in rates)
+        + "; ".join(f"{LABELS[r['activation']]} {ci(r)}" for r in rates)
         + "; Conjecture 1 (ReLU): −1/2, Prop. 1's range [−1, −1/2]."
     ]
 
@@ -401,7 +388,7 @@ def table_lines(table: pd.DataFrame) -> list[str]:
         h = f" · {fmt(r['horizon_T'])}·T" if r["part"] != "rate" else ""
         where = r.get("law") if r["part"] == "law" else f"n = {r['n_min']:g}–{r['n_max']:g}"
         where = f"n = {r['n']:g} ({r['status']})" if r["part"] == "p_0.9" else where
-        out.append(f"{r['part']} · {LABELS[r['activation']]}{h} · {where}: {_ci(r)}")
+        out.append(f"{r['part']} · {LABELS[r['activation']]}{h} · {where}: {ci(r)}")
     return out
 
 
@@ -418,12 +405,13 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     fig, axes = plt.subplots(1, 3, figsize=(14.0, 4.0))
     for ax, h in zip(axes[:2], (design["horizon"], 1.0), strict=True):
         for i, act in enumerate(design["activations"]):
-            rows = _rows(table, "p_0.9", act, h)
+            rows = select(table, part="p_0.9", activation=act, horizon_T=h)
             x = rows["n"] * (1.0 + 0.03 * (i - 3))  # side by side
             ok = (rows["status"] == "located").to_numpy()
             style = {"color": f"C{i}", "ms": 5}
-            ax.errorbar(x[ok], rows["value"][ok], yerr=_err(where(rows, ok)), fmt="o-", lw=0.8,
-                        label=LABELS[act], **style)  # fmt: skip
+            err = interval_yerr(where(rows, ok))
+            ax.errorbar(x[ok], rows["value"][ok], yerr=err, fmt="o-", lw=0.8, label=LABELS[act],
+                        **style)  # fmt: skip
             for status, marker in (("below", "v"), ("above", "^")):  # censored: open marks
                 cut = (rows["status"] == status).to_numpy()
                 ax.plot(x[cut], rows["value"][cut], marker, mfc="none", **style)
@@ -436,15 +424,9 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         ax.minorticks_off()
     axes[0].legend(fontsize=7)
     rates, c = where(table, table["part"] == "rate"), axes[2]
-    c.errorbar(range(len(rates)), rates["value"], yerr=_err(rates), fmt="ks", ms=4)
+    c.errorbar(range(len(rates)), rates["value"], yerr=interval_yerr(rates), fmt="ks", ms=4)
     c.set_xticks(range(len(rates)), [LABELS[a] for a in rates["activation"]], rotation=30)
-    for ref, ls in ((-0.5, "--"), (-1.0, ":")):
-        c.axhline(ref, color="k", ls=ls, lw=0.8)
+    rate_references(c)
     c.set(ylabel="exponent of μ(t_∞) in n (95%)", title="rate, Fig. 6 protocol")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
-
-
-def _err(rows: pd.DataFrame) -> np.ndarray:
-    low = (rows["value"] - rows["ci_low"]).clip(lower=0).fillna(0)
-    return np.vstack([low, (rows["ci_high"] - rows["value"]).clip(lower=0).fillna(0)])

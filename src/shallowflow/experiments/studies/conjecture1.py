@@ -28,8 +28,8 @@ the paper's stop level or range of n explain its −0.8.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -38,8 +38,11 @@ import pandas as pd
 from shallowflow.config import horizon_steps
 from shallowflow.experiments.figures import fig6
 from shallowflow.experiments.protocol import EPS
-from shallowflow.report.format import fmt
-from shallowflow.stats.fits import bootstrap_slopes, loglog_slope
+from shallowflow.experiments.studies.common import design_of, holds, select
+from shallowflow.plots import interval_bars, rate_references
+from shallowflow.report.format import ci, fmt
+from shallowflow.stats.frames import where
+from shallowflow.stats.resample import exponent
 from shallowflow.theory.width import width
 
 NAME = "conjecture1"
@@ -105,16 +108,11 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The design of a preset name, or the design itself."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """Every cell of the study: each variant at its n, float64, the loss levels, the
     kernel's rate, a horizon of ``horizon``·T(n, p) units of time; the variants at one n
     share their draws (``draws`` tag)."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     out = []
     for tag in design.variants:
         knobs = VARIANTS[tag][1]
@@ -152,35 +150,6 @@ def _column(measure: str, level: int | None) -> str:
     return f"final_level_{measure}_{level}"
 
 
-def exponent(
-    runs: pd.DataFrame, column: str, boot: int, seed: int = 0, ns: tuple | None = None
-) -> dict[str, Any]:
-    """Slope of log(mean ``column`` over runs) against log n, with its 95% bootstrap
-    interval over runs (runs whose value is missing are left out and counted)."""
-    groups = [(n, g[column].to_numpy(float)) for n, g in runs.groupby("n", sort=True)]
-    if ns is not None:
-        groups = [(n, v) for n, v in groups if ns[0] <= n <= ns[1]]
-    kept = [(n, v[np.isfinite(v) & (v > 0)]) for n, v in groups]
-    kept = [(n, v) for n, v in kept if v.size]
-    used = int(sum(v.size for _, v in kept))
-    row = {"n_min": math.nan, "n_max": math.nan, "points": len(kept), "runs": used}
-    row["missing"] = int(sum(v.size for _, v in groups)) - used
-    if len(kept) < 2:
-        return row | {"slope": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-    x = np.array([n for n, _ in kept], float)
-    samples = [v for _, v in kept]
-    slope = loglog_slope(x, [v.mean() for v in samples])
-    reps = bootstrap_slopes(x, samples, boot, np.random.default_rng(seed))
-    lo, hi = np.percentile(reps, [2.5, 97.5])
-    return row | {
-        "n_min": int(x.min()),
-        "n_max": int(x.max()),
-        "slope": float(slope),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
-    }
-
-
 def _levels() -> list[tuple[int | None, float]]:
     return [*enumerate(LEVELS), (None, STOP)]
 
@@ -188,7 +157,7 @@ def _levels() -> list[tuple[int | None, float]]:
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table of exponents (part, variant, stop level, measure, n range, slope and
     its interval) and the summary the verdict reads."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     rows = []
 
     def add(part, tag, level, measure, column, ns=None):
@@ -235,29 +204,22 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
 
 
 def _get(table: pd.DataFrame, **keys) -> dict[str, Any]:
-    sel = np.ones(len(table), bool)
-    for k, v in keys.items():
-        sel &= (table[k] == v).to_numpy() if not isinstance(v, float) else np.isclose(table[k], v)
-    if "part" not in keys:
-        sel &= (table["part"] != "range of n").to_numpy()
-    return table[sel].iloc[0].to_dict()
+    """The row of ``keys`` (:func:`.common.select`); without a ``part``, outside the range
+    of n, whose windows repeat the keys of the other parts."""
+    whole = table if "part" in keys else where(table, table["part"] != "range of n")
+    return select(whole, **keys).iloc[0].to_dict()
 
 
-def _ci(row: dict[str, Any]) -> str:
-    return f"{fmt(row['slope'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
-
-
-def _inside(row: dict[str, Any], value: float) -> bool:
-    return bool(row["ci_low"] <= value <= row["ci_high"])
+_ci = partial(ci, key="slope")  # an exponent with its interval: the table's slopes
 
 
 def supported(row: dict[str, Any]) -> str:
     """Which exponent a slope's interval supports: −1/2, −1, or neither (then which side)."""
     if not np.isfinite(row["slope"]):
         return "none (too few points)"
-    if _inside(row, -0.5):
+    if holds(row, -0.5):
         return "−1/2"
-    if _inside(row, -1.0):
+    if holds(row, -1.0):
         return "−1"
     if row["ci_high"] < -1.0:
         return "steeper than −1 (outside the proven range)"
@@ -291,11 +253,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
             row = _get(table, part=part, variant=tag, level=STOP, measure="mu_kernel")
             parts.append(f"{VARIANTS[tag][0]} {_ci(row)}")
         lines.append(f"{part.capitalize()}: μ_∞'s exponent " + "; ".join(parts) + ".")
-    local = table.loc[
-        (table["part"] == "range of n")
-        & (table["measure"] == "mu_kernel")
-        & np.isclose(table["level"], STOP)
-    ].to_dict("records")
+    local = select(table, part="range of n", measure="mu_kernel", level=STOP).to_dict("records")
     lines.append(
         "Range of n, μ_∞'s local exponent: "
         + "; ".join(f"n = {r['n_min']}–{r['n_max']}: {_ci(r)}" for r in local)
@@ -307,7 +265,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         f"Mechanism: at the end E_min ∝ n^{_ci(e_min)}, so the paper's μ_low = (2/n)E_min ∝ "
         f"n^{fmt(e_min['slope'] - 1)}; the kernel's λ_min ∝ n^{_ci(lam)}."
     )
-    lines.append(_why(table, design, paper, key))
+    lines.append(_why(local, paper, key))
     lines.append(
         f"Runs converged to 10⁻¹⁴/(2n) within {design['horizon']:g}·T(n, p): "
         f"{summary['converged']:.0%} of {summary['runs']}."
@@ -325,14 +283,9 @@ def _gap(table: pd.DataFrame) -> float:
     return float(np.max(np.abs(diffs)))
 
 
-def _why(table: pd.DataFrame, design: dict, paper: dict, key: dict) -> str:
+def _why(local: list[dict], paper: dict, key: dict) -> str:
     """Why a Fig. 6-like measurement reads about −0.8, as far as these data show: the
     stop level's effect, the exponent of the asymptotic rate itself, and its trend in n."""
-    local = table.loc[
-        (table["part"] == "range of n")
-        & (table["measure"] == "mu_kernel")
-        & np.isclose(table["level"], STOP)
-    ].to_dict("records")
     shift = paper["slope"] - key["slope"]
     text = (
         f"Why about −0.8: not the stop level (it moves the exponent by {fmt(shift, 2)}), "
@@ -365,11 +318,9 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     levels = [level for _, level in _levels()]
     for i, (m, label) in enumerate(MEASURES.items()):
         rows = [_get(table, part="stop level", level=lv, measure=m) for lv in levels]
-        y = np.array([r["slope"] for r in rows])
-        err = np.array([[r["slope"] - r["ci_low"], r["ci_high"] - r["slope"]] for r in rows]).T
-        a.errorbar(np.array(levels) * (1 + 0.15 * i), y, yerr=err, fmt="o-", ms=4, label=label)
-    for ref, style in ((-0.5, "k--"), (-1.0, "k:")):
-        a.axhline(ref, color="k", ls=style[1:], lw=0.8)
+        x = np.array(levels) * (1 + 0.15 * i)
+        interval_bars(a, x, rows, "slope", fmt="o-", ms=4, label=label)
+    rate_references(a)
     a.set_xscale("log")
     a.set(xlabel="stop level (× 1/(2n))", ylabel="exponent in n", title="stop level")
     a.legend(fontsize=7)
@@ -377,12 +328,9 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     tags = [t for t in dict.fromkeys(t for part in PARTS.values() for t in part) if t in variants]
     for i, level in enumerate((LEVELS[0], STOP)):
         rows = [_get(table, variant=t, level=level, measure="mu_kernel") for t in tags]
-        y = np.array([r["slope"] for r in rows])
-        err = np.array([[r["slope"] - r["ci_low"], r["ci_high"] - r["slope"]] for r in rows]).T
         x = np.arange(len(tags)) + (i - 0.5) * 0.25
-        b.errorbar(x, y, yerr=err, fmt="s", ms=4, label=f"μ_∞ at {level:.0e}/(2n)")
-    b.axhline(-0.5, color="k", ls="--", lw=0.8)
-    b.axhline(-1.0, color="k", ls=":", lw=0.8)
+        interval_bars(b, x, rows, "slope", fmt="s", ms=4, label=f"μ_∞ at {level:.0e}/(2n)")
+    rate_references(b)
     short = {"gd": "Fig. 6 (GD η=1)"}
     b.set_xticks(range(len(tags)), [short.get(t, VARIANTS[t][0]) for t in tags])
     b.tick_params(axis="x", labelrotation=25, labelsize=7)

@@ -38,22 +38,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from shallowflow.engine import Bucket, simulate_many
-from shallowflow.experiments.batch import call_seconds, cell_table, cells_work, plan_cells
-from shallowflow.experiments.cells import cell_config
+from shallowflow.engine import Bucket
+from shallowflow.experiments.batch import cell_table, simulate_results
 from shallowflow.experiments.protocol import study_cell
-from shallowflow.experiments.runner import run_sweep
-from shallowflow.plots import design_ticks
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import design_of, holds
+from shallowflow.plots import design_ticks, interval_bars
+from shallowflow.report.format import ci, fmt
 from shallowflow.results import least_thm1_const
 from shallowflow.stats import fits
 from shallowflow.stats.resample import mean_se
@@ -120,11 +118,6 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def _cell(n: int, runs: int, seed: int, tag: str, x=BASE, y=BASE) -> dict[str, Any]:
     cell = study_cell(NAME, "gd", seed, n=n, d=D, runs=runs, geometry="implicit")
     cell |= {"w_law": "gaussian", "tag": tag, "draws": f"n={n}"}
@@ -138,7 +131,7 @@ def _cell(n: int, runs: int, seed: int, tag: str, x=BASE, y=BASE) -> dict[str, A
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """The n grid at the paper's ranges (tag ``n``) and each arm's other values at its
     n; every cell at one n shares its draws."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     missing = set(design.arm_ns) - set(design.ns)
     if missing:
         raise ValueError(f"arm_ns: {sorted(missing)} must be on the n grid {design.ns}")
@@ -155,30 +148,12 @@ def simulate_batch(cells_: list[dict[str, Any]], group: Bucket | None = None) ->
     """The engine's table of runs per cell (:func:`~shallowflow.experiments.batch.
     cell_table`) with each run's empirical constant ``min_thm1_const`` over its
     recorded times (module-level: the runner may ship it to workers)."""
-    cfgs = [cell_config(c) for c in cells_]
-    buckets = None if group is None else [group] * len(cfgs)
     out = []
-    for cfg, res in zip(cfgs, simulate_many(cfgs, buckets=buckets), strict=True):
+    for cfg, res in simulate_results(cells_, group):
         table = cell_table(cfg, res)
         table["min_thm1_const"] = least_thm1_const(res)
         out.append(table)
     return out
-
-
-def simulate(
-    design: Design | str,
-    out: str | os.PathLike[str],
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Every cell through the resumable runner (stored under ``out/cells/``: reused with
-    ``resume``, refused without it or ``overwrite``), run locally."""
-    return run_sweep(
-        cells(design), simulate_batch, Path(out), resume=resume, overwrite=overwrite,
-        progress=progress, plan=plan_cells, work=cells_work, call_seconds=call_seconds(),
-    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- analysis
@@ -257,7 +232,7 @@ def analyse(table: pd.DataFrame, design: Design) -> dict[str, Any]:
 
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table of cells and the summary the verdict reads."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     table = table_of(runs)
     summary = {
         "design": {"ns": list(design.ns), "arm_ns": list(design.arm_ns), "runs": design.runs},
@@ -269,13 +244,7 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
 # --------------------------------------------------------------------------- verdict
 
 
-def _ci(fit: dict[str, Any], digits: int = 2) -> str:
-    lo, hi = fmt(fit["ci_low"], digits), fmt(fit["ci_high"], digits)
-    return f"{fmt(fit['beta'], digits)} [{lo}, {hi}]"
-
-
-def _inside(fit: dict[str, Any], value: float) -> bool:
-    return bool(fit["ci_low"] <= value <= fit["ci_high"])
+_ci = partial(ci, digits=2, key="beta")  # an exponent with its interval, to 2 digits
 
 
 def _exponent(entry: dict[str, Any]) -> dict[str, Any]:
@@ -299,7 +268,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         f"L ≤ 1/(2n), {design['runs']} runs per cell"
     )
     betas = {name: _exponent(entry) for name, entry in arms.items()}
-    agree = {name: _inside(b, arms[name]["theory"]) for name, b in betas.items()}
+    agree = {name: holds(b, arms[name]["theory"]) for name, b in betas.items()}
     shown = ", ".join(
         f"{arms[k]['symbol']}: {_ci(b)} (C: {fmt(arms[k]['theory'])})" for k, b in betas.items()
     )
@@ -438,9 +407,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     b.legend(fontsize=7)
     names = list(summary["arms"])
     for i, name in enumerate(names):
-        e = _exponent(summary["arms"][name])
-        c.errorbar([i], [e["beta"]], yerr=[[e["beta"] - e["ci_low"]], [e["ci_high"] - e["beta"]]],
-                   fmt="ko", ms=4)  # fmt: skip
+        interval_bars(c, [i], [_exponent(summary["arms"][name])], "beta", fmt="ko", ms=4)
         c.plot([i - 0.3, i + 0.3], [summary["arms"][name]["theory"]] * 2, "r-", lw=1.5)
     c.set_xticks(range(len(names)), [summary["arms"][k]["symbol"] for k in names])
     c.set(ylabel="exponent of C_emp (95%)", title="measured (black) against C (red)")

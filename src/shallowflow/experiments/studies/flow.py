@@ -34,10 +34,12 @@ from shallowflow.config import horizon_steps
 from shallowflow.experiments.figures import fig6
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import EPS, study_cell
-from shallowflow.experiments.studies.conjecture1 import exponent
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import design_of, first
+from shallowflow.plots import rate_references
+from shallowflow.report.format import ci, fmt
 from shallowflow.stats.fits import STEP_LAWS, extrapolate_to_zero
 from shallowflow.stats.frames import where
+from shallowflow.stats.resample import exponent
 from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.theory.width import width
 
@@ -100,11 +102,6 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def _tag(eta: float) -> str:
     return f"gd eta={eta:g}"
 
@@ -117,7 +114,7 @@ def _step_of(tag: str) -> float:
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """Every cell: the threshold grid per η, the exact flow on the same draws, and the
     Fig. 6 grid per η; the horizon is T(n, p) units of time for every step (equal time)."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     out = []
     for n in design.ns:
         p = width(n, EPS)
@@ -186,7 +183,7 @@ def effect_bootstrap(
 
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table (part, variant, value, interval) and the summary the verdict reads."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     rows = []
     gd = where(runs, runs["tag"].str.startswith("gd "))
     for eta in design.etas:
@@ -238,25 +235,13 @@ def _point(part: str, variant: str, eta: float, value, lo, hi) -> dict[str, Any]
     return {"part": part, "variant": variant, "eta": eta} | row
 
 
-def _get(table: pd.DataFrame, part: str, variant: str | None = None) -> dict[str, Any] | None:
-    sel = where(
-        table, (table["part"] == part) & ((table["variant"] == variant) if variant else True)
-    )
-    return sel.iloc[0].to_dict() if len(sel) else None
-
-
-def _ci(row: dict[str, Any], digits: int = 4, scale: float = 1.0, unit: str = "") -> str:
-    v, lo, hi = (scale * row[k] for k in ("value", "ci_low", "ci_high"))
-    return f"{fmt(v, digits)}{unit} [{fmt(lo, digits)}{unit}, {fmt(hi, digits)}{unit}]"
-
-
 def _eta(eta: float) -> str:
     return "1" if eta == 1 else f"1/{round(1 / eta)}"
 
 
 def _rate_lines(table: pd.DataFrame, design: dict[str, Any], numbers: dict[str, Any]) -> list[str]:
     """The Fig. 6 exponent per step, as a line (and into ``numbers``)."""
-    rates = [(e, _get(table, "rate", _tag(e))) for e in design["etas"]]
+    rates = [(e, first(table, part="rate", variant=_tag(e))) for e in design["etas"]]
     rates = [(e, r) for e, r in rates if r is not None]
     if not rates:
         return []
@@ -264,7 +249,7 @@ def _rate_lines(table: pd.DataFrame, design: dict[str, Any], numbers: dict[str, 
     return [
         f"The Fig. 6 exponent of μ(t_∞) in n (orthogonal data, d = {design['d6']}, n = "
         f"{min(design['ns6'])}–{max(design['ns6'])}, {design['runs6']} runs per n): "
-        + "; ".join(f"η = {_eta(e)}: {_ci(r, 3)}" for e, r in rates)
+        + "; ".join(f"η = {_eta(e)}: {ci(r, 3)}" for e, r in rates)
         + "."
     ]
 
@@ -277,7 +262,7 @@ def _beyond_grid(
     a success curve that falls with n their N lies beyond the grid, and GD with η = 1
     lowers the threshold by more than 1 − hi(N(1))/n_max. None when that is not so."""
     design = summary["design"]
-    n1 = _get(table, "threshold", _tag(1.0))
+    n1 = first(table, part="threshold", variant=_tag(1.0))
     if n1 is None or not n1["inside_grid"]:
         return None
     points = pd.DataFrame(summary["points"])
@@ -285,7 +270,8 @@ def _beyond_grid(
     last = where(points, points["n"] == points.groupby("tag")["n"].transform("max"))
     beyond, falls = [], []
     for row in last.to_dict("records"):
-        fit = _get(table, "flow" if row["tag"] == "flow" else "threshold", row["tag"])
+        part = "flow" if row["tag"] == "flow" else "threshold"
+        fit = first(table, part=part, variant=row["tag"])
         if row["tag"] == _tag(1.0) or (fit is not None and fit["inside_grid"]):
             continue
         (beyond if row["bar_low"] > 0.5 else falls).append(row)
@@ -301,7 +287,7 @@ def _beyond_grid(
     top = int(max(r["n"] for r in steps)) if steps else n_max
     bound = 1.0 - n1["ci_high"] / top
     lines = [
-        f"N(1) = {_ci(n1)} at η = 1, against N > {top} for {names or 'no smaller step'}"
+        f"N(1) = {ci(n1, 4)} at η = 1, against N > {top} for {names or 'no smaller step'}"
         f"{''.join(' and ' + f for f in flow)}: no fall on the grid (success ≥ "
         f"{fmt(least['bar_low'], 2)} at n = {least['n']} with 95% confidence), so GD with "
         f"η = 1 lowers the threshold by more than {fmt(100 * bound, 2)}% under {proto}.",
@@ -326,9 +312,9 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         f"{min(design['ns'])}–{max(design['ns'])}, {design['runs']} runs per n, equal time "
         f"horizons T(n, p))"
     )
-    per_eta = [_get(table, "threshold", _tag(eta)) for eta in design["etas"]]
+    per_eta = [first(table, part="threshold", variant=_tag(eta)) for eta in design["etas"]]
     located = [r for r in per_eta if r is not None]
-    n1, n0, eff = per_eta[0], _get(table, "extrapolation"), _get(table, "effect")
+    n1, n0, eff = per_eta[0], first(table, part="extrapolation"), first(table, part="effect")
     if ex["best"] is None and (beyond := _beyond_grid(table, summary, proto)) is not None:
         return beyond
     if ex["best"] is None or n0 is None or eff is None or n1 is None or len(located) < len(per_eta):
@@ -341,22 +327,22 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     law, k = ex["best"], STEP_LAWS[ex["best"]]
     resolved = eff["ci_low"] > 0 or eff["ci_high"] < 0
     lines = [
-        f"N(η → 0) = {_ci(n0)}, against N(1) = {_ci(n1)} at η = 1: GD with η = 1 moves "
-        f"the threshold by {_ci(eff, 2, 100, '%')} under {proto}; N₀ from N₀ + cη"
+        f"N(η → 0) = {ci(n0, 4)}, against N(1) = {ci(n1, 4)} at η = 1: GD with η = 1 moves "
+        f"the threshold by {ci(eff, 2, scale=100, unit='%')} under {proto}; N₀ from N₀ + cη"
         f"{'' if k == 1 else '²'} (chosen by AIC over N₀ + cη{'²' if k == 1 else ''}).",
         "Per step: "
         + "; ".join(
-            f"N({_eta(e)}) = {_ci(r)}" for e, r in zip(design["etas"], located, strict=True)
+            f"N({_eta(e)}) = {ci(r, 4)}" for e, r in zip(design["etas"], located, strict=True)
         )
         + f"; AIC linear {fmt(ex['linear']['aic'])}, quadratic {fmt(ex['quadratic']['aic'])}.",
     ]
     numbers: dict[str, Any] = {"N0": n0, "N1": n1, "effect": eff, "law": law}
-    flow = _get(table, "flow")
+    flow = first(table, part="flow")
     if flow is not None:
         overlap = flow["ci_low"] <= n0["ci_high"] and n0["ci_low"] <= flow["ci_high"]
         lines.append(
             f"The exact flow on the same draws (n = {', '.join(map(str, design['flow_ns']))}, "
-            f"{design['flow_runs']} runs per n): N = {_ci(flow)}; GD's extrapolation N₀ "
+            f"{design['flow_runs']} runs per n): N = {ci(flow, 4)}; GD's extrapolation N₀ "
             f"{'agrees with it (the intervals overlap)' if overlap else 'does not agree'}."
         )
         numbers["flow"] = flow | {"agrees": bool(overlap)}
@@ -409,7 +395,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         ("extrapolation", "C0D", "N₀ (η → 0)"),
         ("flow", "ks", "exact flow"),
     ):
-        row = _get(table, part)
+        row = first(table, part=part)
         if row is not None and row.get("inside_grid", True) is not False:
             yerr = [[row["value"] - row["ci_low"]], [row["ci_high"] - row["value"]]]
             b.errorbar([0.0], [row["value"]], yerr=np.abs(yerr), fmt=style, label=label)
@@ -419,8 +405,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     if len(rate):
         err = np.array([rate["value"] - rate["ci_low"], rate["ci_high"] - rate["value"]])
         c.errorbar(rate["eta"], rate["value"], yerr=np.abs(err), fmt="o")
-        for ref, ls in ((-0.5, "--"), (-1.0, ":")):
-            c.axhline(ref, color="k", ls=ls, lw=0.8)
+        rate_references(c)
         c.set_xscale("log", base=2)
     c.set(xlabel="step η", ylabel="exponent of μ(t_∞) in n", title="Fig. 6 rate per step")
     fig.tight_layout(rect=(0, 0, 1, 0.93))

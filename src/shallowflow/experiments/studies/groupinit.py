@@ -40,8 +40,10 @@ import pandas as pd
 from shallowflow.config import horizon_steps
 from shallowflow.experiments.protocol import EPS, study_cell
 from shallowflow.experiments.studies import measures as mt
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import design_of, holds
+from shallowflow.report.format import ci, fmt
 from shallowflow.stats.fits import bootstrap_slopes, loglog_slope
+from shallowflow.stats.resample import exponent_reps
 from shallowflow.theory.closed_form import fixed_point_rate, rate_exponent_prediction
 from shallowflow.theory.width import width
 
@@ -84,11 +86,6 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def group_width(n: int, beta: float) -> int:
     """The width that makes groups of about n^β examples: p = max(2, round(n^{1−β}))
     (one neuron per label sign at least; group initialisation splits each sign's examples
@@ -123,7 +120,7 @@ def _cell(n: int, init: str, value: float, design: Design, seed: int) -> dict[st
 
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """Every (n, initialisation) cell; the arms at one n share their data draws."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     arms = [("gaussian", s) for s in design.sigmas] + [("group", b) for b in design.betas]
     return [
         _cell(n, init, v, design, seed)
@@ -169,21 +166,6 @@ def closed_form_rates(n: int, beta: float, draws: int, rng: np.random.Generator)
     return out
 
 
-def exponent_reps(
-    sub: pd.DataFrame, column: str, boot: int, rng: np.random.Generator
-) -> tuple[float, np.ndarray, int]:
-    """The slope of log(mean ``column`` over runs) on log n, its bootstrap replicates
-    over runs and the runs used (non-finite or non-positive values left out)."""
-    groups = [(n, g[column].to_numpy(float)) for n, g in sub.groupby("n", sort=True)]
-    kept = [(n, v[np.isfinite(v) & (v > 0)]) for n, v in groups]
-    kept = [(n, v) for n, v in kept if v.size]
-    if len(kept) < 2:
-        return math.nan, np.full(boot, math.nan), 0
-    x, samples = np.array([n for n, _ in kept], float), [v for _, v in kept]
-    slope = loglog_slope(x, [v.mean() for v in samples])
-    return slope, bootstrap_slopes(x, samples, boot, rng), int(sum(v.size for v in samples))
-
-
 def closed_form_exponent(ns, beta: float, design: Design, rng: np.random.Generator) -> tuple:
     """The exponent of the closed form's mean μ_∞ over ``ns`` (:func:`closed_form_rates`)
     with its bootstrap interval over the Monte Carlo draws."""
@@ -226,7 +208,7 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
     """The table (:mod:`.measures`): each arm's exponents (part ``exponent``, x = σ or β),
     each Gaussian's difference to each group on the n they share (part ``difference``),
     the closed form's exponents (part ``prediction``) and the mean rates per n (``rate``)."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     rng = np.random.default_rng(0)
     arms = [("gaussian", s) for s in design.sigmas] + [("group", b) for b in design.betas]
     sub = {arm_name(i, v): runs.loc[runs["tag"] == arm_name(i, v)] for i, v in arms}
@@ -278,7 +260,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     key = get("exponent", arm_name("gaussian", small), KEY, small)
     groups = {b: get("exponent", arm_name("group", b), KEY, b) for b in d["betas"]}
     best, diff = nearest(get, small, d["betas"])
-    same = diff["ci_low"] <= 0 <= diff["ci_high"]
+    same = holds(diff, 0)
     proto = (
         f"orthogonal data, d = n = {min(d['ns'])}–{max(d['ns'])}, GD η = 1 to 10⁻¹⁰/(2n), "
         f"{d['runs']} runs per n"
@@ -287,7 +269,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         f"A Gaussian start with σ = {small:g} (p = p(n, 0.05)) reaches μ_∞ ∝ n^−α with α = "
         f"{_alpha(key)}, against group initialisation's "
         + ", ".join(f"{_alpha(r)} (β = {b:g}{_upto(table, b, d)})" for b, r in groups.items())
-        + f" ({proto}): nearest β = {best:g}, the exponents differ by {mt.ci(diff)} on the n "
+        + f" ({proto}): nearest β = {best:g}, the exponents differ by {ci(diff)} on the n "
         "both share, "
         + (
             f"not told apart (the interval narrows as 1/√runs: more than {d['runs']} runs per n, "

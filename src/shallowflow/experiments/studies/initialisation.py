@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,8 @@ import pandas as pd
 from shallowflow.errors import require
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import EPS, paper_cell
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import design_of, first, holds
+from shallowflow.report.format import ci, fmt
 from shallowflow.stats.regression import threshold_shifts
 from shallowflow.stats.thresholds import paired_bootstrap
 from shallowflow.theory.width import width
@@ -109,15 +111,10 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """Every (initialisation, n) cell of the Fig. 3 protocol; the initialisations at one
     n share their draws (``draws`` tag)."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     out = []
     for n in design.ns:
         base = paper_cell(NAME, "gd", seed, preset="paper", n=n, d=design.d, p=width(n, EPS))
@@ -182,7 +179,7 @@ def mechanism(runs: pd.DataFrame, n_ref: float) -> dict[str, Any]:
 
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table (thresholds, ratios, mechanism) and the summary the verdict reads."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     tags = [t for t in design.inits if t in set(runs["tag"])]
     by_tag = {tag: pd.DataFrame(runs[runs["tag"] == tag]) for tag in tags}
     fits = {tag: threshold_fit(success_points(sub, ["n", "d"])) for tag, sub in by_tag.items()}
@@ -232,27 +229,19 @@ def _interval(x: dict[str, float]) -> dict[str, float]:
 # --------------------------------------------------------------------------- verdict
 
 
-def _get(table: pd.DataFrame, part: str, variant: str) -> dict[str, Any] | None:
-    sel = table[(table["part"] == part) & (table["variant"] == variant)]
-    return sel.iloc[0].to_dict() if len(sel) else None
-
-
-def _ci(row: dict[str, Any], digits: int = 4, scale: float = 1.0, shift: float = 0.0) -> str:
-    v, lo, hi = (scale * (row[k] - shift) for k in ("value", "ci_low", "ci_high"))
-    unit = "%" if scale == 100 else ""
-    return f"{fmt(v, digits)}{unit} [{fmt(lo, digits)}{unit}, {fmt(hi, digits)}{unit}]"
-
-
 def _located(row: dict[str, Any] | None) -> bool:
     return row is not None and bool(
         np.isfinite([row["value"], row["ci_low"], row["ci_high"]]).all()
     )
 
 
+_change = partial(ci, digits=3, scale=100.0, shift=1.0, unit="%")  # a ratio as a change in %
+
+
 def _effect(ratio: dict[str, Any]) -> str:
     """The shift of N as a percentage with its interval, and whether it is resolved."""
     lo, hi = 100 * (ratio["ci_low"] - 1), 100 * (ratio["ci_high"] - 1)
-    moved = f"moves the threshold by {_ci(ratio, 3, 100, 1.0)}"
+    moved = f"moves the threshold by {_change(ratio)}"
     if lo <= 0 <= hi:
         return (
             f"{moved}: no detectable effect; the data exclude shifts below {fmt(lo, 2)}% "
@@ -278,9 +267,9 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     """The answer in lines (the first: the headline initialisation against the paper's)
     and the numbers it rests on."""
     design = summary["design"]
-    rows = {t: _get(table, "threshold", t) for t in design["inits"]}
+    rows = {t: first(table, part="threshold", variant=t) for t in design["inits"]}
     rows = {t: r for t, r in rows.items() if r is not None}
-    ratios = {t: _get(table, "ratio", t) for t in rows if t != BASE}
+    ratios = {t: first(table, part="ratio", variant=t) for t in rows if t != BASE}
     ratios = {t: r for t, r in ratios.items() if r is not None}
     head = HEADLINE if HEADLINE in rows else max(rows, key=lambda t: rows[t]["violating_fraction"])
     base, top, ratio = rows.get(BASE), rows[head], ratios.get(head)
@@ -292,7 +281,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
             "(Design.factors) to where both success curves cross 1/2, or add runs."
         ] + _init_lines(rows, ratios), {"located": False}
     lines = [
-        f"N({name}) = {_ci(top)} against N(paper) = {_ci(base)} at "
+        f"N({name}) = {ci(top, 4)} against N(paper) = {ci(base, 4)} at "
         f"{_protocol(design, summary)}: breaking Assumption 1 for "
         f"{_pct(top['violating_fraction'])} of neurons ({fmt(top['sign_changes'], 2)} a_j "
         f"change sign per run) {_effect(ratio)}."
@@ -301,7 +290,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     lines += _mechanism_lines(summary["mechanism"], summary["n_ref"])
     lines += _resolution(ratios, design["runs"])
     numbers = {"head": head, "thresholds": rows, "ratios": ratios}
-    numbers["resolved"] = {t: not (r["ci_low"] <= 1 <= r["ci_high"]) for t, r in ratios.items()}
+    numbers["resolved"] = {t: not holds(r, 1) for t, r in ratios.items()}
     return lines, numbers
 
 
@@ -317,8 +306,8 @@ def _reading(rows: dict[str, dict], ratios: dict[str, dict]) -> list[str]:
         f"Reading: the initialisations that break Assumption 1 ("
         f"{', '.join(INITS[t][0] for t in broken)}; {_pct(min(share))}–{_pct(max(share))} of "
         "neurons) all converge below a threshold of their own, whose shift from the paper's "
-        f"runs from {_ci(ratios[low], 3, 100, 1.0)} ({INITS[low][0]}) to "
-        f"{_ci(ratios[high], 3, 100, 1.0)} ({INITS[high][0]}): under this protocol the "
+        f"runs from {_change(ratios[low])} ({INITS[low][0]}) to "
+        f"{_change(ratios[high])} ({INITS[high][0]}): under this protocol the "
         "assumption is not needed for convergence; breaking it moves where the threshold lies."
     ]
 
@@ -343,10 +332,10 @@ def _init_lines(rows: dict[str, dict], ratios: dict[str, dict]) -> list[str]:
     out = []
     for tag, row in rows.items():
         ratio = ratios.get(tag)
-        vs = "" if ratio is None else f"; N/N(paper) = {_ci(ratio, 3)}, {_effect(ratio)}"
+        vs = "" if ratio is None else f"; N/N(paper) = {ci(ratio, 3)}, {_effect(ratio)}"
         out.append(
             f"{INITS[tag][0]}: {_pct(row['violating_fraction'])} of neurons violate Assumption "
-            f"1, {fmt(row['sign_changes'], 2)} a_j change sign per run; N = {_ci(row)}{vs}."
+            f"1, {fmt(row['sign_changes'], 2)} a_j change sign per run; N = {ci(row, 4)}{vs}."
         )
     return out
 
@@ -359,9 +348,9 @@ def _mechanism_lines(mech: dict[str, Any], n_ref: float) -> list[str]:
             out.append(f"Mechanism (the {terms}): not fitted, a term is constant over the runs.")
             continue
         parts = [
-            f"{TERMS[t]}: β = {_ci(fit['coef'][t], 3)} log-odds per "
+            f"{TERMS[t]}: β = {ci(fit['coef'][t], 3)} log-odds per "
             f"{'unit' if t == 'violating' else 'neuron'}, a threshold shift of "
-            f"{_ci(fit['shift'][t], 3, 100)} of N(paper) per "
+            f"{ci(fit['shift'][t], 3, scale=100, unit='%')} of N(paper) per "
             f"{'100% of neurons' if t == 'violating' else 'sign change'}"
             for t in MODELS[model]
         ]
@@ -375,7 +364,7 @@ def _mechanism_lines(mech: dict[str, Any], n_ref: float) -> list[str]:
 
 def _resolution(ratios: dict[str, dict], runs: int) -> list[str]:
     """What would resolve the unresolved shifts: the runs for an interval of ±2%."""
-    open_ = {t: r for t, r in ratios.items() if r["ci_low"] <= 1 <= r["ci_high"]}
+    open_ = {t: r for t, r in ratios.items() if holds(r, 1)}
     if not open_:
         return ["Every initialisation's shift is resolved (its interval excludes 0)."]
     half = max(50 * (r["ci_high"] - r["ci_low"]) for r in open_.values())
@@ -391,7 +380,7 @@ def _resolution(ratios: dict[str, dict], runs: int) -> list[str]:
 def table_lines(table: pd.DataFrame) -> list[str]:
     """Each row: its part, variant and value with its interval (the verdict gives the
     violating fractions and the sign changes)."""
-    return [f"{r['part']} · {r['variant']}: {_ci(r)}" for r in table.to_dict("records")]
+    return [f"{r['part']} · {r['variant']}: {ci(r, 4)}" for r in table.to_dict("records")]
 
 
 # --------------------------------------------------------------------------- figure
@@ -430,7 +419,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     b.legend(fontsize=7)
     thr = table[table["part"] == "threshold"].set_index("variant")
     for i, tag in enumerate(tags):
-        r = _get(table, "ratio", tag)
+        r = first(table, part="ratio", variant=tag)
         if r is None or not _located(r):
             continue
         x = thr.loc[tag, "violating_fraction"]

@@ -56,9 +56,11 @@ import pandas as pd
 from shallowflow.experiments.batch import run_cells
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.protocol import paper_cell
+from shallowflow.experiments.studies import measures as mt
+from shallowflow.experiments.studies.common import design_of, first, holds, select
 from shallowflow.geometry import to_dense
 from shallowflow.plots import design_ticks
-from shallowflow.report.format import fmt
+from shallowflow.report.format import ci, fmt
 from shallowflow.start import make_run
 from shallowflow.stats.resample import bootstrap_means, percentile_interval, wilson
 from shallowflow.theory import baselines
@@ -107,11 +109,6 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def labellings(design: Design) -> dict[str, dict[str, Any]]:
     """tag → the label knobs: ``teacher k`` per width, and ``random`` (the paper's)."""
     out = {f"teacher {k}": {"labels": "teacher", "teacher_width": k} for k in design.teachers}
@@ -126,7 +123,7 @@ def sizes(design: Design) -> list[int]:
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """Every labelling at every n, float64, with ``test_n`` held-out points; the
     labellings at one n share their data and θ(0) (``draws``)."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     return [
         paper_cell(NAME, "gd", seed, preset="paper", n=n, d=design.d, runs=design.runs)
         | {"test_n": design.test_n, "x64": True, "tag": tag, "draws": f"n={n}"}
@@ -236,7 +233,7 @@ def _rows(tag: str, n: int, d: int, group: pd.DataFrame, boot: int) -> list[dict
 
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table (labels, n, predictor, measure, value, interval) and the summary."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     rows = []
     for tag, n in sorted(set(zip(runs["tag"], runs["n"], strict=True))):
         group = runs.loc[(runs["tag"] == tag) & (runs["n"] == n)].sort_values(by="run")
@@ -249,25 +246,17 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
 # --------------------------------------------------------------------------- verdict
 
 
-def _get(table: pd.DataFrame, tag: str, n: int, measure: str, predictor: str | None = None):
-    """The row of one (labelling, n, measure[, predictor]) as a dict, or None."""
-    sel = table.loc[(table["tag"] == tag) & (table["n"] == n) & (table["measure"] == measure)]
-    if predictor is not None:
-        sel = sel.loc[sel["predictor"] == predictor]
-    return dict(sel.iloc[0]) if len(sel) else None
+def _ns(table: pd.DataFrame, tag: str) -> list[int]:
+    """The sizes n of labelling ``tag``, in order."""
+    return sorted(int(n) for n in table.loc[table["tag"] == tag, "n"].unique())
 
 
 def _ratio(table: pd.DataFrame, tag: str, n: int, den: str | None = None) -> dict[str, Any]:
     """The ratio row network / best baseline (``den`` None) or best predictor / null."""
-    sel = table.loc[(table["tag"] == tag) & (table["n"] == n) & (table["measure"] == "ratio")]
+    sel = select(table, tag=tag, n=n, measure="ratio")
     names = [str(x) for x in sel["predictor"]]
     want = [x.startswith("network/") if den is None else x.endswith("/" + den) for x in names]
     return dict(sel.iloc[want.index(True)])
-
-
-def _show(row: dict[str, Any], digits: int = 3) -> str:
-    lo, hi = fmt(row["ci_low"], digits), fmt(row["ci_high"], digits)
-    return f"{fmt(row['value'], digits)} [{lo}, {hi}]"
 
 
 def _named(tag: str) -> str:
@@ -281,14 +270,15 @@ def compare(ratio: dict[str, Any]) -> str:
         return f"the trained network is {fmt(1 / r)}× [{fmt(1 / hi)}, {fmt(1 / lo)}] better"
     if lo > 1:
         return f"the trained network is {fmt(r)}× [{fmt(lo)}, {fmt(hi)}] worse"
-    return f"the two are not told apart (ratio {_show(ratio)})"
+    return f"the two are not told apart (ratio {ci(ratio)})"
 
 
 def _headline_n(table: pd.DataFrame, tag: str) -> int:
     """The largest n at which most networks reach the paper's stop (else the smallest
     n): the regime the paper trains its network in."""
-    ns = sorted(int(n) for n in table.loc[table["tag"] == tag, "n"].unique())
-    ok = [n for n in ns if (_get(table, tag, n, "success") or {"value": 0.0})["value"] >= 0.5]
+    ns = _ns(table, tag)
+    success = [first(table, tag=tag, n=n, measure="success") for n in ns]
+    ok = [n for n, s in zip(ns, success, strict=True) if s is not None and s["value"] >= 0.5]
     return max(ok) if ok else ns[0]
 
 
@@ -296,9 +286,9 @@ def _comparison(table: pd.DataFrame, tag: str, n: int) -> tuple[str, dict[str, A
     """The network's test loss against the best baseline's at (labelling, n), in words."""
     ratio = _ratio(table, tag, n)
     best = ratio["predictor"].split("/")[1]
-    net = _get(table, tag, n, "test_loss", "network") or {}
-    base = _get(table, tag, n, "test_loss", best) or {}
-    text = f"network test loss = {_show(net)} against {NAMES[best]} {_show(base)}: {compare(ratio)}"
+    net = first(table, tag=tag, n=n, measure="test_loss", predictor="network") or {}
+    base = first(table, tag=tag, n=n, measure="test_loss", predictor=best) or {}
+    text = f"network test loss = {ci(net)} against {NAMES[best]} {ci(base)}: {compare(ratio)}"
     return text, {"network": net, "baseline": best, "base": base, "ratio": ratio}
 
 
@@ -306,17 +296,17 @@ def _per_n(table: pd.DataFrame, tag: str, d: int) -> tuple[str, dict[int, str]]:
     """One labelling's line: the best predictor at each n/d and the ratio network/best
     baseline, with the networks' success fraction (and diverged runs, if any)."""
     parts, best = [], {}
-    for n in sorted(int(m) for m in table.loc[table["tag"] == tag, "n"].unique()):
-        rows = table.loc[(table["tag"] == tag) & (table["n"] == n)]
+    for n in _ns(table, tag):
+        rows = select(table, tag=tag, n=n)
         losses = rows.loc[(rows["measure"] == "test_loss") & (rows["predictor"] != "null")]
         top = dict(losses.iloc[int(np.argmin(losses["value"].to_numpy(float)))])
         best[n] = str(top["predictor"])
         ratio = _ratio(table, tag, n)
-        ok = _get(table, tag, n, "success") or {"value": math.nan}
-        lost = (_get(table, tag, n, "diverged") or {"value": 0.0})["value"]
+        ok = first(table, tag=tag, n=n, measure="success") or {"value": math.nan}
+        lost = (first(table, tag=tag, n=n, measure="diverged") or {"value": 0.0})["value"]
         parts.append(
             f"n/d = {fmt(n / d)}: best {best[n]} ({fmt(top['value'])}), "
-            f"{ratio['predictor']} = {_show(ratio)}, converged {fmt(ok['value'], 2)}"
+            f"{ratio['predictor']} = {ci(ratio)}, converged {fmt(ok['value'], 2)}"
             + (f", {int(lost)} diverged" if lost else "")
         )
     return f"{_named(tag).capitalize()}: " + "; ".join(parts) + ".", best
@@ -348,11 +338,11 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
 
 def _control(table: pd.DataFrame, design: dict[str, Any]) -> tuple[str, dict[int, bool]]:
     """Random labels: does any predictor beat predicting 0 (none can)?"""
-    ns = sorted(int(n) for n in table.loc[table["tag"] == RANDOM, "n"].unique())
+    ns = _ns(table, RANDOM)
     rows = [_ratio(table, RANDOM, n, "null") for n in ns]
     signal = {n: bool(r["ci_high"] < 1) for n, r in zip(ns, rows, strict=True)}
     shown = "; ".join(
-        f"n/d = {fmt(n / design['d'])}: {r['predictor']} = {_show(r)}"
+        f"n/d = {fmt(n / design['d'])}: {r['predictor']} = {ci(r)}"
         for n, r in zip(ns, rows, strict=True)
     )
     if any(signal.values()):
@@ -366,9 +356,9 @@ def _control(table: pd.DataFrame, design: dict[str, Any]) -> tuple[str, dict[int
 def _caveats(table: pd.DataFrame, tag: str, design: dict[str, Any]) -> list[str]:
     """Where the network and the best baseline are not told apart, the runs that would."""
     out = []
-    for n in sorted(int(m) for m in table.loc[table["tag"] == tag, "n"].unique()):
+    for n in _ns(table, tag):
         ratio = _ratio(table, tag, n)
-        if ratio["ci_low"] <= 1 <= ratio["ci_high"]:
+        if holds(ratio, 1):
             log_r = math.log(ratio["value"])
             gap = max(abs(log_r), math.log(1.05))  # resolve at least a ratio of 1.05
             half = math.log(ratio["ci_high"] / ratio["ci_low"]) / 2
@@ -385,10 +375,8 @@ def table_lines(table: pd.DataFrame) -> list[str]:
     """One line per (labelling, n): every predictor's test loss with its interval."""
     out = []
     for tag, n in dict.fromkeys(zip(table["tag"], table["n"], strict=True)):
-        tl = table.loc[
-            (table["tag"] == tag) & (table["n"] == n) & (table["measure"] == "test_loss")
-        ]
-        text = "; ".join(f"{r['predictor']} {_show(r)}" for r in tl.to_dict(orient="records"))
+        tl = select(table, tag=tag, n=n, measure="test_loss")
+        text = "; ".join(f"{r['predictor']} {ci(r)}" for r in tl.to_dict(orient="records"))
         out.append(f"{tag}, n = {n} (n/d = {fmt(float(tl['n_over_d'].iloc[0]))}): {text}")
     return out
 
@@ -408,9 +396,8 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         rows = table.loc[(table["tag"] == tag) & (table["measure"] == "test_loss")]
         for name, style in styles.items():
             g = rows.loc[rows["predictor"] == name].sort_values(by="n_over_d")
-            err = np.abs(np.array([g["value"] - g["ci_low"], g["ci_high"] - g["value"]]))
-            ax.errorbar(g["n_over_d"], g["value"], yerr=np.nan_to_num(err), fmt=style, ms=4,
-                        lw=0.9, label=name)  # fmt: skip
+            ax.errorbar(g["n_over_d"], g["value"], yerr=mt.errorbars(g), fmt=style, ms=4, lw=0.9,
+                        label=name)  # fmt: skip
         ax.set(xscale="log", yscale="log", xlabel="n/d", title=_named(tag))
         design_ticks(ax, sorted(set(rows["n_over_d"])))
         ok = table.loc[(table["tag"] == tag) & (table["measure"] == "success")]

@@ -3,7 +3,7 @@
 Rows hold ``part`` (which part of the study), ``arm`` (the variant), ``measure``, ``x``
 (the ε, σ or n it is taken at; NaN for a fit over them), ``value``, ``ci_low``,
 ``ci_high`` and ``runs`` (the runs it rests on). The smallinit and groupinit studies
-write such tables; :func:`get` reads a row back, :func:`ci` prints it."""
+write such tables; :func:`get` reads a row back, :func:`.common.ci` prints it."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import first
+from shallowflow.report.format import ci
 from shallowflow.stats.curves import bootstrap_mean
 
-__all__ = ["ci", "converged", "errorbars", "get", "lines", "mean", "row"]
+__all__ = ["converged", "errorbars", "get", "lines", "mean", "row"]
 
 _MISSING = {"value": math.nan, "ci_low": math.nan, "ci_high": math.nan, "runs": 0}
 
@@ -36,14 +37,8 @@ def mean(values: Any, boot: int, rng: np.random.Generator) -> tuple[float, float
 
 def get(table: pd.DataFrame, part: str, arm: str, measure: str, x: float = math.nan) -> dict:
     """The row of (part, arm, measure) at ``x`` (NaN: the row over all x); NaNs if none."""
-    sel = (table["part"] == part) & (table["arm"] == arm) & (table["measure"] == measure)
-    sel &= np.isnan(table["x"]) if math.isnan(x) else np.isclose(table["x"], x)
-    return table.loc[sel].iloc[0].to_dict() if bool(sel.any()) else dict(_MISSING)
-
-
-def ci(r: dict, digits: int = 3) -> str:
-    """``value [ci_low, ci_high]``."""
-    return f"{fmt(r['value'], digits)} [{fmt(r['ci_low'], digits)}, {fmt(r['ci_high'], digits)}]"
+    found = first(table, part=part, arm=arm, measure=measure, x=float(x))
+    return found if found is not None else dict(_MISSING)
 
 
 def lines(table: pd.DataFrame) -> list[str]:

@@ -46,9 +46,10 @@ import pandas as pd
 from shallowflow.experiments.batch import cell_table, simulate_results
 from shallowflow.experiments.protocol import EPS, study_cell
 from shallowflow.experiments.studies import measures as mt
-from shallowflow.experiments.studies.conjecture1 import exponent
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import design_of
+from shallowflow.report.format import ci, fmt
 from shallowflow.stats.curves import first_below, paired_slopes, staircase
+from shallowflow.stats.resample import exponent
 from shallowflow.theory.smallinit import escape_draws, min_norm2
 from shallowflow.theory.width import width
 
@@ -114,11 +115,6 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def horizon(n: int, eps: float) -> float:
     """A horizon past the last plateau: n·(2 log(1/ε) + 10) units of time (the slowest
     neuron a run needs, λ ≥ 1/n, escapes by n log(1/ε), then converges)."""
@@ -153,7 +149,7 @@ def _cell(arm: str, n: int, eps: float, runs: int, design: Design, seed: int) ->
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """The plateau part (GD and the flow on shared draws, the sphere contrast) at every ε,
     and the norm part at every n (``draws`` tags: the cells that share their draws)."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     out = []
     for eps in design.epsilons:
         for arm, runs in (("gd", design.runs), ("flow", design.flow_runs)):
@@ -271,11 +267,8 @@ def _norm_rows(norm: pd.DataFrame, design: Design, rng) -> list[dict[str, Any]]:
     for m in MEASURES:
         for name, ns in ((m, None), (f"{m} late", (late[0], late[-1]))):
             e = exponent(norm, m, design.boot, ns=ns)
-            rows.append(
-                mt.row(
-                    "exponent", "gd", name, NAN, (e["slope"], e["ci_low"], e["ci_high"], e["runs"])
-                )
-            )
+            stat = (e["slope"], e["ci_low"], e["ci_high"], e["runs"])
+            rows.append(mt.row("exponent", "gd", name, NAN, stat))
     return rows
 
 
@@ -298,7 +291,7 @@ def _curves(gd: pd.DataFrame) -> dict[str, Any]:
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table of measures (:mod:`.measures`) and the summary the verdict and the figure
     read."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     rng = (design.boot, np.random.default_rng(0))
     runs = runs.assign(log_eps=np.log(1 / runs["w_scale"]), t1=runs["plateau_time"])
     gd = runs.loc[runs["tag"] == "gd"].copy()
@@ -321,8 +314,8 @@ def _against(r: dict, pred: dict) -> str:
 def _growth(late: dict) -> str:
     """Whether the ratio to the least norm grows, from its exponent on the largest n."""
     if late["ci_low"] > 0:
-        return "still growing on the largest n (exponent there " + mt.ci(late) + "): extend n"
-    return "bounded: no growth on the largest n (exponent there " + mt.ci(late) + ")"
+        return "still growing on the largest n (exponent there " + ci(late) + "): extend n"
+    return "bounded: no growth on the largest n (exponent there " + ci(late) + ")"
 
 
 def _headline(get, d: dict[str, Any]) -> str:
@@ -337,12 +330,12 @@ def _headline(get, d: dict[str, Any]) -> str:
         f"{max(eps):g}, {d['runs']} runs on shared draws"
     )
     return (
-        f"The first plateau lasts B·log(1/ε) + c with B = {mt.ci(gd)} under GD η = {d['lr']:g} "
+        f"The first plateau lasts B·log(1/ε) + c with B = {ci(gd)} under GD η = {d['lr']:g} "
         f"against SPEC §4's E[1/max_j λ_j] = {fmt(pgd['value'], 3)} for its step, a ratio of "
-        f"{_against(gd, pgd)}, and {mt.ci(flow)} under the exact flow ({d['flow_runs']} runs; "
+        f"{_against(gd, pgd)}, and {ci(flow)} under the exact flow ({d['flow_runs']} runs; "
         f"predicted {fmt(pflow['value'], 3)}: {_against(flow, pflow)}) ({proto}). The final "
-        f"‖θ‖²/p grows as n^{mt.ci(norm)} on n = {late_ns[0]}–{n_max} (the least: n^1/2), "
-        f"{mt.ci(ratio)} × the least at n = {n_max}: "
+        f"‖θ‖²/p grows as n^{ci(norm)} on n = {late_ns[0]}–{n_max} (the least: n^1/2), "
+        f"{ci(ratio)} × the least at n = {n_max}: "
         + _growth(get("exponent", "gd", "ratio late"))
         + "."
     )
@@ -356,10 +349,10 @@ def _fits_line(get, d: dict[str, Any]) -> str:
     size, share = (get("prediction", "gd", f"first {m}")["value"] for m in ("size", "share"))
     return (
         f"Fits (|r_i| < |y_i|/2) at ε = {eps:g}, in units of log(1/ε): the first example at "
-        f"{mt.ci(order['first'])}, the median at {mt.ci(order['median'])}, the last at "
-        f"{mt.ci(order['last'])} (slopes in log(1/ε): "
-        + ", ".join(mt.ci(get("fits", "gd", f"{k} slope")) for k in ORDER)
-        + f"); last/first = {mt.ci(spread)}: "
+        f"{ci(order['first'])}, the median at {ci(order['median'])}, the last at "
+        f"{ci(order['last'])} (slopes in log(1/ε): "
+        + ", ".join(ci(get("fits", "gd", f"{k} slope")) for k in ORDER)
+        + f"); last/first = {ci(spread)}: "
         + (
             "one saddle after another"
             if spread["ci_low"] > 1.05
@@ -378,18 +371,18 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     lines = [
         _headline(get, d),
         "t₁/log(1/ε) per ε (GD): "
-        + "; ".join(f"ε = {e:g}: {mt.ci(get('plateau', 'gd', 't1/log', e))}" for e in d["epsilons"])
+        + "; ".join(f"ε = {e:g}: {ci(get('plateau', 'gd', 't1/log', e))}" for e in d["epsilons"])
         + f"; sphere data (d = {d['sphere_d']}, {d['sphere_runs']} runs, where the active sets "
-        f"move and the prediction does not apply): B = {mt.ci(get('plateau', 'sphere', 'slope'))}.",
+        f"move and the prediction does not apply): B = {ci(get('plateau', 'sphere', 'slope'))}.",
         _fits_line(get, d),
         f"grown_neurons (norm ≥ 10× its start) of p = {width(d['n'], EPS)}: "
-        + "; ".join(f"ε = {e:g}: {mt.ci(a)} by t₁, {mt.ci(b)} at the end" for e, a, b in grown)
+        + "; ".join(f"ε = {e:g}: {ci(a)} by t₁, {ci(b)} at the end" for e, a, b in grown)
         + ".",
         f"‖θ‖²/least per n (ε = {d['norm_eps']:g}, {d['norm_runs']} runs, interpolating runs): "
-        + "; ".join(f"n = {n}: {mt.ci(get('norm', 'gd', 'ratio', n))}" for n in d["norm_ns"])
+        + "; ".join(f"n = {n}: {ci(get('norm', 'gd', 'ratio', n))}" for n in d["norm_ns"])
         + f"; over n = {min(d['norm_ns'])}–{max(d['norm_ns'])} ‖θ‖²/p grows as "
-        f"n^{mt.ci(get('exponent', 'gd', 'norm2_p'))} and the least as "
-        f"n^{mt.ci(get('exponent', 'gd', 'least_p'))} (theory: 1/2).",
+        f"n^{ci(get('exponent', 'gd', 'norm2_p'))} and the least as "
+        f"n^{ci(get('exponent', 'gd', 'least_p'))} (theory: 1/2).",
         "Converged to 10⁻⁹/(2n): "
         + ", ".join(f"{k} {v:.0%}" for k, v in summary["converged"].items())
         + ".",

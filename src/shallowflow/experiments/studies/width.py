@@ -40,7 +40,9 @@ import pandas as pd
 from shallowflow.experiments.adaptive import run_adaptive
 from shallowflow.experiments.figures.success import success_points, threshold_fit
 from shallowflow.experiments.protocol import Protocol, study_cell
-from shallowflow.report.format import fmt
+from shallowflow.experiments.studies.common import design_of, holds
+from shallowflow.plots import interval_bars, interval_yerr
+from shallowflow.report.format import ci, fmt
 from shallowflow.stats import fits
 from shallowflow.stats.frames import where
 
@@ -97,11 +99,6 @@ PRESETS = {
 }
 
 
-def design_of(design: Design | str) -> Design:
-    """The preset's design (or the design itself)."""
-    return PRESETS[design] if isinstance(design, str) else design
-
-
 def guess(d: int, p: int) -> float:
     """N̂(d, p), the centre of a group's window: log N̂ = log 35 + 1.5 log(d/10) +
     (0.1 + 0.15 log(d/10)) log(p/30), fitted by eye to this engine's quick preset
@@ -126,7 +123,7 @@ def group_name(d: int, p: int) -> str:
 
 def cells(design: Design | str, seed: int = 0) -> list[dict[str, Any]]:
     """The grid cells of every group (the search's window, grid and run budget)."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     return [
         study_cell(NAME, "gd", seed, n=n, d=d, p=p, runs=design.runs, group=group_name(d, p))
         for d, p in design.pairs
@@ -229,7 +226,7 @@ def _ratio(arm: pd.DataFrame) -> dict[str, Any]:
 
 def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The thresholds table and the summary the verdict reads."""
-    design = design_of(design)
+    design = design_of(PRESETS, design)
     table = thresholds(runs)
     table["guess"] = [guess(d, p) for d, p in zip(table["d"], table["p"], strict=True)]
     summary = {
@@ -243,15 +240,11 @@ def summarise(runs: pd.DataFrame, design: Design | str) -> tuple[pd.DataFrame, d
 # --------------------------------------------------------------------------- verdict
 
 
-def _ci(row: dict[str, Any], key: str = "beta") -> str:
-    return f"{fmt(row[key])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
-
-
 def against(row: dict[str, Any], value: float) -> str:
     """Whether the interval of β holds ``value``."""
     if not np.isfinite(row["beta"]):
         return "undecided (no exponent)"
-    if row["ci_low"] <= value <= row["ci_high"]:
+    if holds(row, value):
         return "consistent"
     return "excluded, N grows faster" if row["ci_low"] > value else "excluded, N grows slower"
 
@@ -283,7 +276,8 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
     dep = summary["dependence"]
     cp = summary["cp"][0] if summary["cp"] else None
     head = (
-        f"N ∝ d^β with β = {_ci(key)} (p = {key['p']}, d = {key['d_min']}–{key['d_max']}, "
+        f"N ∝ d^β with β = {ci(key, key='beta')} (p = {key['p']}, "
+        f"d = {key['d_min']}–{key['d_max']}, "
         f"Fig. 4/5 protocol, GD η = 1{_misfit(key, summary['local'])}), against the theory's 1/2: "
         f"{against(key, THEORY_BETA)}; against Fig. 4's 1: {against(key, FIGURE_BETA)}; "
         + _dependence(dep)
@@ -295,7 +289,7 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         "β per width: "
         + "; ".join(
             f"p = {b['p']} (d = {b['d_min']}–{b['d_max']}, {b['points']} thresholds): "
-            f"{_ci(b)}, power-law fit p-value {fmt(b['fit_p'], 2)}"
+            f"{ci(b, key='beta')}, power-law fit p-value {fmt(b['fit_p'], 2)}"
             for b in betas
         )
         + "."
@@ -304,14 +298,15 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         lines.append(
             "Local exponents (between consecutive d): "
             + "; ".join(
-                f"p = {b['p']}, d = {b['d_min']}–{b['d_max']}: {_ci(b)}" for b in summary["local"]
+                f"p = {b['p']}, d = {b['d_min']}–{b['d_max']}: {ci(b, key='beta')}"
+                for b in summary["local"]
             )
             + "."
         )
     if summary["same_range"]:
         lines.append(
             f"On the d values every width shares ({', '.join(map(str, summary['common_ds']))}): "
-            + "; ".join(f"p = {b['p']}: {_ci(b)}" for b in summary["same_range"])
+            + "; ".join(f"p = {b['p']}: {ci(b, key='beta')}" for b in summary["same_range"])
             + f"; one common β = {fmt(dep['beta'])} ± {fmt(1.96 * dep['se_beta'], 2)}, "
             f"equal exponents: Δχ² = {fmt(dep.get('delta_chi2', math.nan))} on {dep.get('df', 0)}"
             f" dof, p-value {fmt(dep['p_value'], 2)}."
@@ -351,7 +346,7 @@ def _relax_line(r: dict[str, Any], key: dict[str, Any]) -> str:
     per_d = r["ratio"] ** (1 / key["beta"]) if key["beta"] > 0 else math.nan
     return (
         f"Width and d ≳ n²: at d = {r['d']}, p = {r['p_min']} → {r['p_max']} multiplies N by "
-        f"{fmt(r['ratio'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+        f"{ci(r, key='ratio')}"
         + (
             f", so width relaxes the dimension needed: d ≈ (n/C(p))^(1/β) ∝ n^"
             f"{fmt(1 / key['beta'], 2)} (theory: n²), divided by about {fmt(per_d, 2)}."
@@ -372,7 +367,7 @@ def _caveats(table: pd.DataFrame, key: dict[str, Any]) -> list[str]:
             f"Thresholds at the edge of their window or unbounded at {places}: widen the "
             "window (Design.exponents) or add runs there before reading them."
         )
-    if key["ci_low"] <= THEORY_BETA <= key["ci_high"] and key["ci_low"] <= 1 <= key["ci_high"]:
+    if holds(key, THEORY_BETA) and holds(key, FIGURE_BETA):
         out.append(
             "β's interval holds both 1/2 and 1: more runs per point (the paper preset's 20 "
             "or more) and a d range of a factor 16 or more would decide."
@@ -383,9 +378,8 @@ def _caveats(table: pd.DataFrame, key: dict[str, Any]) -> list[str]:
 def table_lines(table: pd.DataFrame) -> list[str]:
     """Each threshold as a line: d, p, N with its interval, the runs, the first guess."""
     return [
-        f"d = {r['d']}, p = {r['p']}: N = {fmt(r['N'], 4)} [{fmt(r['ci_low'], 4)}, "
-        f"{fmt(r['ci_high'], 4)}] from {r['runs']} runs at {r['sizes']} sizes "
-        f"(guess {fmt(r['guess'], 3)})"
+        f"d = {r['d']}, p = {r['p']}: N = {ci(r, 4, 'N')} from {r['runs']} runs at "
+        f"{r['sizes']} sizes (guess {fmt(r['guess'], 3)})"
         for r in table.to_dict("records")
     ]
 
@@ -402,7 +396,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     ok = where(table, np.isfinite(table["N"]))
     betas = {x["p"]: x for x in summary["betas"]}
     for i, (p, g) in enumerate(ok.groupby("p")):
-        err = _yerr(g)
+        err = interval_yerr(g, "N")
         a.errorbar(g["d"], g["N"], yerr=err, fmt="o", ms=4, color=f"C{i}", label=f"p = {p}")
         if p in betas and np.isfinite(betas[p]["beta"]):
             d = np.geomspace(g["d"].min(), g["d"].max(), 20)
@@ -415,7 +409,8 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     a.legend(fontsize=7)
     for d0, g in ok.groupby("d"):
         if len(set(g["p"])) >= 2:
-            b.errorbar(g["p"], g["N"], yerr=_yerr(g), fmt="s-", ms=4, lw=0.8, label=f"d = {d0}")
+            err = interval_yerr(g, "N")
+            b.errorbar(g["p"], g["N"], yerr=err, fmt="s-", ms=4, lw=0.8, label=f"d = {d0}")
     b.set(xscale="log", yscale="log", xlabel="p", ylabel="threshold N", title="N against p")
     if b.get_legend_handles_labels()[0]:
         b.legend(fontsize=7)
@@ -425,8 +420,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     ):
         if rows:
             p = np.array([r["p"] for r in rows]) * 1.06**k  # side by side
-            err = np.array([[r["beta"] - r["ci_low"], r["ci_high"] - r["beta"]] for r in rows]).T
-            c.errorbar(p, [r["beta"] for r in rows], yerr=err, fmt=style, ms=4, label=label)
+            interval_bars(c, p, rows, "beta", fmt=style, ms=4, label=label)
     c.axhline(THEORY_BETA, color="k", ls="--", lw=0.8, label="theory 1/2")
     c.axhline(FIGURE_BETA, color="k", ls=":", lw=0.8, label="Fig. 4: 1")
     c.set(xscale="log", xlabel="p", ylabel="β (95%)", title="exponent of d per width")
@@ -437,9 +431,3 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))  # room for the title
     return fig
-
-
-def _yerr(g: pd.DataFrame) -> np.ndarray:
-    low = (g["N"] - g["ci_low"]).clip(lower=0).replace(np.inf, 0).fillna(0)
-    high = (g["ci_high"] - g["N"]).clip(lower=0).replace(np.inf, 0).fillna(0)
-    return np.vstack([low, high])

@@ -13,8 +13,9 @@ from shallowflow.experiments.batch import cell_table
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.runner import with_knobs
 from shallowflow.experiments.studies import conjecture1 as study
+from shallowflow.experiments.studies.common import design_of, holds
 from shallowflow.plots import save_figure
-from shallowflow.report.format import fmt
+from shallowflow.report.format import ci, fmt
 from shallowflow.verify.checks.common import FAIL, INCONCLUSIVE, PASS, P, prefetch, result, sim
 from shallowflow.verify.ledger import Check, CheckResult
 
@@ -49,16 +50,16 @@ def conjecture1(p: P, fig_dir: Path | None = None) -> CheckResult:
     # interval holds −1/2 supports the conjecture (PASS); one inside the proven range but
     # away from −1/2 leaves it open (INCONCLUSIVE, with the exponent the data support);
     # an interval wholly outside the proven range contradicts the theory (FAIL).
-    if key["ci_low"] <= target <= key["ci_high"]:
+    if holds(key, target):
         verdict = PASS
     elif key["ci_high"] < b_lo or key["ci_low"] > b_hi:
         verdict = FAIL
     else:
         verdict = INCONCLUSIVE
-    design = study.design_of(p["design"])
+    design = design_of(study.PRESETS, p["design"])
     fig = save_figure(fig_dir, "conjecture1", lambda ax: _draw(ax, table, summary))
     summ = (
-        f"μ_∞ ∝ n^{fmt(key['slope'])} [{fmt(key['ci_low'])}, {fmt(key['ci_high'])}] under the "
+        f"μ_∞ ∝ n^{ci(key, key='slope')} under the "
         f"Fig. 6 protocol (GD η = 1, W × 0.01, d = {design.d}, n = {min(design.ns)}–"
         f"{max(design.ns)}): the data support {numbers['supported']}; μ(t_∞) at the paper's "
         f"stop {fmt(numbers['paper_stop']['slope'])}"

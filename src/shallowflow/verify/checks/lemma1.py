@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,39 +21,23 @@ from shallowflow.verify.checks.common import (
 from shallowflow.verify.ledger import Check, CheckResult
 
 
+def _cell(p: P) -> dict[str, Any]:
+    """The knobs the flow and GD share: orthogonal data (d = n), the asymmetric
+    initialisation, float64, the same runs and seed (so the same draws)."""
+    n, seed = p["n"], p.get("seed", 0)
+    return dict(n=n, d=n, data="orthogonal", init="asymmetric", x64=True, runs=p["runs"], seed=seed)
+
+
 def flow_config(p: P) -> SimConfig:
     """The exact flow on orthogonal data in float64: its balance must not drift."""
-    return make_config(
-        n=p["n"],
-        d=p["n"],
-        data="orthogonal",
-        init="asymmetric",
-        solver="flow",
-        x64=True,
-        rtol=p["rtol"],
-        atol=p["atol"],
-        dtmin=p["dtmin"],
-        runs=p["runs"],
-        keep_state=True,
-        seed=p.get("seed", 0),
-    )
+    tolerances = {"rtol": p["rtol"], "atol": p["atol"], "dtmin": p["dtmin"]}
+    return make_config(**_cell(p), solver="flow", **tolerances, keep_state=True)
 
 
 def gd_config(p: P, lr: float) -> SimConfig:
     """GD with step ``lr`` on the flow's cell: its balance drifts by O(η²) per step."""
-    return make_config(
-        n=p["n"],
-        d=p["n"],
-        data="orthogonal",
-        init="asymmetric",
-        solver="gd",
-        lr=lr,
-        x64=True,
-        runs=p["runs"],
-        horizon=float(p["gd_horizon"]),
-        stop_loss=0.0,
-        seed=p.get("seed", 0),
-    )
+    horizon = float(p["gd_horizon"])
+    return make_config(**_cell(p), solver="gd", lr=lr, horizon=horizon, stop_loss=0.0)
 
 
 def lemma1(p: P, fig_dir: Path | None = None) -> CheckResult:
