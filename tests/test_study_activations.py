@@ -239,3 +239,22 @@ def test_study_all_gives_activations_its_row_with_who_asked(tiny_study, tmp_path
     assert (
         study.ASKED_BY in row and "p_0.9(n), the width" in row and "(activations/study.md)" in row
     )
+
+
+def test_a_design_without_the_claims_pair_reports_each_sigma_and_no_claim():
+    """A design of ReLU² and GELU only (a user's own): the claim about leaky 0.1 against
+    ReLU is not tested, and says so, while each σ still gets its line and the table its
+    lines (the table has no rate part, so no n_min column)."""
+    runs = _planted({"relu_power:2": "log", "gelu": "constant"}, np.random.default_rng(2))
+    table, summary = study.summarise(runs, _design(("relu_power:2", "gelu")))
+    lines, numbers = study.verdict(table, summary)
+    assert lines[0].endswith(
+        "the authors' claim (leaky 0.1 against ReLU) is not tested: the design lacks "
+        "leaky 0.1 and ReLU."
+    )
+    assert numbers["claim@10"]["verdict"] == "untested"
+    assert any(line.startswith("ReLU²: by 10·T: ") for line in lines)
+    assert any(line.startswith("GELU: by 10·T: ") for line in lines)
+    lines = study.table_lines(table)
+    assert len(lines) == len(table)
+    assert all(" · n = " in line for line in lines if line.startswith("p_0.9"))

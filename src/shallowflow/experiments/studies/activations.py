@@ -275,8 +275,13 @@ def growth(table: pd.DataFrame, summary: dict[str, Any], act: str, h: float) -> 
 def claim(table: pd.DataFrame, summary: dict[str, Any], h: float) -> tuple[str, dict[str, Any]]:
     """The authors' claim at horizon h: leaky 0.1's p_0.9 constant in n where ReLU's grows
     like log n. Returns the sentence and its numbers: ``verdict`` (holds, fails,
-    undecided) and ``difference``, ReLU's log-law slope minus leaky's with its interval
-    (the half-widths added in quadrature: independent fits)."""
+    undecided; untested when the design lacks leaky 0.1 or ReLU) and ``difference``,
+    ReLU's log-law slope minus leaky's with its interval (the half-widths added in
+    quadrature: independent fits)."""
+    missing = [LABELS[a] for a in CLAIM if a not in summary["design"]["activations"]]
+    if missing:
+        num = {"verdict": "untested", "difference": None}
+        return f"not tested: the design lacks {' and '.join(missing)}", num
     leaky, relu = (growth(table, summary, a, h) for a in CLAIM)
     num: dict[str, Any] = {"leaky": leaky, "relu": relu, "difference": None}
     if leaky["slope"] is None or relu["slope"] is None:
@@ -309,12 +314,16 @@ def verdict(table: pd.DataFrame, summary: dict[str, Any]) -> tuple[list[str], di
         numbers[f"claim@{h:g}"] = num
         d = num["difference"]
         gap = "" if d is None else f"; ReLU − leaky 0.1: {fmt(d[0])} [{fmt(d[1])}, {fmt(d[2])}]"
+        pair = (
+            f"leaky 0.1: {num['leaky']['text']}; ReLU: {num['relu']['text']}{gap}: {said}"
+            if num["verdict"] != "untested"
+            else f"the authors' claim (leaky 0.1 against ReLU) is {said}"
+        )
         lines.append(
             "p_0.9(n), the width at which 90% of runs converge, on orthogonal data in d = 4n "
             f"(the paper's labels and init, GD η = 1, stop 1/(2n), horizon {fmt(h)}·T(n, "
             f"p(n, 0.05)) at every p; n = {min(ns)}–{max(ns)}, {design['runs']} runs per "
-            f"(σ, n, p) on p = {min(ps)}–{max(ps)}): leaky 0.1: {num['leaky']['text']}; "
-            f"ReLU: {num['relu']['text']}{gap}: {said}."
+            f"(σ, n, p) on p = {min(ps)}–{max(ps)}): {pair}."
         )
     for act in design["activations"]:
         parts = [f"by {fmt(h)}·T: {growth(table, summary, act, h)['text']}" for h in horizons]
@@ -386,8 +395,12 @@ def table_lines(table: pd.DataFrame) -> list[str]:
     out = []
     for r in table.to_dict("records"):
         h = f" · {fmt(r['horizon_T'])}·T" if r["part"] != "rate" else ""
-        where = r.get("law") if r["part"] == "law" else f"n = {r['n_min']:g}–{r['n_max']:g}"
-        where = f"n = {r['n']:g} ({r['status']})" if r["part"] == "p_0.9" else where
+        if r["part"] == "law":
+            where = r.get("law")
+        elif r["part"] == "p_0.9":
+            where = f"n = {r['n']:g} ({r['status']})"
+        else:  # a rate: its n range (a design without a rate part has no such column)
+            where = f"n = {r['n_min']:g}–{r['n_max']:g}"
         out.append(f"{r['part']} · {LABELS[r['activation']]}{h} · {where}: {ci(r)}")
     return out
 
