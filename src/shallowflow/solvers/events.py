@@ -1,7 +1,8 @@
 """The events of the exact flow at a landed state (SPEC §3b): the pending pairs' modes
 decided together (crossing, sliding, inactive), the pairs of a neuron put exactly on
-their surfaces, and a neuron at v_j = 0 retired (:func:`land`); and the state an attempt
-settles in, landed or as integrated (:func:`settle`). :mod:`.locate` finds the events,
+their surfaces, and a neuron at v_j = 0 retired (:func:`land`); a crossing landed on
+inside the step that found it (:func:`land_inside`); and the state an attempt settles
+in, landed or as integrated (:func:`settle`). :mod:`.locate` finds the events,
 :mod:`.exact` runs the loop."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow.model import State
+from shallowflow.solvers.dopri import dense, hermite
 from shallowflow.solvers.filippov import (
     ACTIVE,
     INACTIVE,
@@ -28,7 +30,16 @@ from shallowflow.solvers.filippov import (
     sliding_lambdas,
     spd_solve,
 )
-from shallowflow.solvers.locate import EVENTS, Attempt, Carry, Context, Found, Verdict, land_tol
+from shallowflow.solvers.locate import (
+    EVENTS,
+    Attempt,
+    Carry,
+    Context,
+    Found,
+    Verdict,
+    land_tol,
+    u_scale,
+)
 
 
 class Landed(NamedTuple):
@@ -198,3 +209,71 @@ def _clamp(ctx: Context, same: Landed, stick) -> Landed:
         flips=jnp.sum(stick).astype(jnp.int32),
         evals=jnp.ones((), jnp.int32),
     )
+
+
+class Inside(NamedTuple):
+    """A crossing landed on inside the step that found it (:func:`land_inside`)."""
+
+    use: jax.Array  # the landing holds: the attempt ends at the crossing
+    tried: jax.Array  # the field was evaluated there (one evaluation)
+    a: Attempt  # the attempt cut at the crossing: h, t1, θ, q and the field there
+    v: Verdict  # accepted, its crossing pairs landed on
+
+
+def land_inside(ctx: Context, c: Carry, a: Attempt, f: Found) -> Inside:
+    """Land on the step's first event when it is a crossing, at no cost but the field
+    there. The pattern was frozen and valid up to the root s*, so the step's continuous
+    extension (:func:`.dopri.dense`, 4th order, the order of the error estimate that
+    accepted the step) gives θ and q = ∫μ at t + s*h; the crossing pairs are then put
+    exactly on their surfaces by :func:`land`, as after a retaken step. The landing
+    holds when the state there is one a retaken step would land in: the crossing pairs
+    within the landing tolerance of their surfaces, no other pair past its surface, no
+    sliding pair's λ past its band, the loss above the stop; else the step is retaken
+    to s* as before (:func:`.locate.land_check`).
+
+    Exits from sliding and the stop are not landed on here: their location is a
+    secant on λ or log L, which needs the field at each guess."""
+    s_first, together = f.s_first, f.s_first + f.window_h
+    alone = (jnp.min(f.s_exit, initial=2.0) > together) & (f.s_stop > together)
+    crossing = f.new_event & (jnp.min(f.s_cross) <= s_first) & alone
+    pend = f.cand & (f.s_cross <= together)
+    ops = (c, a, f, pend)
+    cut, ok = jax.lax.cond(crossing, partial(_cut, ctx), partial(_uncut, ctx), *ops)
+    use = crossing & ok
+    v = Verdict(
+        back=jnp.zeros((), bool),
+        ahead=jnp.zeros((), bool),
+        accept=jnp.ones((), bool),
+        dt_over=jnp.zeros((), a.h.dtype),
+        dt_early=jnp.full((), jnp.inf, a.h.dtype),
+        stopped=jnp.zeros((), bool),
+        ends=jnp.ones((), bool),
+        pend_now=pend,
+        exit_now=jnp.zeros(c.pend_exit.shape, bool),
+    )
+    return Inside(use, crossing, cut, v)
+
+
+def _cut(ctx: Context, c: Carry, a: Attempt, f: Found, pend) -> tuple[Attempt, jax.Array]:
+    """The attempt cut at s* on the continuous extension, the field there, and whether
+    that state is a landing (:func:`land_inside`)."""
+    data, s, h = ctx.data, f.s_first, a.h
+    y = dense(s, c.y, c.ev.f, a.st, a.st.ev1.f, h)
+    q = hermite(s, c.q, c.ev.mu, a.st.q1, a.st.ev1.mu, h, a.st.e_q)
+    ev = field(data, y, c.pat, gram(data, c.pat.slots) if ctx.k_slots else None)
+    du, t = dudt(data, ev.f), c.t + s * h
+    tol_u = land_tol(ctx, y, du, t)
+    sign = jnp.where(c.pat.mode == ACTIVE, 1.0, -1.0)
+    moving = ctx.real & (c.pat.mode != SLIDING) & ~pend
+    past = moving & (sign * ev.u < -256 * ctx.eps * u_scale(ctx, y))
+    on = ~jnp.any(pend & (jnp.abs(ev.u) > tol_u))
+    lam = sliding_lambdas(data, y, c.pat, ev) if ctx.k_slots else c.lam
+    band = (lam >= -ctx.tol_lam) & (lam <= 1 + ctx.tol_lam)
+    held = ~jnp.any((c.pat.slots >= 0) & ~band)
+    ok = on & ~jnp.any(past) & held & (ev.loss > ctx.stop_loss) & jnp.isfinite(q)
+    st = a.st._replace(y1=y, ev1=ev, q1=q)
+    return a._replace(h=s * h, t1=t, st=st, du1=du, tol_u=tol_u), ok
+
+
+def _uncut(ctx: Context, c: Carry, a: Attempt, f: Found, pend) -> tuple[Attempt, jax.Array]:
+    return a, jnp.zeros((), bool)
