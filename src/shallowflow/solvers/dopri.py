@@ -101,7 +101,7 @@ def dopri_step(fn: Callable[[State], Any], y: State, ev0, q, h, scale, p) -> Ste
     return Step(y1, ev, q1, err, e_y, e_q)
 
 
-def hermite(s, u0, d0, u1, d1, h, e=0.0):
+def hermite(s, u0, d0, u1, d1, h, e: float | jax.Array = 0.0):
     """The step's continuous extension on s ∈ [0, 1] (Shampine 1986, 4th order): the
     cubic Hermite interpolant of the values u0, u1 and time derivatives d0, d1 at the
     ends, plus s²(1 − s)²·e with ``e`` = h Σ d_i k_i (:class:`Step`); e = 0 leaves the
@@ -124,7 +124,17 @@ def dense(s, y0: State, f0: State, st: Step, f1: State, h) -> State:
     )
 
 
-def first_root(u0, d0, u1, d1, h, want_positive, candidates, thr: float | jax.Array = 0.0, e=0.0):
+def first_root(
+    u0,
+    d0,
+    u1,
+    d1,
+    h,
+    want_positive,
+    candidates,
+    thr: float | jax.Array = 0.0,
+    e: float | jax.Array = 0.0,
+):
     """For each candidate pair, the first s ∈ (0, 1] where its u on the continuous
     extension (:func:`hermite`, last term ``e``) leaves its side by more than ``thr``
     (u < −thr for a pair that should stay ≥ 0, u > thr otherwise); 2 if none. The

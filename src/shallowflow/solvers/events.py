@@ -32,6 +32,7 @@ from shallowflow.solvers.filippov import (
 )
 from shallowflow.solvers.locate import (
     EVENTS,
+    EXIT_EVALS,
     Attempt,
     Carry,
     Context,
@@ -212,34 +213,36 @@ def _clamp(ctx: Context, same: Landed, stick) -> Landed:
 
 
 class Inside(NamedTuple):
-    """A crossing landed on inside the step that found it (:func:`land_inside`)."""
+    """An event landed on inside the step that found it (:func:`land_inside`)."""
 
-    use: jax.Array  # the landing holds: the attempt ends at the crossing
-    tried: jax.Array  # the field was evaluated there (one evaluation)
-    a: Attempt  # the attempt cut at the crossing: h, t1, θ, q and the field there
-    v: Verdict  # accepted, its crossing pairs landed on
+    use: jax.Array  # the landing holds: the attempt ends at the event
+    tried: jax.Array  # evaluations of the field spent
+    a: Attempt  # the attempt cut at the event: h, t1, θ, q and the field there
+    v: Verdict  # accepted, its crossing pairs or its exiting slot landed on
 
 
 def land_inside(ctx: Context, c: Carry, a: Attempt, f: Found) -> Inside:
-    """Land on the step's first event when it is a crossing, at no cost but the field
-    there. The pattern was frozen and valid up to the root s*, so the step's continuous
-    extension (:func:`.dopri.dense`, 4th order, the order of the error estimate that
-    accepted the step) gives θ and q = ∫μ at t + s*h; the crossing pairs are then put
-    exactly on their surfaces by :func:`land`, as after a retaken step. The landing
-    holds when the state there is one a retaken step would land in: the crossing pairs
-    within the landing tolerance of their surfaces, no other pair past its surface, no
-    sliding pair's λ past its band, the loss above the stop; else the step is retaken
-    to s* as before (:func:`.locate.land_check`).
-
-    Exits from sliding and the stop are not landed on here: their location is a
-    secant on λ or log L, which needs the field at each guess."""
+    """Land on the step's first event inside the step. The pattern was frozen and valid
+    up to the event, so the step's continuous extension (:func:`.dopri.dense`, 4th
+    order, the order of the error estimate that accepted the step) gives θ and q = ∫μ
+    there at no cost but the field: one evaluation at a crossing's root (found on the
+    extension of u, linear in θ), a few at a sliding exit (λ needs the field: Illinois
+    regula falsi on λ along the extension, at most EXIT_EVALS evaluations). The events
+    are then applied by :func:`land`, as after a retaken step. The landing holds when
+    the state there is one a retaken step would land in (:func:`_landed`); else, and
+    for the stop and events of two kinds together, the step is retaken to the event as
+    before (:func:`.locate.land_check`)."""
     s_first, together = f.s_first, f.s_first + f.window_h
-    alone = (jnp.min(f.s_exit, initial=2.0) > together) & (f.s_stop > together)
-    crossing = f.new_event & (jnp.min(f.s_cross) <= s_first) & alone
-    pend = f.cand & (f.s_cross <= together)
-    ops = (c, a, f, pend)
-    cut, ok = jax.lax.cond(crossing, partial(_cut, ctx), partial(_uncut, ctx), *ops)
-    use = crossing & ok
+    s_cross, s_exit = jnp.min(f.s_cross), jnp.min(f.s_exit, initial=2.0)
+    leaving = f.exiting & (f.s_exit <= together)
+    plain = f.new_event & (f.s_stop > together)
+    crossing = plain & (s_cross <= s_first) & (s_exit > together)
+    exiting = plain & (s_exit <= s_first) & (s_cross > together) & (jnp.sum(leaving) == 1)
+    branch = jnp.where(crossing, 1, jnp.where(exiting, 2, 0))
+    pend = f.cand & (f.s_cross <= together) & crossing
+    gone = leaving & exiting
+    cuts = [partial(fn, ctx) for fn in (_uncut, _cut_crossing, _cut_exit)]
+    cut, ok, evals = jax.lax.switch(branch, cuts, c, a, f, pend, gone)
     v = Verdict(
         back=jnp.zeros((), bool),
         ahead=jnp.zeros((), bool),
@@ -249,18 +252,25 @@ def land_inside(ctx: Context, c: Carry, a: Attempt, f: Found) -> Inside:
         stopped=jnp.zeros((), bool),
         ends=jnp.ones((), bool),
         pend_now=pend,
-        exit_now=jnp.zeros(c.pend_exit.shape, bool),
+        exit_now=gone,
     )
-    return Inside(use, crossing, cut, v)
+    return Inside((branch > 0) & ok, evals, cut, v)
 
 
-def _cut(ctx: Context, c: Carry, a: Attempt, f: Found, pend) -> tuple[Attempt, jax.Array]:
-    """The attempt cut at s* on the continuous extension, the field there, and whether
-    that state is a landing (:func:`land_inside`)."""
-    data, s, h = ctx.data, f.s_first, a.h
-    y = dense(s, c.y, c.ev.f, a.st, a.st.ev1.f, h)
+def _field_at(ctx: Context, c: Carry, a: Attempt, s) -> tuple[State, Eval]:
+    """θ at t + s·h on the step's continuous extension, and the field there (pattern
+    as in the step)."""
+    y = dense(s, c.y, c.ev.f, a.st, a.st.ev1.f, a.h)
+    return y, field(ctx.data, y, c.pat, gram(ctx.data, c.pat.slots) if ctx.k_slots else None)
+
+
+def _landed(ctx: Context, c: Carry, a: Attempt, s, y, ev, pend, gone):
+    """The attempt cut at s (θ = y, the field ev there), and whether that state is a
+    landing: the pending pairs within the landing tolerance of their surfaces, no other
+    pair past its surface, no sliding pair but the exiting ones (``gone``) with λ past
+    its band, the loss above the stop."""
+    data, h = ctx.data, a.h
     q = hermite(s, c.q, c.ev.mu, a.st.q1, a.st.ev1.mu, h, a.st.e_q)
-    ev = field(data, y, c.pat, gram(data, c.pat.slots) if ctx.k_slots else None)
     du, t = dudt(data, ev.f), c.t + s * h
     tol_u = land_tol(ctx, y, du, t)
     sign = jnp.where(c.pat.mode == ACTIVE, 1.0, -1.0)
@@ -269,11 +279,62 @@ def _cut(ctx: Context, c: Carry, a: Attempt, f: Found, pend) -> tuple[Attempt, j
     on = ~jnp.any(pend & (jnp.abs(ev.u) > tol_u))
     lam = sliding_lambdas(data, y, c.pat, ev) if ctx.k_slots else c.lam
     band = (lam >= -ctx.tol_lam) & (lam <= 1 + ctx.tol_lam)
-    held = ~jnp.any((c.pat.slots >= 0) & ~band)
+    held = ~jnp.any((c.pat.slots >= 0) & ~band & ~gone)
     ok = on & ~jnp.any(past) & held & (ev.loss > ctx.stop_loss) & jnp.isfinite(q)
     st = a.st._replace(y1=y, ev1=ev, q1=q)
     return a._replace(h=s * h, t1=t, st=st, du1=du, tol_u=tol_u), ok
 
 
-def _uncut(ctx: Context, c: Carry, a: Attempt, f: Found, pend) -> tuple[Attempt, jax.Array]:
-    return a, jnp.zeros((), bool)
+def _cut_crossing(ctx: Context, c: Carry, a: Attempt, f: Found, pend, gone):
+    """A crossing: its root s* is the step's first event; one evaluation there."""
+    y, ev = _field_at(ctx, c, a, f.s_first)
+    cut, ok = _landed(ctx, c, a, f.s_first, y, ev, pend, gone)
+    return cut, ok, jnp.ones((), jnp.int32)
+
+
+def _cut_exit(ctx: Context, c: Carry, a: Attempt, f: Found, pend, gone):
+    """A sliding exit: the slot's λ reaches 1 + tol_lam (or −tol_lam) along the
+    extension; Illinois regula falsi on g = ±(λ − aim) from the bracket [0, 1] (g < 0
+    at the step's start, inside the band; > 0 at its end), each guess one evaluation,
+    until λ lies where a retaken landing accepts it (:func:`.locate.land_check`: within
+    [1 − tol_lam/2, 1 + 3 tol_lam], or the mirror at 0)."""
+    tol = ctx.tol_lam
+    lam0, lam1 = (jnp.sum(jnp.where(gone, x, 0.0)) for x in (c.lam, f.lam1))
+    upper = lam1 > 0.5
+    aim, sign = jnp.where(upper, 1.0 + tol, -tol), jnp.where(upper, 1.0, -1.0)
+
+    def g_at(s):
+        y, ev = _field_at(ctx, c, a, s)
+        lam = sliding_lambdas(ctx.data, y, c.pat, ev)
+        return y, ev, sign * (jnp.sum(jnp.where(gone, lam, 0.0)) - aim)
+
+    def going(st):
+        return (st[-1] < EXIT_EVALS) & ~st[-2]
+
+    def illinois(st):
+        lo, g_lo, hi, g_hi, last, s, _, _, _, it = st
+        y, ev, g = g_at(s)
+        hit = (g >= -1.5 * tol) & (g <= 2 * tol)
+        left = g < 0  # the root lies above s
+        # Illinois: a side kept twice in a row has its g halved (superlinear, bracketed)
+        g_hi = jnp.where(left & (last == 1), 0.5 * g_hi, g_hi)
+        g_lo = jnp.where(~left & (last == -1), 0.5 * g_lo, g_lo)
+        lo, g_lo = jnp.where(left, s, lo), jnp.where(left, g, g_lo)
+        hi, g_hi = jnp.where(left, hi, s), jnp.where(left, g_hi, g)
+        nxt = lo - g_lo * (hi - lo) / jnp.where(g_hi == g_lo, 1.0, g_hi - g_lo)
+        side = jnp.where(left, -1, 1).astype(jnp.int32)
+        return lo, g_lo, hi, g_hi, side, jnp.where(hit, s, nxt), y, ev, hit, it + 1
+
+    dtype = a.h.dtype
+    g0, g1 = (sign * (lam0 - aim)).astype(dtype), (sign * (lam1 - aim)).astype(dtype)
+    zero, one, none = jnp.zeros((), dtype), jnp.ones((), dtype), jnp.zeros((), jnp.int32)
+    # no slot leaving: nothing to locate (under vmap every branch runs, for every run)
+    idle = ~jnp.any(gone)
+    start = (zero, g0, one, g1, none, f.s_first, a.st.y1, a.st.ev1, idle, none)
+    _, _, _, _, _, s, y, ev, hit, it = jax.lax.while_loop(going, illinois, start)
+    cut, ok = _landed(ctx, c, a, s, y, ev, pend, gone)
+    return cut, ok & hit & (g0 < 0) & (jnp.min(f.s_cross) > s + f.window_h), it
+
+
+def _uncut(ctx: Context, c: Carry, a: Attempt, f: Found, pend, gone):
+    return a, jnp.zeros((), bool), jnp.zeros((), jnp.int32)

@@ -12,13 +12,14 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
   entries), with no floor.
 - **Crossings.** After an accepted step, a pair whose u left its side (at the end of
   the step, or inside it on the cubic Hermite interpolant of u built from u and u̇ at
-  both ends) has crossed; its root is found on the step's continuous extension. When
-  the step's first event is a crossing, the state there is read off that extension
-  and the step ends there, for one evaluation of the field (:func:`.events.land_inside`);
-  otherwise (exits, the stop, a state there that is no landing) the step is retaken
-  to the root, refined by Newton steps on the landed u, u̇ until |u| is at tolerance
-  level. There every pair of neuron j at its surface (the landed ones and the sliding
-  ones) is put exactly on it (v_j moved the least), and their modes are decided together
+  both ends) has crossed; its root is found on the step's continuous extension. The
+  state at the step's first event is read off that extension and the step ends there,
+  for one evaluation of the field (a few for a sliding exit, whose λ needs the field:
+  :func:`.events.land_inside`); for the stop, events of two kinds together, or a state
+  there that is no landing, the step is retaken to the event, refined by Newton steps
+  on the landed u, u̇ until |u| is at tolerance level. There every pair of neuron j
+  at its surface (the landed ones and the sliding ones) is put exactly on it (v_j
+  moved the least), and their modes are decided together
   (:func:`.events.land`, :func:`.filippov.resolve`) from the rates u̇⁺, u̇⁻ of u_ji with the
   pair taken active or inactive: same sign → it crosses (the pattern flips);
   u̇⁺ < 0 < u̇⁻ → it slides; u̇⁺ > 0 > u̇⁻ (repelling) → inactive, the σ'(0) = 0
@@ -32,7 +33,7 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
   slot is made inactive and counted in ``overflow``). A pair leaves its surface when
   λ = (D − s)/(1 − s) (s the leaky slope) passes 1 (→ active) or 0 (→ inactive) by a
   band of 10·rtol, and re-enters only past the same band: an event located like a
-  crossing (a secant on λ).
+  crossing (regula falsi on λ along the step's extension).
 - **No silent stall.** At most ``MAX_REJECTS`` attempts in a row without an accepted
   step, at most ``MAX_IDLE`` attempts while t advances by less than rtol·max(1, t):
   past either, the run stops ``stalled`` with a :class:`~.common.StallReason`.

@@ -18,6 +18,7 @@ from shallowflow.solvers.dopri import Step, first_root, hermite
 from shallowflow.solvers.filippov import ACTIVE, SLIDING, Eval, FieldData, Pattern, sliding_lambdas
 
 NEWTON = 6  # Newton corrections of a located event time, at most
+EXIT_EVALS = 4  # evaluations to locate a sliding exit inside its step, at most
 EVENTS = 32  # pairs whose crossing is located (and landed on) together, at most
 
 
