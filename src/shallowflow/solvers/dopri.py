@@ -1,8 +1,9 @@
 """One Dormand–Prince 5(4) step (7 stages, first same as last, embedded 4th-order error
 estimate; Dormand & Prince 1980) of any field (:func:`dopri_step`): the exact flow's with
 the activation pattern frozen (:func:`dopri`), or the field of a C¹ activation
-(:mod:`.smooth`); and the location of the first root of a pre-activation on the step's
-cubic Hermite interpolant.
+(:mod:`.smooth`); the step's continuous extension (:func:`dense`, Shampine 1986: 4th
+order, the order of the error estimate, from the stages already computed); and the
+location of the first root of a pre-activation on it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ _A = (
     (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
 )
 _E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+# Shampine's continuous extension: the weights d_i of its last term h Σ d_i k_i (:func:`dense`)
+_D = (
+    -12715105075 / 11282082432,
+    0.0,
+    87487479700 / 32700410799,
+    -10690763975 / 1880347072,
+    701980252875 / 199316789632,
+    -1453857185 / 822651844,
+    69997945 / 29380423,
+)
 SCAN = 16  # samples of the Hermite interpolant when looking for the first root
 
 
@@ -46,12 +57,15 @@ def axpy(y: State, h, ks, weights) -> State:
 
 class Step(NamedTuple):
     """One Dormand–Prince 5(4) step: the new state, the field there, ∫μ dt carried to the
-    step's end, and the error estimate."""
+    step's end, the error estimate, and the last term of the continuous extension of θ
+    and of q (:func:`dense`)."""
 
     y1: State
     ev1: Any  # the evaluation of the field used (filippov.Eval for the exact flow)
     q1: jax.Array
     err: jax.Array
+    e_y: State  # h Σ d_i k_i
+    e_q: jax.Array  # h Σ d_i μ_i
 
 
 def dopri(data: FieldData, y: State, ev0: Eval, q, h, pat: Pattern, gram, scale) -> Step:
@@ -82,29 +96,54 @@ def dopri_step(fn: Callable[[State], Any], y: State, ev0, q, h, scale, p) -> Ste
     # (hence a wrong rate). dL ≈ ∇L·e = −⟨F(y1), e⟩/p, free from the last stage.
     e_loss = -sum(jnp.sum(f * x) for f, x in zip(ev.f, e, strict=True)) / p
     err = jnp.maximum(err, jnp.abs(e_loss) / (scale[1] * ev.loss + scale[0] ** 2))
-    return Step(y1, ev, q1, err)
+    e_y = axpy(jax.tree_util.tree_map(jnp.zeros_like, y), h, ks, _D)
+    e_q = h * sum(w * m for w, m in zip(_D, mus, strict=True))
+    return Step(y1, ev, q1, err, e_y, e_q)
 
 
-def hermite(s, u0, d0, u1, d1, h):
-    """Cubic Hermite interpolant on s ∈ [0, 1] from values and time derivatives."""
+def hermite(s, u0, d0, u1, d1, h, e: float | jax.Array = 0.0):
+    """The step's continuous extension on s ∈ [0, 1] (Shampine 1986, 4th order): the
+    cubic Hermite interpolant of the values u0, u1 and time derivatives d0, d1 at the
+    ends, plus s²(1 − s)²·e with ``e`` = h Σ d_i k_i (:class:`Step`); e = 0 leaves the
+    cubic Hermite interpolant."""
     s2, s3 = s * s, s * s * s
-    return (
+    cubic = (
         (2 * s3 - 3 * s2 + 1) * u0
         + (s3 - 2 * s2 + s) * h * d0
         + (-2 * s3 + 3 * s2) * u1
         + (s3 - s2) * h * d1
     )
+    return cubic + (s2 - 2 * s3 + s2 * s2) * e
 
 
-def first_root(u0, d0, u1, d1, h, want_positive, candidates, thr: float | jax.Array = 0.0):
-    """For each candidate pair, the first s ∈ (0, 1] where its Hermite u leaves its
-    side by more than ``thr`` (u < −thr for a pair that should stay ≥ 0, u > thr
-    otherwise); 2 if none. The margin keeps a pair that starts on its surface (u = 0
-    to rounding) from being found there again at s = 0."""
+def dense(s, y0: State, f0: State, st: Step, f1: State, h) -> State:
+    """θ at t₀ + s·h on the step's continuous extension (:func:`hermite`), from θ and the
+    field at both ends: no new evaluation of the field."""
+    return jax.tree_util.tree_map(
+        lambda a, da, b, db, e: hermite(s, a, da, b, db, h, e), y0, f0, st.y1, f1, st.e_y
+    )
+
+
+def first_root(
+    u0,
+    d0,
+    u1,
+    d1,
+    h,
+    want_positive,
+    candidates,
+    thr: float | jax.Array = 0.0,
+    e: float | jax.Array = 0.0,
+):
+    """For each candidate pair, the first s ∈ (0, 1] where its u on the continuous
+    extension (:func:`hermite`, last term ``e``) leaves its side by more than ``thr``
+    (u < −thr for a pair that should stay ≥ 0, u > thr otherwise); 2 if none. The
+    margin keeps a pair that starts on its surface (u = 0 to rounding) from being found
+    there again at s = 0."""
     sign = jnp.where(want_positive, 1.0, -1.0)
 
     def bad(s):
-        return sign * hermite(s, u0, d0, u1, d1, h) < -thr
+        return sign * hermite(s, u0, d0, u1, d1, h, e) < -thr
 
     grid = jnp.linspace(0.0, 1.0, SCAN + 1)[1:]
     first = jnp.full(u0.shape, 2.0, u0.dtype)

@@ -1,7 +1,8 @@
 """The events of the exact flow at a landed state (SPEC §3b): the pending pairs' modes
 decided together (crossing, sliding, inactive), the pairs of a neuron put exactly on
-their surfaces, and a neuron at v_j = 0 retired (:func:`land`); and the state an attempt
-settles in, landed or as integrated (:func:`settle`). :mod:`.locate` finds the events,
+their surfaces, and a neuron at v_j = 0 retired (:func:`land`); a crossing landed on
+inside the step that found it (:func:`land_inside`); and the state an attempt settles
+in, landed or as integrated (:func:`settle`). :mod:`.locate` finds the events,
 :mod:`.exact` runs the loop."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from shallowflow.model import State
+from shallowflow.solvers.dopri import dense, hermite
 from shallowflow.solvers.filippov import (
     ACTIVE,
     INACTIVE,
@@ -28,7 +30,17 @@ from shallowflow.solvers.filippov import (
     sliding_lambdas,
     spd_solve,
 )
-from shallowflow.solvers.locate import EVENTS, Attempt, Carry, Context, Found, Verdict, land_tol
+from shallowflow.solvers.locate import (
+    EVENTS,
+    EXIT_EVALS,
+    Attempt,
+    Carry,
+    Context,
+    Found,
+    Verdict,
+    land_tol,
+    u_scale,
+)
 
 
 class Landed(NamedTuple):
@@ -198,3 +210,131 @@ def _clamp(ctx: Context, same: Landed, stick) -> Landed:
         flips=jnp.sum(stick).astype(jnp.int32),
         evals=jnp.ones((), jnp.int32),
     )
+
+
+class Inside(NamedTuple):
+    """An event landed on inside the step that found it (:func:`land_inside`)."""
+
+    use: jax.Array  # the landing holds: the attempt ends at the event
+    tried: jax.Array  # evaluations of the field spent
+    a: Attempt  # the attempt cut at the event: h, t1, θ, q and the field there
+    v: Verdict  # accepted, its crossing pairs or its exiting slot landed on
+
+
+def land_inside(ctx: Context, c: Carry, a: Attempt, f: Found) -> Inside:
+    """Land on the step's first event inside the step. The pattern was frozen and valid
+    up to the event, so the step's continuous extension (:func:`.dopri.dense`, 4th
+    order, the order of the error estimate that accepted the step) gives θ and q = ∫μ
+    there at no cost but the field: one evaluation at a crossing's root (found on the
+    extension of u, linear in θ), a few at a sliding exit (λ needs the field: Illinois
+    regula falsi on λ along the extension, at most EXIT_EVALS evaluations). The events
+    are then applied by :func:`land`, as after a retaken step. The landing holds when
+    the state there is one a retaken step would land in (:func:`_landed`); else, and
+    for the stop and events of two kinds together, the step is retaken to the event as
+    before (:func:`.locate.land_check`)."""
+    s_first, together = f.s_first, f.s_first + f.window_h
+    s_cross, s_exit = jnp.min(f.s_cross), jnp.min(f.s_exit, initial=2.0)
+    leaving = f.exiting & (f.s_exit <= together)
+    plain = f.new_event & (f.s_stop > together)
+    crossing = plain & (s_cross <= s_first) & (s_exit > together)
+    exiting = plain & (s_exit <= s_first) & (s_cross > together) & (jnp.sum(leaving) == 1)
+    branch = jnp.where(crossing, 1, jnp.where(exiting, 2, 0))
+    pend = f.cand & (f.s_cross <= together) & crossing
+    gone = leaving & exiting
+    cuts = [partial(fn, ctx) for fn in (_uncut, _cut_crossing, _cut_exit)]
+    cut, ok, evals = jax.lax.switch(branch, cuts, c, a, f, pend, gone)
+    v = Verdict(
+        back=jnp.zeros((), bool),
+        ahead=jnp.zeros((), bool),
+        accept=jnp.ones((), bool),
+        dt_over=jnp.zeros((), a.h.dtype),
+        dt_early=jnp.full((), jnp.inf, a.h.dtype),
+        stopped=jnp.zeros((), bool),
+        ends=jnp.ones((), bool),
+        pend_now=pend,
+        exit_now=gone,
+    )
+    return Inside((branch > 0) & ok, evals, cut, v)
+
+
+def _field_at(ctx: Context, c: Carry, a: Attempt, s) -> tuple[State, Eval]:
+    """θ at t + s·h on the step's continuous extension, and the field there (pattern
+    as in the step)."""
+    y = dense(s, c.y, c.ev.f, a.st, a.st.ev1.f, a.h)
+    return y, field(ctx.data, y, c.pat, gram(ctx.data, c.pat.slots) if ctx.k_slots else None)
+
+
+def _landed(ctx: Context, c: Carry, a: Attempt, s, y, ev, pend, gone):
+    """The attempt cut at s (θ = y, the field ev there), and whether that state is a
+    landing: the pending pairs within the landing tolerance of their surfaces, no other
+    pair past its surface, no sliding pair but the exiting ones (``gone``) with λ past
+    its band, the loss above the stop."""
+    data, h = ctx.data, a.h
+    q = hermite(s, c.q, c.ev.mu, a.st.q1, a.st.ev1.mu, h, a.st.e_q)
+    du, t = dudt(data, ev.f), c.t + s * h
+    tol_u = land_tol(ctx, y, du, t)
+    sign = jnp.where(c.pat.mode == ACTIVE, 1.0, -1.0)
+    moving = ctx.real & (c.pat.mode != SLIDING) & ~pend
+    past = moving & (sign * ev.u < -256 * ctx.eps * u_scale(ctx, y))
+    on = ~jnp.any(pend & (jnp.abs(ev.u) > tol_u))
+    lam = sliding_lambdas(data, y, c.pat, ev) if ctx.k_slots else c.lam
+    band = (lam >= -ctx.tol_lam) & (lam <= 1 + ctx.tol_lam)
+    held = ~jnp.any((c.pat.slots >= 0) & ~band & ~gone)
+    ok = on & ~jnp.any(past) & held & (ev.loss > ctx.stop_loss) & jnp.isfinite(q)
+    st = a.st._replace(y1=y, ev1=ev, q1=q)
+    return a._replace(h=s * h, t1=t, st=st, du1=du, tol_u=tol_u), ok
+
+
+def _cut_crossing(ctx: Context, c: Carry, a: Attempt, f: Found, pend, gone):
+    """A crossing: its root s* is the step's first event; one evaluation there."""
+    y, ev = _field_at(ctx, c, a, f.s_first)
+    cut, ok = _landed(ctx, c, a, f.s_first, y, ev, pend, gone)
+    return cut, ok, jnp.ones((), jnp.int32)
+
+
+def _cut_exit(ctx: Context, c: Carry, a: Attempt, f: Found, pend, gone):
+    """A sliding exit: the slot's λ reaches 1 + tol_lam (or −tol_lam) along the
+    extension; Illinois regula falsi on g = ±(λ − aim) from the bracket [0, 1] (g < 0
+    at the step's start, inside the band; > 0 at its end), each guess one evaluation,
+    until λ lies where a retaken landing accepts it (:func:`.locate.land_check`: within
+    [1 − tol_lam/2, 1 + 3 tol_lam], or the mirror at 0)."""
+    tol = ctx.tol_lam
+    lam0, lam1 = (jnp.sum(jnp.where(gone, x, 0.0)) for x in (c.lam, f.lam1))
+    upper = lam1 > 0.5
+    aim, sign = jnp.where(upper, 1.0 + tol, -tol), jnp.where(upper, 1.0, -1.0)
+
+    def g_at(s):
+        y, ev = _field_at(ctx, c, a, s)
+        lam = sliding_lambdas(ctx.data, y, c.pat, ev)
+        return y, ev, sign * (jnp.sum(jnp.where(gone, lam, 0.0)) - aim)
+
+    def going(st):
+        return (st[-1] < EXIT_EVALS) & ~st[-2]
+
+    def illinois(st):
+        lo, g_lo, hi, g_hi, last, s, _, _, _, it = st
+        y, ev, g = g_at(s)
+        hit = (g >= -1.5 * tol) & (g <= 2 * tol)
+        left = g < 0  # the root lies above s
+        # Illinois: a side kept twice in a row has its g halved (superlinear, bracketed)
+        g_hi = jnp.where(left & (last == 1), 0.5 * g_hi, g_hi)
+        g_lo = jnp.where(~left & (last == -1), 0.5 * g_lo, g_lo)
+        lo, g_lo = jnp.where(left, s, lo), jnp.where(left, g, g_lo)
+        hi, g_hi = jnp.where(left, hi, s), jnp.where(left, g_hi, g)
+        nxt = lo - g_lo * (hi - lo) / jnp.where(g_hi == g_lo, 1.0, g_hi - g_lo)
+        side = jnp.where(left, -1, 1).astype(jnp.int32)
+        return lo, g_lo, hi, g_hi, side, jnp.where(hit, s, nxt), y, ev, hit, it + 1
+
+    dtype = a.h.dtype
+    g0, g1 = (sign * (lam0 - aim)).astype(dtype), (sign * (lam1 - aim)).astype(dtype)
+    zero, one, none = jnp.zeros((), dtype), jnp.ones((), dtype), jnp.zeros((), jnp.int32)
+    # no slot leaving: nothing to locate (under vmap every branch runs, for every run)
+    idle = ~jnp.any(gone)
+    start = (zero, g0, one, g1, none, f.s_first, a.st.y1, a.st.ev1, idle, none)
+    _, _, _, _, _, s, y, ev, hit, it = jax.lax.while_loop(going, illinois, start)
+    cut, ok = _landed(ctx, c, a, s, y, ev, pend, gone)
+    return cut, ok & hit & (g0 < 0) & (jnp.min(f.s_cross) > s + f.window_h), it
+
+
+def _uncut(ctx: Context, c: Carry, a: Attempt, f: Found, pend, gone):
+    return a, jnp.zeros((), bool), jnp.zeros((), jnp.int32)

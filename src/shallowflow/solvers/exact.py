@@ -12,10 +12,14 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
   entries), with no floor.
 - **Crossings.** After an accepted step, a pair whose u left its side (at the end of
   the step, or inside it on the cubic Hermite interpolant of u built from u and u̇ at
-  both ends) has crossed. The step is rejected and retaken to land on the earliest
-  root, refined by Newton steps on the landed u, u̇ until |u| is at tolerance level.
-  There every pair of neuron j at its surface (the landed ones and the sliding ones) is
-  put exactly on it (v_j moved the least), and their modes are decided together
+  both ends) has crossed; its root is found on the step's continuous extension. The
+  state at the step's first event is read off that extension and the step ends there,
+  for one evaluation of the field (a few for a sliding exit, whose λ needs the field:
+  :func:`.events.land_inside`); for the stop, events of two kinds together, or a state
+  there that is no landing, the step is retaken to the event, refined by Newton steps
+  on the landed u, u̇ until |u| is at tolerance level. There every pair of neuron j
+  at its surface (the landed ones and the sliding ones) is put exactly on it (v_j
+  moved the least), and their modes are decided together
   (:func:`.events.land`, :func:`.filippov.resolve`) from the rates u̇⁺, u̇⁻ of u_ji with the
   pair taken active or inactive: same sign → it crosses (the pattern flips);
   u̇⁺ < 0 < u̇⁻ → it slides; u̇⁺ > 0 > u̇⁻ (repelling) → inactive, the σ'(0) = 0
@@ -29,7 +33,7 @@ surfaces u_ji = ⟨w_j, x_i⟩ = 0. This solver integrates the flow piece by pie
   slot is made inactive and counted in ``overflow``). A pair leaves its surface when
   λ = (D − s)/(1 − s) (s the leaky slope) passes 1 (→ active) or 0 (→ inactive) by a
   band of 10·rtol, and re-enters only past the same band: an event located like a
-  crossing (a secant on λ).
+  crossing (regula falsi on λ along the step's extension).
 - **No silent stall.** At most ``MAX_REJECTS`` attempts in a row without an accepted
   step, at most ``MAX_IDLE`` attempts while t advances by less than rtol·max(1, t):
   past either, the run stops ``stalled`` with a :class:`~.common.StallReason`.
@@ -72,7 +76,7 @@ from shallowflow.solvers.common import (
     window_rate,
 )
 from shallowflow.solvers.dopri import dopri
-from shallowflow.solvers.events import Landed, settle
+from shallowflow.solvers.events import Landed, land_inside, settle
 from shallowflow.solvers.filippov import (
     ACTIVE,
     INACTIVE,
@@ -277,11 +281,14 @@ def _step(ctx: Context, c: Carry) -> Attempt:
 
 
 def _attempt(ctx: Context, c: Carry) -> Carry:
-    """One iteration of the loop: step, locate its events, land on them (or retake the
-    step), settle the landed state, record it, and aim the next attempt."""
+    """One iteration of the loop: step, locate its events, land on them (inside the
+    step on its continuous extension, or by retaking it), settle the landed state,
+    record it, and aim the next attempt."""
     a = _step(ctx, c)
-    f, a = locate(ctx, c, a)
-    v = land_check(ctx, c, a, f)
+    f, a_full = locate(ctx, c, a)
+    ins = land_inside(ctx, c, a_full, f)
+    v = _pick(ins.use, ins.v, land_check(ctx, c, a_full, f))
+    a = _pick(ins.use, ins.a, a_full)  # the attempt as taken: cut at a crossing
     lnd = settle(ctx, c, a, f, v)
     accept = v.accept & lnd.consistent  # else the run stalls here (_judge)
     diverged = accept & exploded(lnd.ev.loss, ctx.loss0, ctx.diverge_factor)
@@ -297,7 +304,8 @@ def _attempt(ctx: Context, c: Carry) -> Carry:
         iters=c.iters + 1,
     )
     nxt = _record(ctx, c, nxt, take, a)
-    nxt = _aim(ctx, c, nxt, a, f, v, accept)
+    nxt = _aim(ctx, c, nxt, a_full, f, v, accept, ins.use)
+    lnd = lnd._replace(evals=lnd.evals + ins.tried.astype(jnp.int32))
     return _judge(ctx, c, nxt, a, v, lnd, accept, diverged, take)
 
 
@@ -333,12 +341,16 @@ def _record(ctx: Context, c: Carry, nxt: Carry, take, a: Attempt) -> Carry:
     )
 
 
-def _aim(ctx: Context, c: Carry, nxt: Carry, a: Attempt, f: Found, v: Verdict, accept) -> Carry:
+def _aim(
+    ctx: Context, c: Carry, nxt: Carry, a: Attempt, f: Found, v: Verdict, accept, inside
+) -> Carry:
     """What the next attempt aims at: a newly located event, a landing retaken back or
-    ahead, or the controller's next step (a failed landing starts over)."""
+    ahead, or the controller's next step (a failed landing starts over). ``a`` is the
+    whole attempt; ``inside``: it was cut at a crossing landed on inside it."""
     h, ok, landing = a.h, a.ok, a.landing
     floor_t = 4 * ctx.eps * jnp.maximum(1.0, jnp.abs(c.t))
-    target = jnp.where(f.new_event, c.t + jnp.maximum(f.s_first * h, floor_t), jnp.inf)
+    new_event = f.new_event & ~inside
+    target = jnp.where(new_event, c.t + jnp.maximum(f.s_first * h, floor_t), jnp.inf)
     target = jnp.where(v.back, c.t + jnp.maximum(h + v.dt_over, floor_t), target)
     target = jnp.where(v.ahead, a.t1 + jnp.maximum(v.dt_early, floor_t), target)
     target = jnp.where(~ok & landing, jnp.inf, target)  # a failed landing starts over
@@ -346,13 +358,15 @@ def _aim(ctx: Context, c: Carry, nxt: Carry, a: Attempt, f: Found, v: Verdict, a
     keep_pend = v.back | v.ahead | (~ok & ~landing)
     together = f.s_first + f.window_h
     pend = jnp.where(
-        f.new_event, f.cand & (f.s_cross <= together), jnp.where(keep_pend, c.pend, False)
+        new_event, f.cand & (f.s_cross <= together), jnp.where(keep_pend, c.pend, False)
     )
     pend_exit = jnp.where(
-        f.new_event, f.exiting & (f.s_exit <= together), jnp.where(keep_pend, c.pend_exit, False)
+        new_event, f.exiting & (f.s_exit <= together), jnp.where(keep_pend, c.pend_exit, False)
     )
-    pend_stop = jnp.where(f.new_event, f.stop_hit & (f.s_stop <= together), keep_pend & c.pend_stop)
-    truncated = landing | (a.h_free < c.h)
+    pend_stop = jnp.where(new_event, f.stop_hit & (f.s_stop <= together), keep_pend & c.pend_stop)
+    # after a landing inside the step, the step's error says nothing of the new
+    # pattern's field: the controller keeps its step, as after a retaken landing
+    truncated = landing | (a.h_free < c.h) | inside
     h_next = jnp.where(~ok, h * a.factor, jnp.where(accept & ~truncated, h * a.factor, c.h))
     return nxt._replace(
         h=h_next,

@@ -6,6 +6,7 @@ the loop; these functions take its static :class:`Context` and return arrays."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -17,6 +18,7 @@ from shallowflow.solvers.dopri import Step, first_root, hermite
 from shallowflow.solvers.filippov import ACTIVE, SLIDING, Eval, FieldData, Pattern, sliding_lambdas
 
 NEWTON = 6  # Newton corrections of a located event time, at most
+EXIT_EVALS = 4  # evaluations to locate a sliding exit inside its step, at most
 EVENTS = 32  # pairs whose crossing is located (and landed on) together, at most
 
 
@@ -192,11 +194,14 @@ def _hermite_candidates(ctx: Context, c: Carry, a: Attempt):
     return cand, guess, margin
 
 
-def _roots(c: Carry, a: Attempt, cand, guess, margin) -> jax.Array:
-    """The first root s ∈ [0, 1] of the EVENTS earliest candidates (2 elsewhere)."""
+def _roots(data: FieldData, c: Carry, a: Attempt, cand, guess, margin) -> jax.Array:
+    """The first root s ∈ [0, 1] of the EVENTS earliest candidates (2 elsewhere), on
+    the step's continuous extension of u (linear in θ: its last term is ⟨e_y, x_i⟩):
+    the curve that :func:`.events.land_inside` lands on."""
     _, flat = jax.lax.top_k(-guess.ravel(), min(EVENTS, guess.size))
     jj, ii = jnp.unravel_index(flat, guess.shape)
     u0, u1, du1 = c.ev.u, a.st.ev1.u, a.du1
+    e_u = data.geom.preact(a.st.e_y.v, data.z)
     r = first_root(
         u0[jj, ii],
         c.du[jj, ii],
@@ -206,11 +211,12 @@ def _roots(c: Carry, a: Attempt, cand, guess, margin) -> jax.Array:
         c.pat.mode[jj, ii] == ACTIVE,
         cand[jj, ii],
         margin[jj, ii],
+        e_u[jj, ii],
     )
     return jnp.full(cand.shape, 2.0, u0.dtype).at[jj, ii].set(r)
 
 
-def _no_roots(c: Carry, a: Attempt, cand, guess, margin) -> jax.Array:
+def _no_roots(data: FieldData, c: Carry, a: Attempt, cand, guess, margin) -> jax.Array:
     return jnp.full(cand.shape, 2.0, c.ev.u.dtype)
 
 
@@ -263,7 +269,8 @@ def locate(ctx: Context, c: Carry, a: Attempt) -> tuple[Found, Attempt]:
         a = _overshoot(ctx, c, a, stick, guess)
         s_cross = jnp.full(cand.shape, 2.0, c.ev.u.dtype)
     else:
-        s_cross = jax.lax.cond(jnp.any(cand), _roots, _no_roots, c, a, cand, guess, margin)
+        roots, none = partial(_roots, ctx.data), partial(_no_roots, ctx.data)
+        s_cross = jax.lax.cond(jnp.any(cand), roots, none, c, a, cand, guess, margin)
     cand = cand & (s_cross <= 1.0)
     lam1, exiting, s_exit = _slide_exits(ctx, c, a)
     log_stop = jnp.log(jnp.maximum(ctx.stop_loss, 1e-300))
