@@ -411,3 +411,17 @@ def test_min_fit_is_null_where_a_label_is_zero(tmp_path):
     runs = pd.read_parquet(out / "runs.parquet")
     assert not np.isinf(runs["min_fit"]).any(), runs["min_fit"].tolist()
     assert runs["min_fit"].isna().any()  # this draw has a zero label (run 1)
+
+
+def test_a_flow_run_stopped_at_the_stop_loss_interpolates():
+    """The exact flow lands on L = 1/(2n) to its tolerance, so a converged run's final loss
+    sits on either side of 1/(2n) by ~rtol: each such run interpolates (was: about half
+    of them, 4 of 8 on this cell, reported not interpolated)."""
+    from shallowflow import make_config, simulate
+    from shallowflow.results import runs_table
+
+    cfg = make_config(n=20, d=10, runs=8, x64=True, solver="flow", seed=1)
+    df = runs_table(simulate(cfg))
+    assert df["success"].all()
+    assert df["final_loss"].to_numpy() == pytest.approx(1 / 40, rel=10 * cfg.solver.rtol)
+    assert df["interpolated"].all()

@@ -215,8 +215,9 @@ _RUN = [
     ),
     _c(
         "interpolated",
-        "the final loss is ≤ 1/(2n), whatever the stop loss (with --stop-loss 0 no run "
-        "succeeds, and this says which fit the data)",
+        "the final loss is ≤ 1/(2n), or the run stopped at a stop loss ≤ 1/(2n) (the exact "
+        "flow lands on it to its tolerance); whatever the stop loss (with --stop-loss 0 no "
+        "run succeeds, and this says which fit the data)",
         "—",
         "SPEC §5",
     ),
