@@ -13,6 +13,8 @@ from numpy.typing import NDArray
 from scipy import optimize, special
 
 FLAT = 1e-10  # |b1| below this (standardised units): no crossing, N undefined
+# Slopes |b1| (standardised units) of the curves scanned for a higher mode by fit_point.
+_SCAN_SLOPES = np.logspace(-2.0, 3.0, 16)
 
 
 def chi2_1(level: float) -> float:
@@ -186,7 +188,15 @@ def penalised(z: NDArray, k: NDArray, r: NDArray, beta: NDArray, firth: bool = T
 def fit_point(z: NDArray, k: NDArray, r: NDArray) -> tuple[NDArray, bool]:
     """Penalised MLE: BFGS from the empirical-logit least-squares start, polished by scoring.
 
-    Converged when the modified score is below ``1e-8`` per run.
+    The penalised likelihood is not concave: near separation, with few sizes or two close
+    ones, it can have a gentle mode and a higher steep one (100: 40/40, 155: 14/40, 157:
+    0/40 has modes at N = 142.8 and, higher, 154.7), and the start can lead to the lower.
+    So the curves crossing 1/2 on a grid (the data's range ± its width, and around each size
+    at 1/8, 1/4 and 1/2 of the gap to its nearest neighbour) with slopes of either sign
+    from 10⁻² to 10³ are scanned; scoring from each local maximum of the scan along the
+    crossing that comes within 1 of the fit finds the other modes, and the highest is kept
+    (the BFGS fit unless another beats it by more
+    than rounding). Converged when the modified score is below ``1e-8`` per run.
     """
     emp = special.logit((k + 0.5) / (r + 1.0))
     start = np.polynomial.polynomial.polyfit(z, emp, 1, w=np.sqrt(r))
@@ -197,8 +207,34 @@ def fit_point(z: NDArray, k: NDArray, r: NDArray) -> tuple[NDArray, bool]:
 
     res = optimize.minimize(objective, start, jac=True, method="BFGS")
     beta = fit_batch(z, k[None, :], r, res.x[None, :])[0]
+    best = float(penalised(z, k, r, beta[None, :])[0][0])
+    starts = _mode_starts(z, k, r, best - 1.0)
+    if starts.size:
+        others = fit_batch(z, k[None, :], r, starts)
+        values = penalised(z, k, r, others)[0]
+        if values.max() > best + 1e-9 * (1.0 + abs(best)):
+            beta = others[values.argmax()]
     _, score, _ = penalised(z, k, r, beta)
     return beta, bool(np.all(np.isfinite(beta)) and np.max(np.abs(score)) <= 1e-8 * r.sum())
+
+
+def _mode_starts(z: NDArray, k: NDArray, r: NDArray, floor: float) -> NDArray:
+    """Curves ``(b0, b1)`` at the local maxima, along the crossing, of the penalised
+    likelihood scanned on :func:`fit_point`'s grid (per sign, the best slope at each
+    crossing), those above ``floor``."""
+    span, sizes = float(z.max() - z.min()), np.unique(z)
+    gap = np.minimum(np.diff(sizes, prepend=-np.inf), np.diff(sizes, append=np.inf))
+    near = sizes[:, None] + gap[:, None] * np.array([-0.5, -0.25, -0.125, 0.125, 0.25, 0.5])
+    z0 = np.unique(np.r_[np.linspace(z.min() - span, z.max() + span, 61), near.ravel()])
+    starts = []
+    for b1 in (-_SCAN_SLOPES, _SCAN_SLOPES):
+        curves = np.stack(np.broadcast_arrays(-b1 * z0[:, None], b1), -1)
+        values = penalised(z, k, r, curves)[0]
+        slope, top = values.argmax(1), values.max(1)
+        edge = np.r_[-np.inf, top, -np.inf]
+        peak = (top >= edge[:-2]) & (top >= edge[2:]) & (top > floor)
+        starts.append(curves[np.flatnonzero(peak), slope[peak]])
+    return np.concatenate(starts)
 
 
 def fit_batch(
