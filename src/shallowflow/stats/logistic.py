@@ -144,7 +144,14 @@ def penalised_profile_loglik(
     j = scan.argmax(1)
     best = scan[np.arange(j.size), j]
     lo, hi = _SLOPES[np.maximum(j - 1, 0)], _SLOPES[np.minimum(j + 1, _SLOPES.size - 1)]
-    b = _SLOPES[j]
+    # Start at the vertex of the parabola through the scan's top three, in log β.
+    m = np.clip(j, 2, _SLOPES.size - 2)
+    v0, v1, v2 = (scan[np.arange(j.size), m + i] for i in (-1, 0, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.clip(0.5 * (v0 - v2) / (v0 - 2.0 * v1 + v2), -1.0, 1.0)
+    step = np.log(_SLOPES[2] / _SLOPES[1])
+    vertex = _SLOPES[m] * np.exp(np.where(np.isfinite(shift), shift, 0.0) * step)
+    b = np.where(j == m, vertex, _SLOPES[j])
     for _ in range(100):
         value, grad, hess = _penalised_along(d, z, k, r, b, offset, True)
         best = np.maximum(best, value)
@@ -221,7 +228,7 @@ def profile_interval(
         pen = penalised_profile_loglik(z, k, r, grid, sign, offset)
         top = max(float(pen.max()), float(penalised(z, k, r, beta[None, :])[0][0]))
         at = functools.partial(penalised_profile_loglik, z, k, r, sign=sign, offset=offset)
-        ends.append(_hull(at, grid, pen, top, qs, span, known))
+        ends.append(_hull(at, grid, pen, top, qs, span, known, smooth=True))
     return [
         (min(lo for lo, _ in side), max(hi for _, hi in side)) for side in zip(*ends, strict=True)
     ]
@@ -235,13 +242,14 @@ def _hull(
     qs: tuple[float, ...],
     span: float,
     known: list[tuple[float, float]] | None = None,
+    smooth: bool = False,
 ) -> list[tuple[float, float]]:
     """Ends of the hull of ``{z0 : 2 (top − profile(z0)) ≤ q}`` per ``q``, from the profile's
     values ``ll`` on ``grid``: infinite on a side where the grid's last point is inside,
     else refined between the outermost point inside and its outer neighbour by Illinois
-    false position (bisection where it stalls, as at a jump), the inner end kept inside.
-    An end whose bracket lies inside ``known`` (an interval per ``q`` that a union will hold
-    anyway) is left unrefined: the union's end there is the known one."""
+    false position (bisection where it stalls, as at a jump, unless the profile is
+    ``smooth``), the inner end kept inside. An end whose bracket lies inside ``known`` (an
+    interval per ``q`` that a union will hold anyway) is left unrefined."""
     cuts = top - 0.5 * np.repeat(qs, 2)
     inner, outer, bounded = [], [], []
     for cut in cuts[::2]:
@@ -267,7 +275,7 @@ def _hull(
         mid = np.where(done, inner, np.where(slow, 0.5 * (inner + outer), secant))
         f_mid = profile(mid) - cuts
         ok = f_mid >= 0
-        slow = np.where(ok, outer - mid, mid - inner) ** 2 > 0.25 * (outer - inner) ** 2
+        slow = ~smooth & (np.where(ok, outer - mid, mid - inner) ** 2 > 0.25 * (outer - inner) ** 2)
         f_out = np.where(ok & (last > 0), 0.5 * f_out, f_out)
         f_in = np.where(~ok & (last < 0), 0.5 * f_in, f_in)
         inner, f_in, g_in = (
