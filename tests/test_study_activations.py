@@ -78,7 +78,7 @@ def test_planted_constant_and_log_laws_are_told_apart_and_covered():
     assert lines[0].startswith("p_0.9(n), the width at which 90% of runs converge")
     assert (
         "leaky 0.1: constant, p_0.9 = " in lines[0]
-        and "log-law slope 3.69 [2.57, 4.81]" in lines[0]
+        and "log-law slope 3.72 [2.59, 4.85]" in lines[0]
     )
     assert lines[0].endswith("the claim holds.")
     assert numbers["claim@10"]["verdict"] == "holds" and numbers["claim@10"]["difference"][1] > 0

@@ -153,9 +153,17 @@ def test_single_run_separation_is_clipped():
     k = np.r_[1, np.zeros(9)]
     fit = fit_threshold(n, k, 1)
     assert 1000.0 <= fit.threshold <= 1001.0
-    # one success below nine failures: a significant fall, so a bounded profile interval
-    # that holds the whole gap (1000, 1001) the data cannot resolve
-    assert np.isfinite(fit.ci_low) and fit.ci_low < 1000.0 and 1001.0 < fit.ci_high < 1009.0
+    # one success below nine failures: a significant fall for the plain likelihood, whose
+    # interval is bounded and holds the whole gap (1000, 1001) the data cannot resolve; with
+    # one run per size the penalty weighs as much as the data, and the penalised likelihood
+    # cannot reject a gentle curve crossing far below: the union is unbounded there
+    z = (n - n.mean()) / n.std()
+    beta, _ = lg.fit_point(z, k, np.ones(10))
+    q = (lg.chi2_1(0.95),)
+    plain = lg.profile_interval(z, k, np.ones(10), beta, q, likelihood="plain")[0]
+    lo, hi = (n.mean() + n.std() * e for e in plain)
+    assert np.isfinite(lo) and lo < 1000.0 and 1001.0 < hi < 1009.0
+    assert fit.ci_low == -np.inf and hi <= fit.ci_high < 1009.0
     boot = fit_threshold(n, k, 1, n_boot=200, interval="bootstrap")
     assert boot.ci_low == -np.inf and np.isfinite(boot.ci_high)
 
@@ -208,16 +216,26 @@ def test_profile_loglik_is_the_supremum_over_the_slope(runs, steep, seed, sign):
         assert value == pytest.approx(-brute, abs=1e-6)
 
 
+def _drops(z, k, r, ends, sign, offset=0.0):
+    """Twice the fall of the plain and of the penalised profile from their tops (on a fine
+    grid) to each of ``ends`` (standardised), the statistics whose cut ends the interval."""
+    grid = np.linspace(-3, 3, 20001)
+    out = []
+    for profile in (lg.profile_loglik, lg.penalised_profile_loglik):
+        top = profile(z, k, r, grid, sign, offset).max()
+        out.append(2 * (top - profile(z, k, r, np.asarray(ends), sign, offset)))
+    return np.array(out)
+
+
 def test_profile_interval_ends_are_the_likelihood_ratio_cut():
+    """Each end of the interval (the union of the plain and the penalised likelihood's) is
+    the χ²₁(0.95) cut of one profile, and the other has fallen at least as far there."""
     k = np.random.default_rng(11).binomial(RUNS, planted_probability(GRID)).astype(float)
     fit = fit_threshold(GRID, k, RUNS)
     c, h = GRID.mean(), GRID.std()
     z, r = (GRID - c) / h, np.full(GRID.size, float(RUNS))
-    grid = np.linspace(-3, 3, 20001)
-    top = lg.profile_loglik(z, k, r, grid, 1.0).max()
-    for end in (fit.ci_low, fit.ci_high):
-        drop = top - lg.profile_loglik(z, k, r, np.array([(end - c) / h]), 1.0)[0]
-        assert 2 * drop == pytest.approx(3.8415, abs=2e-3)  # χ²₁(0.95)
+    drops = _drops(z, k, r, (np.array([fit.ci_low, fit.ci_high]) - c) / h, 1.0)
+    np.testing.assert_allclose(drops.min(0), 3.8415, atol=2e-3)  # χ²₁(0.95)
     assert fit.ci_low < fit.threshold < fit.ci_high
     # the one-sigma counterpart: half the χ²₁ = 1 interval, about the 95% half-width / 1.96
     assert fit.se == pytest.approx(fit.ci_width / (2 * 1.96), rel=0.15)
@@ -497,17 +515,15 @@ def test_fit_level_profile_interval_covers_the_planted_ninety_percent_point(slop
 
 def test_fit_level_profile_ends_are_the_likelihood_ratio_cut():
     """At each end of the interval of x_0.9 the best curve through (end, 0.9) is χ²₁(0.95)/2
-    below the best curve: the profile with the offset logit(0.9)."""
+    below the best curve, for the plain or the penalised likelihood (the one reaching
+    further; the other is at least as far below): the profiles with the offset logit(0.9)."""
     k = np.random.default_rng(3).binomial(24, special.expit(3.0 * (LOG_P - 3.0)))
     fit = fit_level(LOG_P, k, 24, 0.9)
     c, h = LOG_P.mean(), LOG_P.std()
     z, r = (LOG_P - c) / h, np.full(LOG_P.size, 24.0)
-    grid = np.linspace(-3, 3, 20001)
-    top = lg.profile_loglik(z, k, r, grid, -1.0, special.logit(0.9)).max()
-    for end in (fit.ci_low, fit.ci_high):
-        at = np.array([(end - c) / h])
-        drop = top - lg.profile_loglik(z, k, r, at, -1.0, special.logit(0.9))[0]
-        assert 2 * drop == pytest.approx(3.8415, abs=2e-3)
+    ends = (np.array([fit.ci_low, fit.ci_high]) - c) / h
+    drops = _drops(z, k.astype(float), r, ends, -1.0, special.logit(0.9))
+    np.testing.assert_allclose(drops.min(0), 3.8415, atol=2e-3)
 
 
 def test_fit_level_refuses_a_level_outside_zero_one():

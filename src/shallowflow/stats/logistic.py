@@ -1,5 +1,6 @@
 """The binomial logistic likelihood of success curves (SPEC §5, Figs. 3–5): the
-Firth-penalised fit, its batched refits, and the profile likelihood of the crossing.
+Firth-penalised fit, its batched refits, and the profile likelihoods (plain and
+penalised) of the crossing, whose cuts give its interval.
 
 Runs at size n_i succeed k_i times out of R_i; in the standardised variable
 ``z = (n − c)/h`` the log-odds are ``η = b0 + b1 z``, and the curve crosses 1/2 at
@@ -8,6 +9,10 @@ Runs at size n_i succeed k_i times out of R_i; in the standardised variable
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Literal
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize, special
@@ -15,6 +20,7 @@ from scipy import optimize, special
 FLAT = 1e-10  # |b1| below this (standardised units): no crossing, N undefined
 # Slopes |b1| (standardised units) of the curves scanned for a higher mode by fit_point.
 _SCAN_SLOPES = np.logspace(-2.0, 3.0, 16)
+Likelihood = Literal["plain", "penalised", "both"]
 
 
 def chi2_1(level: float) -> float:
@@ -78,17 +84,118 @@ def _step_limit(on: NDArray, k: NDArray, r: NDArray, offset: float) -> NDArray:
     return -(on * (k * np.logaddexp(0.0, -offset) + (r - k) * np.logaddexp(0.0, offset))).sum(1)
 
 
-def profile_interval(
-    z: NDArray, k: NDArray, r: NDArray, beta: NDArray, qs: tuple[float, ...], offset: float = 0.0
-) -> list[tuple[float, float]]:
-    """Hull of ``{z0 : 2 (ℓ̂ − ℓ_p(z0)) ≤ q}`` for each ``q`` in ``qs`` (standardised units),
-    ``z0`` the crossing of the level σ(``offset``) (1/2 by default; :func:`profile_loglik`).
+# Slopes scanned to bracket the penalised profile's maximum (rows of d of unit maximum).
+_SLOPES = np.r_[0.0, np.logspace(-4.0, 6.0, 31)]
 
-    ``ℓ_p`` is scanned on a grid over the data's range and out to ``2^40`` ranges
-    on each side (beyond that: infinite), through the Firth and plain MLE crossings;
-    ``ℓ̂`` is the larger of the scan's top and the plain MLE's log-likelihood (the
-    scan's alone under separation, where the MLE runs off to a step); each end is
-    refined by false position, keeping the inner point inside.
+
+def _penalised_along(
+    d: NDArray, z: NDArray, k: NDArray, r: NDArray, b: NDArray, offset: float, slopes: bool
+) -> tuple[NDArray, NDArray, NDArray]:
+    """``ℓ(η) + ½ log det(Xᵀ W X)`` at ``η = c + b d`` (per row of ``d``; ``c = offset``) and,
+    with ``slopes``, its first and second derivatives in ``b`` (else zeros).
+
+    ``det = Σw · Σw (z − z̄)²`` with ``z̄ = Σwz/Σw``: Xᵀ W X in the basis ``(1, z − z̄)``, where
+    it is diagonal, with the weights ``w = R p (1 − p)`` taken relative to the row's largest
+    in log space, so that for a steep curve they neither underflow nor cancel. There, with
+    ``u = d log w/db = (1 − 2p) d`` and ``v = d² log w/db² = −2 p (1 − p) d²``,
+    ``(½ log det)' = ½ tr(M⁻¹M')`` and ``(½ log det)'' = ½ tr(M⁻¹M'') − ½ tr((M⁻¹M')²)``,
+    ``M' = Σ w u x xᵀ``, ``M'' = Σ w (v + u²) x xᵀ``.
+    """
+    eta = offset + b[..., None] * d
+    log_p, log_q = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+    log_w = np.log(r) + log_p + log_q
+    top = log_w.max(-1, keepdims=True)
+    w = np.exp(log_w - top)
+    mass = w.sum(-1)
+    c = z - ((w * z).sum(-1) / mass)[..., None]
+    var = (w * c * c).sum(-1)
+    with np.errstate(divide="ignore"):
+        value = (k * log_p + (r - k) * log_q).sum(-1) + top[..., 0] + 0.5 * np.log(mass * var)
+    if not slopes:
+        return value, np.zeros_like(value), np.zeros_like(value)
+    p, pq = np.exp(log_p), np.exp(log_p + log_q)
+    u, v = (1.0 - 2.0 * p) * d, -2.0 * pq * d * d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u1, u2, u12 = (w * u).sum(-1) / mass, (w * u * c * c).sum(-1) / var, (w * u * c).sum(-1)
+        v1, v2 = (w * (v + u * u)).sum(-1) / mass, (w * (v + u * u) * c * c).sum(-1) / var
+        cross = u12 * u12 / (mass * var)
+    grad = (d * (k - r * p)).sum(-1) + 0.5 * (u1 + u2)
+    hess = -(d * d * r * pq).sum(-1) + 0.5 * (v1 + v2) - 0.5 * (u1 * u1 + 2.0 * cross + u2 * u2)
+    return value, grad, hess
+
+
+def penalised_profile_loglik(
+    z: NDArray, k: NDArray, r: NDArray, z0: NDArray, sign: float, offset: float = 0.0
+) -> NDArray:
+    """``ℓ*_p(z0) = sup_{β ≥ 0} ℓ(η) + ½ log det(Xᵀ W(η) X)``, ``η_i = c + β·sign·(z0 − z_i)``:
+    the Firth-penalised log-likelihood of :func:`penalised` maximised over the curves
+    crossing the level σ(c) at ``z0`` (``c = offset``), the profile penalised likelihood
+    of Heinze & Schemper (2002); its maximum over ``z0`` is at the Firth estimate.
+
+    The penalty falls to −∞ as ``β → ∞`` (every weight but those at ``z0`` vanishes), so
+    the supremum is attained: a scan of ``β`` on a logarithmic grid brackets it, then
+    safeguarded Newton steps on the exact derivatives refine it (bisection when a step
+    leaves the bracket or the curvature is not negative). Rows of ``d`` are scaled to unit
+    maximum, which leaves the supremum unchanged.
+    """
+    d = sign * (np.atleast_1d(np.asarray(z0, dtype=float))[:, None] - z)
+    d /= np.abs(d).max(1, keepdims=True)
+    scan = _penalised_along(d[:, None, :], z, k, r, _SLOPES[None, :], offset, False)[0]
+    j = scan.argmax(1)
+    best = scan[np.arange(j.size), j]
+    lo, hi = _SLOPES[np.maximum(j - 1, 0)], _SLOPES[np.minimum(j + 1, _SLOPES.size - 1)]
+    # Start at the vertex of the parabola through the scan's top three, in log β.
+    m = np.clip(j, 2, _SLOPES.size - 2)
+    v0, v1, v2 = (scan[np.arange(j.size), m + i] for i in (-1, 0, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.clip(0.5 * (v0 - v2) / (v0 - 2.0 * v1 + v2), -1.0, 1.0)
+    step = np.log(_SLOPES[2] / _SLOPES[1])
+    vertex = _SLOPES[m] * np.exp(np.where(np.isfinite(shift), shift, 0.0) * step)
+    b = np.where(j == m, vertex, _SLOPES[j])
+    for _ in range(100):
+        value, grad, hess = _penalised_along(d, z, k, r, b, offset, True)
+        best = np.maximum(best, value)
+        lo, hi = np.where(grad > 0, b, lo), np.where(grad > 0, hi, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = b - grad / hess
+            # ℓ*(β*) − ℓ*(b) is ≈ g²/(2|h|) near β*, and ≤ |g| (hi − lo) where ℓ* is concave
+            gap = np.minimum(
+                np.abs(grad) * (hi - lo), np.where(hess < 0, grad * grad / -hess, np.inf)
+            )
+        if np.all(gap <= 1e-12):
+            break
+        inside = (hess < 0) & (newton >= lo) & (newton <= hi)
+        b = np.where(inside, newton, 0.5 * (lo + hi))
+    return best
+
+
+def profile_interval(
+    z: NDArray,
+    k: NDArray,
+    r: NDArray,
+    beta: NDArray,
+    qs: tuple[float, ...],
+    offset: float = 0.0,
+    likelihood: Likelihood = "both",
+) -> list[tuple[float, float]]:
+    """Profile-likelihood interval of the crossing ``z0`` of the level σ(``offset``) (1/2 by
+    default) for each ``q = χ²₁(level)`` in ``qs``, in standardised units: the hull of
+
+    - ``"plain"``: ``{z0 : 2 (ℓ̂ − ℓ_p(z0)) ≤ q}``, ``ℓ_p`` the binomial likelihood maximised
+      over the slope with the crossing held at ``z0`` (:func:`profile_loglik`), ``ℓ̂`` its top;
+    - ``"penalised"``: ``{z0 : 2 (ℓ̂* − ℓ*_p(z0)) ≤ q}``, the same for the Firth-penalised
+      likelihood (:func:`penalised_profile_loglik`; Heinze & Schemper 2002, R's ``logistf``),
+      top at the Firth fit ``beta``: it holds the estimate, but, preferring gentle curves, it
+      keeps only the middle of a gap the data cannot resolve and under-covers there;
+    - ``"both"`` (default): their union, every ``z0`` neither likelihood rejects: it holds
+      the estimate and covers wherever the plain interval does.
+
+    A side is infinite where a profile stays above its cut out to ``2^40`` ranges (no
+    significant fall on that side). Each profile is scanned on a grid over the data's range
+    and out there, through the Firth and plain MLE crossings (the smooth penalised one on a
+    coarser grid); ``ℓ̂`` is the larger of the plain scan's top and the plain MLE's value
+    (the scan's alone under separation, where the MLE runs off to a step), ``ℓ̂*`` that of
+    the penalised scan and the Firth fit; each end is refined by false position (:func:`_hull`).
     """
     if not abs(beta[1]) > FLAT:
         return [(-np.inf, np.inf)] * len(qs)
@@ -101,15 +208,49 @@ def profile_interval(
         for b in (beta, mle)
         if np.sign(-b[1]) == sign and np.isfinite(b).all()
     ]
-    grid = np.unique(np.concatenate([
-        np.linspace(z.min() - span, z.max() + span, 241), z, tops, z.min() - far, z.max() + far,
-    ]))  # fmt: skip
-    ll = profile_loglik(z, k, r, grid, sign, offset)
-    ll_max = float(ll.max())
-    if len(tops) == 2:  # the plain MLE exists (or nearly): its log-likelihood tops the scan
-        ll_max = max(ll_max, float(penalised(z, k, r, mle[None, :], firth=False)[0][0]))
-    cuts = ll_max - 0.5 * np.repeat(qs, 2)
-    # Per (q, side): the outermost grid point inside and its outer neighbour.
+    ends = []
+    if likelihood != "penalised":
+        grid = np.unique(np.concatenate([
+            np.linspace(z.min() - span, z.max() + span, 241), z, tops, z.min() - far, z.max() + far,
+        ]))  # fmt: skip
+        plain = profile_loglik(z, k, r, grid, sign, offset)
+        top = float(plain.max())
+        if len(tops) == 2:  # the plain MLE exists (or nearly): its log-likelihood tops the scan
+            top = max(top, float(penalised(z, k, r, mle[None, :], firth=False)[0][0]))
+        at = functools.partial(profile_loglik, z, k, r, sign=sign, offset=offset)
+        ends.append(_hull(at, grid, plain, top, qs, span))
+    known = ends[0] if ends else None
+    if likelihood != "plain":
+        grid = np.unique(np.concatenate([
+            np.linspace(z.min() - span, z.max() + span, 61), z, tops, z.min() - far[::3],
+            z.max() + far[::3],
+        ]))  # fmt: skip
+        pen = penalised_profile_loglik(z, k, r, grid, sign, offset)
+        top = max(float(pen.max()), float(penalised(z, k, r, beta[None, :])[0][0]))
+        at = functools.partial(penalised_profile_loglik, z, k, r, sign=sign, offset=offset)
+        ends.append(_hull(at, grid, pen, top, qs, span, known, smooth=True))
+    return [
+        (min(lo for lo, _ in side), max(hi for _, hi in side)) for side in zip(*ends, strict=True)
+    ]
+
+
+def _hull(
+    profile: Callable[[NDArray], NDArray],
+    grid: NDArray,
+    ll: NDArray,
+    top: float,
+    qs: tuple[float, ...],
+    span: float,
+    known: list[tuple[float, float]] | None = None,
+    smooth: bool = False,
+) -> list[tuple[float, float]]:
+    """Ends of the hull of ``{z0 : 2 (top − profile(z0)) ≤ q}`` per ``q``, from the profile's
+    values ``ll`` on ``grid``: infinite on a side where the grid's last point is inside,
+    else refined between the outermost point inside and its outer neighbour by Illinois
+    false position (bisection where it stalls, as at a jump, unless the profile is
+    ``smooth``), the inner end kept inside. An end whose bracket lies inside ``known`` (an
+    interval per ``q`` that a union will hold anyway) is left unrefined."""
+    cuts = top - 0.5 * np.repeat(qs, 2)
     inner, outer, bounded = [], [], []
     for cut in cuts[::2]:
         inside = np.flatnonzero(ll >= cut)
@@ -118,20 +259,23 @@ def profile_interval(
             inner.append(grid[i])
             outer.append(grid[min(max(o, 0), grid.size - 1)])
     inner, outer, bounded = np.array(inner), np.array(outer), np.array(bounded)
+    settled = ~bounded
+    if known is not None:
+        lo, hi = np.array(known).T.repeat(2, axis=1)
+        settled |= (lo <= outer) & (outer <= hi)
     f_in = g_in = ll[np.searchsorted(grid, inner)] - cuts  # g_in: f_in before any halving
     f_out = ll[np.searchsorted(grid, outer)] - cuts
     last, slow = np.zeros(inner.size), np.zeros(inner.size, dtype=bool)
-    # Illinois false position (bisection where it stalls, as at a jump), inner end inside.
     for _ in range(60):
-        done = ~bounded | (g_in <= 1e-7) | (np.abs(outer - inner) <= 1e-8 * span)
+        done = settled | (g_in <= 1e-7) | (np.abs(outer - inner) <= 1e-8 * span)
         if done.all():
             break
         with np.errstate(divide="ignore", invalid="ignore"):
             secant = (inner * f_out - outer * f_in) / (f_out - f_in)
         mid = np.where(done, inner, np.where(slow, 0.5 * (inner + outer), secant))
-        f_mid = profile_loglik(z, k, r, mid, sign, offset) - cuts
+        f_mid = profile(mid) - cuts
         ok = f_mid >= 0
-        slow = np.where(ok, outer - mid, mid - inner) ** 2 > 0.25 * (outer - inner) ** 2
+        slow = ~smooth & (np.where(ok, outer - mid, mid - inner) ** 2 > 0.25 * (outer - inner) ** 2)
         f_out = np.where(ok & (last > 0), 0.5 * f_out, f_out)
         f_in = np.where(~ok & (last < 0), 0.5 * f_in, f_in)
         inner, f_in, g_in = (

@@ -14,17 +14,22 @@ The fit is binomial maximum likelihood with Firth's penalty
 standardised variable ``z = (n − c)/h`` with log-odds ``η = b0 + b1 z``.  The
 penalty keeps the estimate finite for perfectly separated data (all successes
 below some ``n``, all failures above) and removes the O(1/R) bias of the MLE.
-The interval is by default the profile-likelihood (likelihood-ratio) interval of
-``N`` (Venzon & Moolgavkar 1988): every ``N₀`` whose best curve crossing 1/2 at
-``N₀`` is within ``χ²₁(level)/2`` of the best curve's log-likelihood.  Unlike a
-bootstrap from the fitted curve it does not take the fitted slope as known:
-when the fall is sharper than the spacing of the sizes (near-separated data)
-it spans the whole gap the data cannot resolve.  And it needs only the
-likelihood, which is the same whether the sizes were fixed in advance or chosen
-from the data as they came (:func:`~shallowflow.stats.design.adaptive_threshold`),
-where a parametric bootstrap replays the realised design as if it were fixed.  Its coverage under
-both designs is checked on planted curves (tests/test_thresholds.py,
-tests/test_adaptive.py).  A percentile bootstrap of the per-point counts
+The interval is by default a profile-likelihood (likelihood-ratio) interval of ``N``
+(Venzon & Moolgavkar 1988): every ``N₀`` whose best curve crossing 1/2 at ``N₀`` is
+within ``χ²₁(level)/2`` of the best curve, for the plain likelihood or for the penalised
+one, whichever reaches further.  The penalised likelihood's own interval (Heinze &
+Schemper 2002, R's ``logistf``) is the one that holds its maximum, the estimate, which
+the plain one can miss near separation (Fig. 5, p = 390: N = 391.5 against [367.2,
+390.1]); the plain one spans the whole gap the data cannot resolve when the fall is
+sharper than the spacing of the sizes, where the penalty, preferring gentle curves,
+keeps only the gap's middle (a step at 340 between sizes 330 and 380: covered by 0% of
+its penalised intervals).  Their union does both.  Unlike a bootstrap from the fitted
+curve it does not take the fitted slope as known, and it needs only the likelihood,
+which is the same whether the sizes were fixed in advance or chosen from the data as
+they came (:func:`~shallowflow.stats.design.adaptive_threshold`), where a parametric
+bootstrap replays the realised design as if it were fixed.  Its coverage under both
+designs is checked on planted curves (tests/test_thresholds.py, tests/test_adaptive.py,
+tests/test_threshold_interval.py).  A percentile bootstrap of the per-point counts
 remains available.
 """
 
@@ -173,16 +178,18 @@ def fit_threshold(
     Under complete separation (all successes at ``n ≤ n_a``, all failures at
     ``n ≥ n_b``, or mirrored) every ``N`` in ``(n_a, n_b)`` is a limit of
     maximisers; the penalised estimate falls near the middle of the gap and is
-    clipped to ``[n_a, n_b]`` (which only binds with one run per point).  Data
-    with a flat fitted curve (no crossing at all) give ``N = NaN``.
+    clipped to ``[n_a, n_b]`` (which only binds with one run per point).  The penalised
+    likelihood can have two modes (:func:`~shallowflow.stats.logistic.fit_point`): ``N`` is
+    the higher's.  Data with a flat fitted curve (no crossing at all) give ``N = NaN``.
 
-    ``interval="profile"`` (default): the likelihood-ratio interval
-    ``{N₀ : 2 (ℓ̂ − ℓ_p(N₀)) ≤ χ²₁(level)}`` (its hull), with ``ℓ_p(N₀)`` the
-    (unpenalised) binomial log-likelihood maximised over the slope, of the
-    fitted sign, with the crossing held at ``N₀``, and ``ℓ̂`` its maximum.  It
-    is infinite on a side where the curve can cross arbitrarily far away (no
-    significant fall on that side).  ``n_boot``, ``seed`` and ``bootstrap`` are
-    then unused.
+    ``interval="profile"`` (default): the hull of the likelihood-ratio set
+    ``{N₀ : 2 (ℓ̂ − ℓ_p(N₀)) ≤ χ²₁(level) or 2 (ℓ̂* − ℓ*_p(N₀)) ≤ χ²₁(level)}``, with
+    ``ℓ_p(N₀)`` the binomial log-likelihood and ``ℓ*_p(N₀)`` the penalised one above, each
+    maximised over the slope, of the fitted sign, with the crossing held at ``N₀``, and
+    ``ℓ̂``, ``ℓ̂*`` their maxima (``ℓ̂*`` at ``N``, which is therefore inside).  It is
+    infinite on a side where either profile stays above its cut however far away the curve
+    crosses (no significant fall on that side).  ``n_boot``, ``seed`` and ``bootstrap``
+    are then unused.
 
     ``interval="bootstrap"``: the percentile interval (outward nearest rank) of ``N``
     over ``n_boot`` bootstrap replicates drawn with ``numpy.random.default_rng(seed)``:
@@ -260,9 +267,10 @@ def fit_level(x: ArrayLike, successes: ArrayLike, runs: ArrayLike, q: float, lev
     :func:`fit_threshold` (which is ``q = 1/2``), ``logit P(x) = intercept − slope·x``:
     ``x_q = (intercept − logit q)/slope`` from the same Firth-penalised fit, clipped to
     the gap of completely separated data (a step crosses every level there), with the
-    profile-likelihood interval of ``x_q`` itself, ``{x₀ : 2 (ℓ̂ − ℓ_p(x₀)) ≤ χ²₁(level)}``,
-    ``ℓ_p(x₀)`` maximised over the slope with the curve held through ``(x₀, q)`` (a
-    one-parameter constraint, as for 1/2). Returns a :class:`ThresholdFit` whose
+    profile-likelihood interval of ``x_q`` itself, the hull of
+    ``{x₀ : 2 (ℓ̂ − ℓ_p(x₀)) ≤ χ²₁(level) or 2 (ℓ̂* − ℓ*_p(x₀)) ≤ χ²₁(level)}``, the plain
+    and the penalised profile maximised over the slope with the curve held through
+    ``(x₀, q)`` (a one-parameter constraint, as for 1/2). Returns a :class:`ThresholdFit` whose
     ``threshold`` is ``x_q`` (NaN for a flat curve) and ``se`` half its 68.27% interval."""
     x, k, r = _curve(x, successes, runs, "x")
     require(0.0 < q < 1.0, "q", f"must lie in (0, 1); got {q!r}")
