@@ -42,7 +42,7 @@ from shallowflow.experiments.lockstep import Request, lockstep
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
 from shallowflow.report.format import ci, fmt
-from shallowflow.stats.design import AdaptiveResult, SimulateMany, adaptive_threshold
+from shallowflow.stats.design import AdaptiveResult, adaptive_threshold
 from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic
 from shallowflow.theory.width import width
@@ -111,7 +111,6 @@ def _design(
     batch: int,
     seed: int,
     fixed_width: float | None,
-    simulate_many: SimulateMany | None = None,
 ) -> tuple[AdaptiveResult, float, bool]:
     """The adaptive design of one group: ``(result, target width, target reached)``.
 
@@ -130,7 +129,6 @@ def _design(
         "n_step": int(np.gcd.reduce(np.diff(ns).astype(np.int64))),
         "n_init": min(ADAPTIVE_N_INIT, ns.size),
         "n_boot": ADAPTIVE_N_BOOT,
-        "simulate_many": simulate_many,
     }
     budget = int(grid_runs.sum())
     if fixed_width is not None:
@@ -162,7 +160,7 @@ def _adaptive_buckets(proto: Protocol) -> dict[str, Any]:
     adaptive batch's size: an evaluation at n runs in the bucket of the group's
     smallest grid cell with n_cell ≥ n (same knobs, sizes no larger: p(n) grows with
     n), so the whole design compiles what the grid would. A bucket's calls hold as many
-    runs as its grid cells at the batch's size (one round of every group's pilot fits)."""
+    runs as its grid cells at the batch's size (a round holds one evaluation per group)."""
     resized = [
         c | {"runs": _adaptive_batch(proto, cells)} for _, cells in _groups(proto) for c in cells
     ]
@@ -291,15 +289,10 @@ def run_adaptive(
 
     def design(group: _Group) -> Callable[[Request], tuple[AdaptiveResult, float, bool]]:
         def run(request: Request):
-            def simulate_many(keys):
-                return group.successes(keys, cache, resume, request)
-
             def simulate(n: int, runs: int, rng_seed: int) -> int:
-                return simulate_many([(n, runs, rng_seed)])[0]
+                return group.successes([(n, runs, rng_seed)], cache, resume, request)[0]
 
-            return _design(
-                simulate, group.ns, group.grid_runs, group.batch, group.seed, fixed, simulate_many
-            )
+            return _design(simulate, group.ns, group.grid_runs, group.batch, group.seed, fixed)
 
         return run
 
@@ -310,7 +303,7 @@ def run_adaptive(
     frames: list[pd.DataFrame] = []
     records, total_used, total_grid = [], 0, 0
     for group, (res, target, reached) in zip(groups, outcomes, strict=True):
-        # The pilot's calls are a prefix of the design's (same seeds), so the memo's keys
+        # Each longer design of _design replays the shorter one (same seeds), so the memo's keys
         # in insertion order are the design's evaluations, each once.
         for step, (key3, ev) in enumerate(zip(group.memo, res.evaluations, strict=True)):
             assert key3[:2] == ev[:2]
