@@ -15,7 +15,9 @@ For an adaptive figure (Figs. 4–5 at the paper preset) it prints where the tim
 the evaluations and runs, the engine calls they took (the search's sequential rounds
 times the buckets; every group's next evaluation shares a round), the seconds inside
 the engine against the rest (statistics, tables, figure), and the share of runs and of
-steps spent by failing runs, which run to their horizon.
+steps spent by failing runs, which run to their horizon, and the padding waste of the
+evaluations as they ran (each run's steps at its bucket's padded n·m·p over those at its
+own sizes: the buckets are planned on the grid's cells, the evaluations gather near N).
 
 The waste of lanes under ``vmap`` (accelerators: every run of a compiled call is
 carried to the end of the slowest one) is measured from the runs' step counts: the
@@ -49,8 +51,10 @@ imports = time.perf_counter() - t0
 preset, out, figures = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(",")
 from shallowflow.experiments import adaptive as _adaptive
 engine_calls = []
+homes = {}  # adaptive evaluation's cell id -> its bucket's padded shape
 _batch = _adaptive.simulate_batch
 def _timed(cells, bucket):
+    homes.update({shallowflow.experiments.cells.Cell(k).cell_id: bucket.shape for k in cells})
     t = time.perf_counter()
     try:
         return _batch(cells, bucket)
@@ -65,6 +69,15 @@ def _flops(runs):
     m = np.array([working_dim(g, n, d) for g, n, d in zip(runs["geometry"], runs["n"], runs["d"])])
     p, n = runs["p"].to_numpy(float), runs["n"].to_numpy(float)
     return float((runs["steps"].to_numpy(float) * (4 * p * m * n + 2 * p * n)).sum())
+def _adaptive_waste(runs):
+    # the steps each run took at its bucket's padded n·m·p over those at its own
+    from shallowflow.geometry import working_dim
+    shapes = [homes[c] for c in runs["cell_id"]]
+    steps = runs["steps"].to_numpy(float)
+    padded = [s.n * working_dim(g, s.n, s.d) * s.p for s, g in zip(shapes, runs["geometry"])]
+    sizes = zip(runs["n"], runs["d"], runs["p"], runs["geometry"])
+    own = [n * working_dim(g, n, d) * p for n, d, p, g in sizes]
+    return float((steps * np.array(padded, float)).sum() / (steps * np.array(own, float)).sum())
 rows, summaries = [], []
 for fig in figures:
     proto = protocol(fig, preset)
@@ -93,6 +106,7 @@ for fig in figures:
             "engine_s": sum(t for _, _, t in engine_calls),
             "failed_runs": float(failed.mean()),
             "failed_steps": float(steps[failed].sum() / max(steps.sum(), 1.0)),
+            "padding_waste": _adaptive_waste(runs),
         }
     elif proto.kind == "simulate":
         cfgs = [cell_config(k) for k in proto.cells]
@@ -172,7 +186,9 @@ def _print(label: str, wall: float, res: dict) -> None:
                 f"({a['runs']} runs, grid {a['grid_runs']}) in {a['engine_calls']} engine calls "
                 f"(sequential rounds x buckets); {a['engine_s']:.1f} s in the engine (compiles "
                 f"included), {rest:.1f} s elsewhere (statistics, tables, figure); failed runs "
-                f"{a['failed_runs']:.0%} of the runs, {a['failed_steps']:.0%} of the steps"
+                f"{a['failed_runs']:.0%} of the runs, {a['failed_steps']:.0%} of the steps; "
+                f"padding waste {a['padding_waste']:.2f} (steps at the buckets' padded sizes "
+                "over those at the runs' own)"
             )
 
 
