@@ -214,3 +214,30 @@ def test_groups_search_side_by_side_with_the_designs_they_make_alone(tmp_path, m
         _, alone = ad.run_adaptive(alone_proto, tmp_path / f"d{d}", progress=False)
         assert alone["groups"][0]["evaluations"] == group["evaluations"]
         assert alone["groups"][0]["N"] == pytest.approx(group["N"], rel=1e-12)
+
+
+def test_an_evaluation_runs_in_the_least_bucket_that_holds_it():
+    """Fig. 5's paper plan: every evaluation's bucket holds its sizes, signature and step
+    cap, never does more work per step than its own grid cell's bucket, and near N (where
+    the evaluations gather) often less; no bucket outside the plan is used."""
+    proto = protocol("fig5", "paper")
+    plan = ad._adaptive_buckets(proto)
+    grid = [c for _, cells in ad._groups(proto) for c in cells]
+    planned = ad.plan_cells([c | {"runs": 10} for c in grid])  # each grid cell's bucket
+    own_bucket = {ad.Cell(c).cell_id: b for c, b in zip(grid, planned, strict=True)}
+    fewer = 0
+    for _, cells in ad._groups(proto)[::5]:
+        cells = sorted(cells, key=lambda c: c["n"])
+        group = ad._Group(proto, cells[0]["p"], cells)
+        for n in range(cells[0]["n"], cells[-1]["n"] + 1, 37):
+            cell = group.cell(n, 10, 1)
+            cfg = ad.cell_config(cell.to_dict())
+            home = ad._home(cell, plan)
+            assert home in plan and home.sig == ad.signature(cfg)
+            assert home.shape.n >= n and home.shape.p >= cfg.init.p and home.shape.d >= 30
+            assert home.max_steps >= cfg.solver.spec.max_steps(cfg.solver.horizon)
+            own = own_bucket[ad.Cell(next(c for c in cells if c["n"] >= n)).cell_id]
+            work = [b.shape.n * b.m * b.shape.p for b in (home, own)]
+            assert work[0] <= work[1]
+            fewer += work[0] < work[1]
+    assert fewer > 0

@@ -34,18 +34,21 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from shallowflow.engine import Bucket
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.batch import plan_cells, simulate_batch
-from shallowflow.experiments.cells import Cell, cell_seed
+from shallowflow.experiments.cells import Cell, cell_config, cell_seed
 from shallowflow.experiments.figures import FIGURES
 from shallowflow.experiments.lockstep import Request, lockstep
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
 from shallowflow.report.format import ci, fmt
+from shallowflow.start import Shape
 from shallowflow.stats.design import AdaptiveResult, adaptive_threshold
 from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic
 from shallowflow.theory.width import width
+from shallowflow.trajectory import signature
 
 __all__ = ["ADAPTIVE_FIGURES", "adaptive_lines", "grid_width", "run_adaptive"]
 
@@ -155,18 +158,38 @@ def _adaptive_batch(proto: Protocol, cells: list[dict[str, Any]]) -> int:
     )
 
 
-def _adaptive_buckets(proto: Protocol) -> dict[str, Any]:
-    """The compiled bucket of each grid cell (by cell id) for evaluations of the
-    adaptive batch's size: an evaluation at n runs in the bucket of the group's
-    smallest grid cell with n_cell ≥ n (same knobs, sizes no larger: p(n) grows with
-    n), so the whole design compiles what the grid would. A bucket's calls hold as many
-    runs as its grid cells at the batch's size (a round holds one evaluation per group)."""
+def _adaptive_buckets(proto: Protocol) -> list[Bucket]:
+    """The compiled buckets the evaluations may run in: the plan of the grid's cells at the
+    adaptive batch's size (:func:`plan_cells`), so the whole design compiles what the grid
+    would. A bucket's calls hold as many runs as its grid cells at the batch's size (a
+    round holds one evaluation per group)."""
     resized = [
         c | {"runs": _adaptive_batch(proto, cells)} for _, cells in _groups(proto) for c in cells
     ]
-    plan = plan_cells(resized)
-    originals = [c for _, cells in _groups(proto) for c in cells]
-    return {Cell(c).cell_id: b for c, b in zip(originals, plan, strict=True)}
+    return list(dict.fromkeys(plan_cells(resized)))
+
+
+def _home(cell: Cell, buckets: list[Bucket]) -> Bucket:
+    """The bucket an evaluation runs in: of those that can hold it (its signature, sizes
+    no smaller than its own, a step cap no smaller than its own), the one of least work
+    per step, the first in plan order among equals.
+
+    The group's own grid cell just above n always qualifies (same knobs, sizes no
+    smaller: p(n) grows with n), but its bucket's sizes are set by the largest cells
+    planned with it, while the evaluations gather near N: on Fig. 5's paper preset the
+    evaluations ran padded to 2.85× their own work in their own cell's bucket, 1.67×
+    in the least one that holds them, with the same 13 buckets compiled. The choice
+    depends only on the evaluation and the plan, so a resumed search pads, and
+    computes, as the first did."""
+    cfg = cell_config(cell.to_dict())
+    sig, cap = signature(cfg), cfg.solver.spec.max_steps(cfg.solver.horizon)
+    own = Shape(cfg.data.n, cfg.data.d, cfg.init.p, cfg.data.test_n)
+
+    def holds(b: Bucket) -> bool:
+        return all(o <= s for o, s in zip(own, b.shape, strict=True))
+
+    fits = [b for b in buckets if b.sig == sig and b.max_steps >= cap and holds(b)]
+    return min(fits, key=lambda b: b.shape.n * b.m * b.shape.p)
 
 
 class _Group:
@@ -224,7 +247,7 @@ class _Group:
 
 def _evaluate(
     round_: list[tuple[_Group, list[tuple[int, int, int]]]],
-    buckets: dict[str, Any],
+    buckets: list[Bucket],
     cache: Path,
     progress: bool,
 ) -> list[list[pd.DataFrame]]:
@@ -233,9 +256,8 @@ def _evaluate(
     cells, homes = [], []
     for group, keys in round_:
         for key in keys:
-            n = key[0]
             cells.append(group.cell(*key))
-            homes.append(next(buckets[Cell(c).cell_id] for c in group.cells if c["n"] >= n))
+            homes.append(_home(cells[-1], buckets))
     tables: list[pd.DataFrame | None] = [None] * len(cells)
     for bucket in dict.fromkeys(homes):
         idx = [i for i, h in enumerate(homes) if h == bucket]
