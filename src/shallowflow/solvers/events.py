@@ -38,6 +38,7 @@ from shallowflow.solvers.locate import (
     Context,
     Found,
     Verdict,
+    gram_of,
     land_tol,
     u_scale,
 )
@@ -261,7 +262,7 @@ def _field_at(ctx: Context, c: Carry, a: Attempt, s) -> tuple[State, Eval]:
     """θ at t + s·h on the step's continuous extension, and the field there (pattern
     as in the step)."""
     y = dense(s, c.y, c.ev.f, a.st, a.st.ev1.f, a.h)
-    return y, field(ctx.data, y, c.pat, gram(ctx.data, c.pat.slots) if ctx.k_slots else None)
+    return y, field(ctx.data, y, c.pat, gram_of(ctx, c.pat))
 
 
 def _landed(ctx: Context, c: Carry, a: Attempt, s, y, ev, pend, gone):

@@ -96,6 +96,7 @@ from shallowflow.solvers.locate import (
     Found,
     Stats,
     Verdict,
+    gram_of,
     land_check,
     land_tol,
     locate,
@@ -208,10 +209,6 @@ def solve(
     return _finish(ctx, jax.lax.while_loop(going, partial(_attempt, ctx), c0))
 
 
-def _gram_of(ctx: Context, pat: Pattern):
-    return gram(ctx.data, pat.slots) if ctx.k_slots else None
-
-
 def _start(ctx: Context, state0: State, pat0: Pattern, ev0: Eval) -> Carry:
     """The loop's first state: records at t = 0, the first step size (Hairer–Nørsett–
     Wanner's rule), the status (a run may start converged, or at its horizon)."""
@@ -270,7 +267,7 @@ def _step(ctx: Context, c: Carry) -> Attempt:
     landing = jnp.isfinite(c.target) & (c.target <= t_rec)
     h_free = jnp.minimum(c.h, t_rec - c.t)
     h = jnp.maximum(jnp.where(landing, c.target - c.t, h_free), 0.0)
-    st = dopri(ctx.data, c.y, c.ev, c.q, h, c.pat, _gram_of(ctx, c.pat), ctx.scale)
+    st = dopri(ctx.data, c.y, c.ev, c.q, h, c.pat, gram_of(ctx, c.pat), ctx.scale)
     ok = jnp.isfinite(st.err) & (st.err <= 1.0)
     factor = jnp.clip(0.9 * jnp.maximum(st.err, 1e-10) ** -0.2, 0.2, 5.0)
     factor = jnp.where(jnp.isfinite(st.err), factor, 0.2)

@@ -15,7 +15,15 @@ import jax.numpy as jnp
 from shallowflow.model import State
 from shallowflow.solvers.common import Levels
 from shallowflow.solvers.dopri import Step, first_root, hermite
-from shallowflow.solvers.filippov import ACTIVE, SLIDING, Eval, FieldData, Pattern, sliding_lambdas
+from shallowflow.solvers.filippov import (
+    ACTIVE,
+    SLIDING,
+    Eval,
+    FieldData,
+    Pattern,
+    gram,
+    sliding_lambdas,
+)
 
 NEWTON = 6  # Newton corrections of a located event time, at most
 EXIT_EVALS = 4  # evaluations to locate a sliding exit inside its step, at most
@@ -145,6 +153,11 @@ class Verdict(NamedTuple):
     ends: jax.Array  # accepted and not retaken ahead: its end events are applied
     pend_now: jax.Array  # (p, n) pairs landed on now
     exit_now: jax.Array  # (p, K) slots leaving now
+
+
+def gram_of(ctx: Context, pat: Pattern):
+    """The sliding slots' Gram factors of ``pat`` for the field, None without slots."""
+    return gram(ctx.data, pat.slots) if ctx.k_slots else None
 
 
 def u_scale(ctx: Context, y: State) -> jax.Array:
