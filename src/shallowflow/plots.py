@@ -58,12 +58,12 @@ def yerr(points: pd.DataFrame) -> np.ndarray:
 
 def interval_bars(ax, x, rows, key: str = "value", **style) -> None:
     """Draw each row's ``key`` at ``x`` with its 95% interval [ci_low, ci_high] as
-    asymmetric error bars (``style``: matplotlib's errorbar options); a missing end draws
-    no bar, nor does one on the wrong side of the value (a bootstrap percentile interval
-    need not hold its point estimate)."""
-    y = np.array([r[key] for r in rows])
-    err = np.array([[r[key] - r["ci_low"], r["ci_high"] - r[key]] for r in rows]).T
-    ax.errorbar(x, y, yerr=np.clip(err, 0.0, None), **style)  # matplotlib refuses negatives
+    asymmetric error bars (``style``: matplotlib's errorbar options), by
+    :func:`interval_yerr`: a missing or infinite end draws no bar, nor does one on the
+    wrong side of the value (a bootstrap percentile interval need not hold its point
+    estimate)."""
+    table = pd.DataFrame(list(rows), columns=[key, "ci_low", "ci_high"])
+    ax.errorbar(x, table[key].to_numpy(), yerr=interval_yerr(table, key), **style)
 
 
 def rate_references(ax) -> None:

@@ -71,6 +71,18 @@ def _per_n(
     return [(n, v) for n, v in kept if v.size], int(sum(v.size for _, v in groups))
 
 
+def _slope(
+    kept: list[tuple[Any, np.ndarray]], boot: int, rng: np.random.Generator
+) -> tuple[float, np.ndarray, int]:
+    """The log-log slope of the per-n means of ``kept`` (:func:`_per_n`), its ``boot``
+    bootstrap replicates over runs and the runs used; NaN with fewer than two n."""
+    if len(kept) < 2:
+        return math.nan, np.full(boot, math.nan), 0
+    x, samples = np.array([n for n, _ in kept], float), [v for _, v in kept]
+    slope = loglog_slope(x, [v.mean() for v in samples])
+    return slope, bootstrap_slopes(x, samples, boot, rng), int(sum(v.size for v in samples))
+
+
 def exponent_reps(
     runs: pd.DataFrame,
     column: str,
@@ -82,12 +94,7 @@ def exponent_reps(
     ``boot`` bootstrap replicates over runs (:func:`~shallowflow.stats.fits.
     bootstrap_slopes`) and the runs used (non-finite or non-positive values left out);
     NaN with fewer than two n."""
-    kept, _ = _per_n(runs, column, ns)
-    if len(kept) < 2:
-        return math.nan, np.full(boot, math.nan), 0
-    x, samples = np.array([n for n, _ in kept], float), [v for _, v in kept]
-    slope = loglog_slope(x, [v.mean() for v in samples])
-    return slope, bootstrap_slopes(x, samples, boot, rng), int(sum(v.size for v in samples))
+    return _slope(_per_n(runs, column, ns)[0], boot, rng)
 
 
 def exponent(
@@ -101,7 +108,7 @@ def exponent(
     row["missing"] = total - used
     if len(kept) < 2:
         return row | {"slope": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-    slope, reps, _ = exponent_reps(runs, column, boot, np.random.default_rng(seed), ns)
+    slope, reps, _ = _slope(kept, boot, np.random.default_rng(seed))
     lo, hi = np.percentile(reps, [2.5, 97.5])
     x = [int(n) for n, _ in kept]
     return row | {

@@ -172,13 +172,10 @@ def _success_curve(ax, pts: pd.DataFrame, x, color, label, bars: bool) -> None:
 
 def _threshold_errorbars(ax, table: pd.DataFrame, group: str) -> pd.DataFrame:
     """The thresholds against ``group`` with their 95% intervals; the finite ones."""
+    from shallowflow.plots import interval_yerr
+
     ok = pd.DataFrame(table[table["N"].notna()])
-    err = np.vstack(
-        [
-            (ok["N"] - ok["ci_low"]).clip(lower=0).fillna(0).replace(np.inf, 0),
-            (ok["ci_high"] - ok["N"]).clip(lower=0).fillna(0).replace(np.inf, 0),
-        ]
-    )
+    err = interval_yerr(ok, "N")
     ax.errorbar(ok[group], ok["N"], yerr=err, fmt="ko", ms=4, label="N (95% interval)")
     ax.set_xlabel(group)
     ax.set_ylabel(r"threshold $N$")

@@ -392,7 +392,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
     against the violating fraction."""
     import matplotlib.pyplot as plt
 
-    from shallowflow.plots import logistic, yerr
+    from shallowflow.plots import interval_bars, logistic, yerr
 
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(13.0, 3.8))
     points = pd.DataFrame(summary["points"])
@@ -423,8 +423,7 @@ def plot(table: pd.DataFrame, summary: dict[str, Any]):
         if r is None or not _located(r):
             continue
         x = thr.loc[tag, "violating_fraction"]
-        err = [[max(r["value"] - r["ci_low"], 0)], [max(r["ci_high"] - r["value"], 0)]]
-        c.errorbar([x], [r["value"]], yerr=err, fmt="o", color=f"C{i}", label=INITS[tag][0])
+        interval_bars(c, [x], [r], fmt="o", color=f"C{i}", label=INITS[tag][0])
         flips = thr.loc[tag, "sign_changes"]
         c.annotate(f"{flips:.2g} flips", (x, r["value"]), (5, -9), textcoords="offset points")
     c.axhline(1.0, color="k", ls="--", lw=0.8, label="the paper's")

@@ -3,7 +3,8 @@
 Rows hold ``part`` (which part of the study), ``arm`` (the variant), ``measure``, ``x``
 (the ε, σ or n it is taken at; NaN for a fit over them), ``value``, ``ci_low``,
 ``ci_high`` and ``runs`` (the runs it rests on). The smallinit and groupinit studies
-write such tables; :func:`get` reads a row back, :func:`.common.ci` prints it."""
+write such tables; :func:`get` reads a row back, :func:`shallowflow.report.format.ci`
+prints it."""
 
 from __future__ import annotations
 
