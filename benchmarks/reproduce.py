@@ -41,7 +41,7 @@ t0 = time.perf_counter()
 import numpy as np
 import shallowflow
 from shallowflow.compilation import CompileCounter
-from shallowflow.engine import padding_waste
+from shallowflow.planning import padding_waste
 from shallowflow.experiments.batch import plan_cells
 from shallowflow.experiments.cells import cell_config
 from shallowflow.experiments.figures import protocol

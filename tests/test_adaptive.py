@@ -22,6 +22,7 @@ from shallowflow.experiments import adaptive as ad
 from shallowflow.experiments import reproduce as rp
 from shallowflow.experiments.figures import protocol
 from shallowflow.experiments.protocol import EPS, paper_cell
+from shallowflow.planning import plan_by_cost
 from shallowflow.storage import read_json, read_parquet
 from shallowflow.theory.width import width
 
@@ -223,7 +224,7 @@ def test_an_evaluation_runs_in_the_least_bucket_that_holds_it():
     proto = protocol("fig5", "paper")
     plan = ad._adaptive_buckets(proto)
     grid = [c for _, cells in ad._groups(proto) for c in cells]
-    planned = ad.plan_cells([c | {"runs": 10} for c in grid])  # each grid cell's bucket
+    planned = plan_by_cost([ad.cell_config(c | {"runs": 10}) for c in grid])  # each cell's
     own_bucket = {ad.Cell(c).cell_id: b for c, b in zip(grid, planned, strict=True)}
     fewer = 0
     for _, cells in ad._groups(proto)[::5]:

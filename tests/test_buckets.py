@@ -20,10 +20,11 @@ import pytest
 
 from shallowflow.config import make_config
 from shallowflow.data import paper_labels, rows, sphere
-from shallowflow.engine import padding_waste, plan, simulate, simulate_many
+from shallowflow.engine import simulate, simulate_many
 from shallowflow.experiments.batch import plan_cells, simulate_batch
 from shallowflow.experiments.runner import run_sweep
 from shallowflow.inits import uniform_w
+from shallowflow.planning import padding_waste, plan
 
 # One small cell per geometry and law; each is also run padded beside larger cells.
 CASES = {

@@ -24,7 +24,17 @@ CORE = {
     "activations",
     "errors",
 }
-ENGINE = {"engine", "trajectory", "solvers", "start", "config", "results", "devices", "compilation"}
+ENGINE = {
+    "engine",
+    "planning",
+    "trajectory",
+    "solvers",
+    "start",
+    "config",
+    "results",
+    "devices",
+    "compilation",
+}
 UPPER = {"experiments", "verify", "cli", "api"}
 EDGE = {"storage", "plots", "report", "io"}
 

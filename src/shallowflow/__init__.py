@@ -22,7 +22,7 @@ from shallowflow.activations import parse_activation
 from shallowflow.api import load_user, run_simulation, save
 from shallowflow.compilation import CompileCounter
 from shallowflow.config import SimConfig, horizon_steps, make_config
-from shallowflow.engine import plan, simulate, simulate_many
+from shallowflow.engine import simulate, simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.geometry import Geometry, to_working
 from shallowflow.kernel import mu_inf_kernel, tangent_kernel
@@ -36,6 +36,7 @@ from shallowflow.observables import (
     mu,
     orthogonal_bounds,
 )
+from shallowflow.planning import plan
 from shallowflow.results import SimResult, runs_table, summary, trajectory_table
 from shallowflow.start import UserArrays, make_run
 from shallowflow.theory.width import coverage_failure_bound, width

@@ -18,14 +18,10 @@ coordinates are 0, and the mean-field 1/p and the loss's 1/n use each run's true
 (:mod:`shallowflow.data`). So a padded run computes the same numbers as the same run
 alone, up to the order of floating-point sums.
 
-**Bucket policy** (:func:`plan`). Cells are taken largest first (per-step work
-n·m·p, m the working dimension) and each joins the bucket of its signature whose padding
-waste stays smallest and at most ``max_waste`` (2×): the work of the bucket's runs at
-its padded size, weighted by their horizons, over their work at their own sizes. A
-cell that fits no bucket opens one. A figure whose cells span less than a factor 2 in
-work is therefore one bucket, one compilation; wider ones (Fig. 4: d from 10 to 100)
-get a few. The plan depends only on the list of cells, never on which of them are
-still to run, so a resumed sweep pads, and computes, exactly as the first attempt did.
+**Bucket policy**: :mod:`shallowflow.planning` (:func:`plan` for every sweep; the
+adaptive search plans by cost). The plan depends only on the list of cells, never on
+which of them are still to run, so a resumed sweep pads, and computes, exactly as the
+first attempt did.
 
 **Execution.** A bucket's runs go in compiled calls of ``bucket.chunk`` runs (a call
 with fewer is filled with dead runs of horizon 0), chunked to ``memory_gb``: on CPU one
@@ -41,153 +37,23 @@ from __future__ import annotations
 
 import collections
 import functools
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from shallowflow.config import SimConfig
-from shallowflow.geometry import run_bytes, working_dim
+from shallowflow.planning import Bucket, plan, user_id
 from shallowflow.results import SimResult
 from shallowflow.solvers.common import Outcome
-from shallowflow.start import Shape, UserArrays
+from shallowflow.start import UserArrays
 from shallowflow.trajectory import (
     RunValues,
-    Signature,
     record_grid,
     run_one,
     run_values,
-    signature,
 )
-
-MAX_WASTE = 2.0  # a bucket's padded work over its cells' own work, at most
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """One compiled program: a signature, the padded sizes and the runs per call."""
-
-    sig: Signature
-    shape: Shape
-    chunk: int = 1
-    max_steps: int = 0  # the flow's step cap (static)
-
-    @property
-    def m(self) -> int:
-        """The padded working dimension."""
-        return working_dim(self.sig.draw.geometry, self.shape.n, self.shape.d)
-
-
-def _own(user: UserArrays | None) -> int:
-    """Cells with user arrays never share a call: an id for them, 0 for the others."""
-    return id(user) if user is not None and any(u is not None for u in user) else 0
-
-
-# --------------------------------------------------------------------------- the plan
-
-
-def _work(cfg: SimConfig, shape: Shape) -> float:
-    """Per-step work of one run at ``shape``: n·m·p (n·p for the diagonal geometry)."""
-    geometry = cfg.run.geometry
-    m = 1 if geometry == "diagonal" else working_dim(geometry, shape.n, shape.d)
-    return float(shape.n) * m * shape.p
-
-
-def _own_shape(cfg: SimConfig) -> Shape:
-    return Shape(cfg.data.n, cfg.data.d, cfg.init.p, cfg.data.test_n)
-
-
-def _cover(shapes: Sequence[Shape]) -> Shape:
-    return Shape(*(max(s[i] for s in shapes) for i in range(4)))
-
-
-def cell_work(cfg: SimConfig, shape: Shape | None = None) -> float:
-    """The planner's expected work of a cell: its runs × horizon × per-step work at
-    ``shape`` (its bucket's padded shape; default its own)."""
-    shape = _own_shape(cfg) if shape is None else shape
-    return cfg.run.runs * max(cfg.solver.horizon, 1e-9) * _work(cfg, shape)
-
-
-def _waste(cfgs: Sequence[SimConfig], shape: Shape) -> float:
-    """Padded work over own work, each run weighted by its horizon."""
-    padded = sum(cell_work(c, shape) for c in cfgs)
-    return padded / max(sum(cell_work(c) for c in cfgs), 1e-300)
-
-
-def padding_waste(cfgs: Sequence[SimConfig], buckets: Sequence[Bucket]) -> float:
-    """The plan's padded work over the cells' own work (horizon-weighted)."""
-    padded = sum(cell_work(c, b.shape) for c, b in zip(cfgs, buckets, strict=True))
-    return padded / max(sum(cell_work(c) for c in cfgs), 1e-300)
-
-
-def _max_steps(cfgs: Sequence[SimConfig]) -> int:
-    """The static step cap of a bucket's solver: the largest of its cells' caps."""
-    return max(c.solver.spec.max_steps(c.solver.horizon) for c in cfgs)
-
-
-def plan(
-    cfgs: Sequence[SimConfig],
-    users: Sequence[UserArrays | None] | None = None,
-    *,
-    max_cells: int | None = None,
-    max_waste: float = MAX_WASTE,
-) -> list[Bucket]:
-    """Assign every cell a :class:`Bucket` (module doc: the bucket policy).
-
-    Deterministic in the list of cells. ``max_cells``: the cells of one call at most
-    (the runner's batches), which bounds a bucket's ``chunk`` (its runs per call)."""
-    users = list(users) if users is not None else [None] * len(cfgs)
-    sigs = [signature(c, u) for c, u in zip(cfgs, users, strict=True)]
-    order = sorted(range(len(cfgs)), key=lambda i: -_work(cfgs[i], _own_shape(cfgs[i])))
-    members: list[list[int]] = []
-    for i in order:
-        best, best_waste = None, math.inf
-        for b, idx in enumerate(members):
-            if sigs[idx[0]] != sigs[i] or _own(users[i]) or _own(users[idx[0]]):
-                continue
-            group = [cfgs[j] for j in idx] + [cfgs[i]]
-            shape = _cover([_own_shape(c) for c in group])
-            waste = _waste(group, shape)
-            if waste <= max_waste and waste < best_waste:
-                best, best_waste = b, waste
-        if best is None:
-            members.append([i])
-        else:
-            members[best].append(i)
-    out: list[Bucket | None] = [None] * len(cfgs)
-    for idx in members:
-        group = [cfgs[j] for j in idx]
-        shape = _cover([_own_shape(c) for c in group])
-        max_steps = _max_steps(group)
-        bucket = Bucket(sigs[idx[0]], shape, 1, max_steps)
-        runs = sorted((c.run.runs for c in group), reverse=True)
-        per_call = sum(runs[:max_cells]) if max_cells else sum(runs)
-        bucket = replace(
-            bucket, chunk=_chunk(bucket, per_call, min(c.run.memory_gb for c in group))
-        )
-        for j in idx:
-            out[j] = bucket
-    return out  # type: ignore[return-value]
-
-
-def _run_bytes(bucket: Bucket) -> int:
-    """Working memory of one run at the bucket's padded shape (an estimate)."""
-    n, d, p, _ = bucket.shape
-    draw = bucket.sig.draw
-    return run_bytes(draw.geometry, n, d, p, bucket.sig.records, draw.x64)
-
-
-def _chunk(bucket: Bucket, runs: int, memory_gb: float) -> int:
-    """Runs per compiled call: all of them if they fit ``memory_gb``, rounded up to a
-    multiple of the local devices' count."""
-    ndev = jax.local_device_count()
-    fit = max(1, int(memory_gb * 2**30 // max(_run_bytes(bucket), 1)))
-    size = min(runs, fit)
-    return -(-size // ndev) * ndev
-
 
 # Compiled programs kept alive in one process. Each holds hundreds of memory maps on
 # CPU (XLA:CPU maps every kernel's code and data apart: ~600 for a GD program, ~1300
@@ -396,7 +262,7 @@ def simulate_many(
     buckets = list(buckets) if buckets is not None else plan(cfgs, users)
     groups: dict[tuple[Bucket, int], list[int]] = {}
     for i, b in enumerate(buckets):
-        groups.setdefault((b, _own(users[i])), []).append(i)
+        groups.setdefault((b, user_id(users[i])), []).append(i)
     total, done = sum(c.run.runs for c in cfgs), 0
     results: list[SimResult | None] = [None] * len(cfgs)
     for (bucket, _), idx in groups.items():

@@ -6,7 +6,7 @@ Ray pickles it by reference. Each cell is a dict of
 ``tag``); its ``seed`` knob is the *sweep* seed, and the engine runs with
 ``cell_seed(seed, cell)``, so results depend only on the cell's knobs, never
 on batching, order or executor. :func:`plan_cells` is the runner's plan: the engine's
-buckets (:func:`shallowflow.engine.plan`) over all the cells of a sweep, so that the
+buckets (:func:`shallowflow.planning.plan`) over all the cells of a sweep, so that the
 cells of a bucket run in one compiled call, padded the same way whatever is left to
 run.
 """
@@ -21,12 +21,13 @@ import jax
 import pandas as pd
 
 from shallowflow.config import SimConfig
-from shallowflow.engine import MAX_WASTE, Bucket, cell_work, plan, simulate_many
+from shallowflow.engine import simulate_many
 from shallowflow.errors import ShallowflowInputError
 from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.executors import BatchSimulator
 from shallowflow.experiments.pacing import CALL_SECONDS
 from shallowflow.experiments.runner import run_sweep
+from shallowflow.planning import MAX_WASTE, Bucket, cell_work, plan
 from shallowflow.results import SimResult, runs_table
 from shallowflow.trajectory import signature
 
@@ -46,7 +47,7 @@ def plan_cells(
     cells: Sequence[Mapping[str, Any]], max_batch: int | None = None, max_waste: float = MAX_WASTE
 ) -> list[Bucket]:
     """The engine bucket of every cell (the runner's plan; ``max_waste``: the padded work
-    a bucket may have over its cells' own, :func:`shallowflow.engine.plan`)."""
+    a bucket may have over its cells' own, :func:`shallowflow.planning.plan`)."""
     return plan([cell_config(c) for c in cells], max_cells=max_batch, max_waste=max_waste)
 
 

@@ -5,7 +5,7 @@ nothing until it returns, and loses everything when killed. The :class:`Pacer` c
 each group into calls of about ``seconds`` of expected work: the first call of a group
 is one cell, which measures the group's throughput (expected work per second; the
 work of a cell is any unit comparable within its group, e.g. the engine's
-horizon-weighted work, :func:`shallowflow.engine.cell_work`); each later call takes the
+horizon-weighted work, :func:`shallowflow.planning.cell_work`); each later call takes the
 next cells whose work fits ``seconds`` at the throughput measured so far (at least one
 cell, at most ``max_batch``). A call holds whole cells, so each cell is written as soon
 as its call returns and a kill loses only the call in flight. The sizes of the calls

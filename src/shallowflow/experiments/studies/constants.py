@@ -46,10 +46,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shallowflow.engine import Bucket
 from shallowflow.experiments.batch import cell_table, simulate_results
 from shallowflow.experiments.protocol import study_cell
 from shallowflow.experiments.studies.common import design_of, holds
+from shallowflow.planning import Bucket
 from shallowflow.plots import design_ticks, interval_bars
 from shallowflow.report.format import ci, fmt
 from shallowflow.results import least_thm1_const
