@@ -17,8 +17,8 @@ computes, exactly as the first attempt did:
   the threshold while its grid spans a factor 4 or more in n): buckets merged while the
   merge lowers a modelled time, one compilation per bucket plus every run's steps at
   the padded size, each step also paying a fixed overhead. Fewer, better placed
-  buckets than the 2× rule on the same cells (Fig. 5's paper preset:
-  ``benchmarks/README.md``).
+  buckets than the 2× rule on the same cells (Fig. 5's paper preset: the site's
+  Benchmarks page).
 """
 
 from __future__ import annotations
