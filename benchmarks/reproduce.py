@@ -8,7 +8,7 @@ an empty persistent compilation cache, the *warm* pass with the cache the cold p
 filled. Per figure it prints the XLA compilations (programs compiled; persistent-cache
 hits apart), the compile seconds, the rest of the wall time ("run": simulation,
 tables, figure), and the plan's padding waste (padded work over the cells' own
-work, horizon-weighted; see shallowflow.engine). Per pass it prints the process's
+work, horizon-weighted; see shallowflow.planning). Per pass it prints the process's
 whole wall time, imports included, and the ratio cold/warm.
 
 For an adaptive figure (Figs. 4–5 at the paper preset) it prints where the time goes:
@@ -17,7 +17,8 @@ times the buckets; every group's next evaluation shares a round), the seconds in
 the engine against the rest (statistics, tables, figure), and the share of runs and of
 steps spent by failing runs, which run to their horizon, and the padding waste of the
 evaluations as they ran (each run's steps at its bucket's padded n·m·p over those at its
-own sizes: the buckets are planned on the grid's cells, the evaluations gather near N).
+own sizes: the buckets are planned by cost on the grid's cells, the evaluations gather
+near N).
 
 The waste of lanes under ``vmap`` (accelerators: every run of a compiled call is
 carried to the end of the slowest one) is measured from the runs' step counts: the
@@ -185,7 +186,8 @@ def _print(label: str, wall: float, res: dict) -> None:
                 f"  {r['figure']} adaptive: {a['groups']} groups, {a['evaluations']} evaluations "
                 f"({a['runs']} runs, grid {a['grid_runs']}) in {a['engine_calls']} engine calls "
                 f"(sequential rounds x buckets); {a['engine_s']:.1f} s in the engine (compiles "
-                f"included), {rest:.1f} s elsewhere (statistics, tables, figure); failed runs "
+                f"and the statistics run meanwhile included), {rest:.1f} s elsewhere (the "
+                f"statistics left after a round's last call, tables, figure); failed runs "
                 f"{a['failed_runs']:.0%} of the runs, {a['failed_steps']:.0%} of the steps; "
                 f"padding waste {a['padding_waste']:.2f} (steps at the buckets' padded sizes "
                 "over those at the runs' own)"
