@@ -161,6 +161,7 @@ def test_simulate_respects_a_running_sweeps_lock(tmp_path):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from shallowflow.activations import from_knobs, parse_activation  # noqa: E402
 from shallowflow.observables import RELU_ONLY  # noqa: E402
 
 _NUMBERS = st.sampled_from(
@@ -222,16 +223,56 @@ def test_fuzzed_simulate_never_shows_a_traceback_nor_writes_non_finite_numbers(
             table = pd.read_parquet(out / name).select_dtypes("number")
             values = table.to_numpy(float)
             assert not np.isinf(values).any(), (args, name)
-            # null only where a quantity is undefined: Theorem 1's constant and min_fit
-            # (a zero label), mu_tail (a diverged run)
-            nullable = ("thm1_const", "min_fit", "mu_tail")
-            chosen = args[args.index("--activation") + 1] if "--activation" in args else "relu"
-            if chosen not in ("relu", "leaky:0.2"):
-                # quantities σ does not allow (SPEC §6): ReLU-only ones, coverage where
-                # u > 0 means no activity, the balance drift without a conservation law
-                nullable += (*RELU_ONLY, "coverage", "balance_drift")
-            defined = table.drop(columns=[c for c in table if any(k in c for k in nullable)])
+            defined = table.drop(columns=[c for c in table if any(k in c for k in _nullable(args))])
             assert np.isfinite(defined.to_numpy(float)).all(), (args, name)
+
+
+def _nullable(args: list[str]) -> tuple[str, ...]:
+    """The columns a run of ``simulate args`` may leave null: Theorem 1's constant and
+    min_fit (a zero label), mu_tail (a diverged run), and what the activation does not
+    allow (SPEC §6): the ReLU-only measures unless σ is the ReLU itself (leaky ReLU too,
+    given as --activation leaky:S or its alias --activation-slope S), coverage where
+    u > 0 means no activity, the balance drift without a conservation law."""
+
+    def given(opt: str) -> str | None:
+        return args[args.index(opt) + 1] if opt in args else None
+
+    slope = given("--activation-slope")
+    act = parse_activation(
+        from_knobs(given("--activation"), None if slope is None else float(slope))
+    )
+    nullable = ("thm1_const", "min_fit", "mu_tail")
+    if not act.relu_theory:
+        nullable += RELU_ONLY
+    if not act.activity:
+        nullable += ("coverage",)
+    if act.degree is None:
+        nullable += ("balance_drift",)
+    return nullable
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--activation-slope", "0.5"], ["--activation", "leaky:0.2"], ["--activation-slope", "0"]],
+)
+def test_simulate_leaves_null_only_what_the_activation_does_not_define(tmp_path, flags):
+    """Leaky ReLU, named or by its alias, has no ReLU-only measures (SPEC §6) but keeps
+    coverage and the balance drift; its alias at slope 0 is the ReLU, which keeps all
+    (a fuzzed run found the alias read as the ReLU)."""
+    import numpy as np
+    import pandas as pd
+
+    args = ["simulate", "--n", "6", "--d", "8", "--runs", "2", "--horizon", "20", *flags]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(tmp_path / "out" / "final.parquet").select_dtypes("number")
+    relu = flags[-1] == "0"
+    expected = {"thm1_const"} if relu else set(RELU_ONLY)  # thm1_const: a zero label
+    assert set(_nullable(args)) & set(RELU_ONLY) == expected
+    for col in ("final_coverage", "final_balance_drift", "final_loss"):
+        assert np.isfinite(table[col].to_numpy(float)).all(), col
+    only = [f"final_{k}" for k in RELU_ONLY if f"final_{k}" in table]
+    assert only and np.isnan(table[only].to_numpy(float)).all() != relu
 
 
 def test_zero_rows_in_a_data_file_are_refused_as_check_data_does(tmp_path):
