@@ -210,9 +210,7 @@ def profile_interval(
     ]
     ends = []
     if likelihood != "penalised":
-        grid = np.unique(np.concatenate([
-            np.linspace(z.min() - span, z.max() + span, 241), z, tops, z.min() - far, z.max() + far,
-        ]))  # fmt: skip
+        grid = _scan_grid(z, tops, 241, far)
         plain = profile_loglik(z, k, r, grid, sign, offset)
         top = float(plain.max())
         if len(tops) == 2:  # the plain MLE exists (or nearly): its log-likelihood tops the scan
@@ -221,10 +219,7 @@ def profile_interval(
         ends.append(_hull(at, grid, plain, top, qs, span))
     known = ends[0] if ends else None
     if likelihood != "plain":
-        grid = np.unique(np.concatenate([
-            np.linspace(z.min() - span, z.max() + span, 61), z, tops, z.min() - far[::3],
-            z.max() + far[::3],
-        ]))  # fmt: skip
+        grid = _scan_grid(z, tops, 61, far[::3])
         pen = penalised_profile_loglik(z, k, r, grid, sign, offset)
         top = max(float(pen.max()), float(penalised(z, k, r, beta[None, :])[0][0]))
         at = functools.partial(penalised_profile_loglik, z, k, r, sign=sign, offset=offset)
@@ -232,6 +227,15 @@ def profile_interval(
     return [
         (min(lo for lo, _ in side), max(hi for _, hi in side)) for side in zip(*ends, strict=True)
     ]
+
+
+def _scan_grid(z: NDArray, tops: list, count: int, far: NDArray) -> NDArray:
+    """The crossings a profile is scanned at: ``count`` evenly spaced over the data's
+    range widened by its width on each side, the sizes, the fits' crossings ``tops``, and
+    ``far`` beyond each end (offsets outward)."""
+    span = float(z.max() - z.min())
+    wide = np.linspace(z.min() - span, z.max() + span, count)
+    return np.unique(np.concatenate([wide, z, tops, z.min() - far, z.max() + far]))
 
 
 def _hull(
