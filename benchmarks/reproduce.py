@@ -44,7 +44,7 @@ import shallowflow
 from shallowflow.compilation import CompileCounter
 from shallowflow.planning import padding_waste
 from shallowflow.experiments.batch import plan_cells
-from shallowflow.experiments.cells import cell_config
+from shallowflow.experiments.cells import Cell, cell_config
 from shallowflow.experiments.figures import protocol
 from shallowflow.experiments.reproduce import run_protocol
 from pathlib import Path
@@ -52,10 +52,10 @@ imports = time.perf_counter() - t0
 preset, out, figures = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(",")
 from shallowflow.experiments import adaptive as _adaptive
 engine_calls = []
-homes = {}  # adaptive evaluation's cell id -> its bucket's padded shape
+homes = {}  # adaptive evaluation's cell id -> (its knobs, its bucket's padded shape)
 _batch = _adaptive.simulate_batch
 def _timed(cells, bucket):
-    homes.update({shallowflow.experiments.cells.Cell(k).cell_id: bucket.shape for k in cells})
+    homes.update({Cell(k).cell_id: (k, bucket.shape) for k in cells})
     t = time.perf_counter()
     try:
         return _batch(cells, bucket)
@@ -71,14 +71,15 @@ def _flops(runs):
     p, n = runs["p"].to_numpy(float), runs["n"].to_numpy(float)
     return float((runs["steps"].to_numpy(float) * (4 * p * m * n + 2 * p * n)).sum())
 def _adaptive_waste(runs):
-    # the steps each run took at its bucket's padded n·m·p over those at its own
-    from shallowflow.geometry import working_dim
-    shapes = [homes[c] for c in runs["cell_id"]]
+    # the steps each run took at its bucket's padded per-step work over those at its own
+    from shallowflow.planning import own_shape, step_work
+    def per_step(knobs, pad):
+        cfg = cell_config(knobs)
+        return step_work(cfg, pad), step_work(cfg, own_shape(cfg))
+    work = {c: per_step(k, pad) for c, (k, pad) in homes.items()}
+    padded, own = np.array([work[c] for c in runs["cell_id"]], float).T
     steps = runs["steps"].to_numpy(float)
-    padded = [s.n * working_dim(g, s.n, s.d) * s.p for s, g in zip(shapes, runs["geometry"])]
-    sizes = zip(runs["n"], runs["d"], runs["p"], runs["geometry"])
-    own = [n * working_dim(g, n, d) * p for n, d, p, g in sizes]
-    return float((steps * np.array(padded, float)).sum() / (steps * np.array(own, float)).sum())
+    return float((steps * padded).sum() / (steps * own).sum())
 rows, summaries = [], []
 for fig in figures:
     proto = protocol(fig, preset)
@@ -118,7 +119,7 @@ for fig in figures:
         runs = pd.read_parquet(out / fig / "runs.parquet")
         steps = runs["steps"].to_numpy(float)
         # vmap: a compiled call of C runs executes C x (its slowest run's steps)
-        ids = [shallowflow.experiments.cells.Cell(k).cell_id for k in proto.cells]
+        ids = [Cell(k).cell_id for k in proto.cells]
         by_bucket = {}
         for cid, b in zip(ids, buckets):
             by_bucket.setdefault(b, []).append(cid)

@@ -25,6 +25,7 @@ from shallowflow.experiments.protocol import EPS, paper_cell
 from shallowflow.planning import plan_by_cost
 from shallowflow.storage import read_json, read_parquet
 from shallowflow.theory.width import width
+from shallowflow.trajectory import signature
 
 NS = range(16, 57, 8)
 RUNS = 8
@@ -234,7 +235,7 @@ def test_an_evaluation_runs_in_the_least_bucket_that_holds_it():
             cell = group.cell(n, 10, 1)
             cfg = ad.cell_config(cell.to_dict())
             home = ad._home(cell, plan)
-            assert home in plan and home.sig == ad.signature(cfg)
+            assert home in plan and home.sig == signature(cfg)
             assert home.shape.n >= n and home.shape.p >= cfg.init.p and home.shape.d >= 30
             assert home.max_steps >= cfg.solver.spec.max_steps(cfg.solver.horizon)
             own = own_bucket[ad.Cell(next(c for c in cells if c["n"] >= n)).cell_id]

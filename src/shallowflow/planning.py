@@ -39,9 +39,12 @@ __all__ = [
     "MAX_WASTE",
     "Bucket",
     "cell_work",
+    "home",
+    "own_shape",
     "padding_waste",
     "plan",
     "plan_by_cost",
+    "step_work",
     "user_id",
 ]
 
@@ -68,15 +71,21 @@ def user_id(user: UserArrays | None) -> int:
     return id(user) if user is not None and any(u is not None for u in user) else 0
 
 
-def _work(cfg: SimConfig, shape: Shape) -> float:
+def step_work(cfg: SimConfig, shape: Shape) -> float:
     """Per-step work of one run at ``shape``: n·m·p (n·p for the diagonal geometry)."""
     geometry = cfg.run.geometry
     m = 1 if geometry == "diagonal" else working_dim(geometry, shape.n, shape.d)
     return float(shape.n) * m * shape.p
 
 
-def _own_shape(cfg: SimConfig) -> Shape:
+def own_shape(cfg: SimConfig) -> Shape:
+    """A cell's own sizes (n, d, p, held-out n), unpadded."""
     return Shape(cfg.data.n, cfg.data.d, cfg.init.p, cfg.data.test_n)
+
+
+def _run_steps(cfg: SimConfig) -> float:
+    """The planner's weight of a cell: its runs × horizon (the steps it may take)."""
+    return cfg.run.runs * max(cfg.solver.horizon, 1e-9)
 
 
 def _cover(shapes: Sequence[Shape]) -> Shape:
@@ -86,8 +95,8 @@ def _cover(shapes: Sequence[Shape]) -> Shape:
 def cell_work(cfg: SimConfig, shape: Shape | None = None) -> float:
     """The planner's expected work of a cell: its runs × horizon × per-step work at
     ``shape`` (its bucket's padded shape; default its own)."""
-    shape = _own_shape(cfg) if shape is None else shape
-    return cfg.run.runs * max(cfg.solver.horizon, 1e-9) * _work(cfg, shape)
+    shape = own_shape(cfg) if shape is None else shape
+    return _run_steps(cfg) * step_work(cfg, shape)
 
 
 def _waste(cfgs: Sequence[SimConfig], shape: Shape) -> float:
@@ -120,7 +129,7 @@ def plan(
     (the runner's batches), which bounds a bucket's ``chunk`` (its runs per call)."""
     users = list(users) if users is not None else [None] * len(cfgs)
     sigs = [signature(c, u) for c, u in zip(cfgs, users, strict=True)]
-    order = sorted(range(len(cfgs)), key=lambda i: -_work(cfgs[i], _own_shape(cfgs[i])))
+    order = sorted(range(len(cfgs)), key=lambda i: -step_work(cfgs[i], own_shape(cfgs[i])))
     members: list[list[int]] = []
     for i in order:
         best, best_waste = None, math.inf
@@ -128,7 +137,7 @@ def plan(
             if sigs[idx[0]] != sigs[i] or user_id(users[i]) or user_id(users[idx[0]]):
                 continue
             group = [cfgs[j] for j in idx] + [cfgs[i]]
-            shape = _cover([_own_shape(c) for c in group])
+            shape = _cover([own_shape(c) for c in group])
             waste = _waste(group, shape)
             if waste <= max_waste and waste < best_waste:
                 best, best_waste = b, waste
@@ -138,18 +147,35 @@ def plan(
             members[best].append(i)
     out: list[Bucket | None] = [None] * len(cfgs)
     for idx in members:
-        group = [cfgs[j] for j in idx]
-        shape = _cover([_own_shape(c) for c in group])
-        max_steps = _max_steps(group)
-        bucket = Bucket(sigs[idx[0]], shape, 1, max_steps)
-        runs = sorted((c.run.runs for c in group), reverse=True)
-        per_call = sum(runs[:max_cells]) if max_cells else sum(runs)
-        bucket = replace(
-            bucket, chunk=_chunk(bucket, per_call, min(c.run.memory_gb for c in group))
-        )
+        bucket = _bucket(sigs[idx[0]], [cfgs[j] for j in idx], max_cells)
         for j in idx:
             out[j] = bucket
     return out  # type: ignore[return-value]
+
+
+def _bucket(sig: Signature, members: Sequence[SimConfig], max_cells: int | None) -> Bucket:
+    """The bucket of ``members``: their covering shape and step cap, and as many runs per
+    call as its ``max_cells`` largest cells hold (all its cells without a bound), within
+    memory (:func:`_chunk`)."""
+    bucket = Bucket(sig, _cover([own_shape(c) for c in members]), 1, _max_steps(members))
+    runs = sorted((c.run.runs for c in members), reverse=True)
+    per_call = sum(runs[:max_cells]) if max_cells else sum(runs)
+    memory = min(c.run.memory_gb for c in members)
+    return replace(bucket, chunk=_chunk(bucket, per_call, memory))
+
+
+def home(cfg: SimConfig, buckets: Sequence[Bucket]) -> Bucket:
+    """The bucket of ``buckets`` a cell runs in: of those that can hold it (its
+    signature, sizes no smaller than its own, a step cap no smaller than its own), the
+    one of least per-step work (:func:`step_work`), the first among equals."""
+    own, cap = own_shape(cfg), cfg.solver.spec.max_steps(cfg.solver.horizon)
+    sig = signature(cfg)
+
+    def holds(b: Bucket) -> bool:
+        return all(o <= s for o, s in zip(own, b.shape, strict=True))
+
+    fits = [b for b in buckets if b.sig == sig and b.max_steps >= cap and holds(b)]
+    return min(fits, key=lambda b: step_work(cfg, b.shape))
 
 
 def _run_bytes(bucket: Bucket) -> int:
@@ -181,15 +207,15 @@ COMPILE_COST = 3e11  # ≈ 2 s of steps, over the grid's cells
 
 def _cost(cfg: SimConfig, shape: Shape, weight: float) -> float:
     """Modelled time of a bucket of ``shape`` whose runs' horizons add up to ``weight``."""
-    return COMPILE_COST + weight * (_work(cfg, shape) + STEP_OVERHEAD)
+    return COMPILE_COST + weight * (step_work(cfg, shape) + STEP_OVERHEAD)
 
 
 def _merges(cfgs: Sequence[SimConfig]) -> list[list[int]]:
     """Cells of one signature grouped by agglomeration: start from one group per cell,
     merge the pair whose merge lowers the modelled time most (the first pair in order
     among equals), until no merge lowers it."""
-    shapes = [_own_shape(c) for c in cfgs]
-    weights = [c.run.runs * max(c.solver.horizon, 1e-9) for c in cfgs]
+    shapes = [own_shape(c) for c in cfgs]
+    weights = [_run_steps(c) for c in cfgs]
     groups = [[i] for i in range(len(cfgs))]
     cost = [_cost(cfgs[i], shapes[i], weights[i]) for i in range(len(cfgs))]
     gain = np.full((len(cfgs), len(cfgs)), np.inf)
@@ -228,11 +254,7 @@ def plan_by_cost(cfgs: Sequence[SimConfig]) -> list[Bucket]:
     for sig in dict.fromkeys(sigs):
         idx = [i for i, s in enumerate(sigs) if s == sig]
         for group in _merges([cfgs[i] for i in idx]):
-            members = [cfgs[idx[j]] for j in group]
-            bucket = Bucket(sig, _cover([_own_shape(c) for c in members]), 1, _max_steps(members))
-            runs = sum(c.run.runs for c in members)
-            memory = min(c.run.memory_gb for c in members)
-            bucket = replace(bucket, chunk=_chunk(bucket, runs, memory))
+            bucket = _bucket(sig, [cfgs[idx[j]] for j in group], None)
             for j in group:
                 out[idx[j]] = bucket
     return out  # type: ignore[return-value]

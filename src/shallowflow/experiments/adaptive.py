@@ -41,14 +41,12 @@ from shallowflow.experiments.figures import FIGURES
 from shallowflow.experiments.lockstep import Request, lockstep
 from shallowflow.experiments.protocol import EPS, Protocol
 from shallowflow.experiments.runner import with_knobs
-from shallowflow.planning import Bucket, plan_by_cost
+from shallowflow.planning import Bucket, home, plan_by_cost
 from shallowflow.report.format import ci, fmt
-from shallowflow.start import Shape
 from shallowflow.stats.design import AdaptiveResult, adaptive_threshold
 from shallowflow.stats.thresholds import fit_threshold
 from shallowflow.storage import keep_finished, read_parquet, write_parquet_atomic
 from shallowflow.theory.width import width
-from shallowflow.trajectory import signature
 
 __all__ = ["ADAPTIVE_FIGURES", "adaptive_lines", "grid_width", "run_adaptive"]
 
@@ -190,9 +188,8 @@ def _adaptive_buckets(proto: Protocol) -> list[Bucket]:
 
 
 def _home(cell: Cell, buckets: list[Bucket]) -> Bucket:
-    """The bucket an evaluation runs in: of those that can hold it (its signature, sizes
-    no smaller than its own, a step cap no smaller than its own), the one of least work
-    per step, the first in plan order among equals.
+    """The bucket an evaluation runs in: the least planned one that holds it
+    (:func:`~shallowflow.planning.home`).
 
     The group's own grid cell just above n always qualifies (same knobs, sizes no
     smaller: p(n) grows with n), but its bucket's sizes are set by the largest cells
@@ -200,15 +197,7 @@ def _home(cell: Cell, buckets: list[Bucket]) -> Bucket:
     under the 2× rule, 2.85× their own work in their own cell's bucket, 1.67× in the
     least one that holds them). The choice depends only on the evaluation and the plan,
     so a resumed search pads, and computes, as the first did."""
-    cfg = cell_config(cell.to_dict())
-    sig, cap = signature(cfg), cfg.solver.spec.max_steps(cfg.solver.horizon)
-    own = Shape(cfg.data.n, cfg.data.d, cfg.init.p, cfg.data.test_n)
-
-    def holds(b: Bucket) -> bool:
-        return all(o <= s for o, s in zip(own, b.shape, strict=True))
-
-    fits = [b for b in buckets if b.sig == sig and b.max_steps >= cap and holds(b)]
-    return min(fits, key=lambda b: b.shape.n * b.m * b.shape.p)
+    return home(cell_config(cell.to_dict()), buckets)
 
 
 class _Group:
